@@ -1,0 +1,50 @@
+# p2pdetect: the README's two commands are `make demo` and `make test`; both set up a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+P2P    := $(VENV)/bin/p2pdetect
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup system venv demo test bench samples dataset model clean
+
+setup: system venv
+
+# System packages the product needs: tshark (pyshark), tcpdump/iproute2/ethtool (generator, live scoring).
+SYSPKGS := tshark:tshark tcpdump:tcpdump ip:iproute2 tc:iproute2 ethtool:ethtool
+system:
+	@need=""; for pair in $(SYSPKGS); do cmd=$${pair%%:*}; pkg=$${pair#*:}; \
+	  command -v $$cmd >/dev/null 2>&1 || need="$$need $$pkg"; done; \
+	if [ -n "$$need" ]; then \
+	  if [ "$$(id -u)" -ne 0 ]; then echo "p2pdetect: missing system packages:$$need; run 'sudo apt-get install$$need'" >&2; exit 2; fi; \
+	  echo "installing system packages:$$need"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null; \
+	fi
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: setup
+	$(P2P) demo
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) benchmarks/extract.py
+
+samples: setup
+	$(PY) -m data.make_samples
+
+dataset: setup
+	$(PY) -m data.make_corpus
+
+model: setup
+	$(PY) -m training.make_model
+
+clean:
+	rm -rf $(VENV) .cache *.egg-info

@@ -1,0 +1,192 @@
+"""BitTorrent swarm with real libtorrent sessions, one per peer, each on its own 127.x address.
+
+Why libtorrent: the product must catch MSE-encrypted BitTorrent as real clients produce it, so the
+generator runs the real protocol engine (handshakes, choking, piece exchange, DHT) rather than an
+imitation. All sessions of one swarm live in one worker process (libtorrent works in its own C++
+threads), which keeps start-up cheap; peers still join and leave at their own times.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def make_random_payload(directory: Path, size: int, n_files: int, rng: random.Random) -> None:
+    """Write ``n_files`` files of random bytes summing to ``size`` bytes under ``directory``.
+
+    Random bytes keep the data incompressible, like the media and archives most swarms carry.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    sizes = [size // n_files] * n_files
+    sizes[-1] += size - sum(sizes)
+    for i, n in enumerate(sizes):
+        seed = rng.getrandbits(64).to_bytes(8, "big")
+        with open(directory / f"part{i:02d}.bin", "wb") as fh:
+            # A SHA-256 counter stream: deterministic per seed and fast enough for tens of MB.
+            block = 0
+            left = n
+            while left > 0:
+                chunk = b"".join(
+                    hashlib.sha256(seed + (block + j).to_bytes(8, "big")).digest() for j in range(2048)
+                )
+                block += 2048
+                fh.write(chunk[:left])
+                left -= len(chunk[:left])
+
+
+def make_torrent(content: Path, piece_size: int) -> bytes:
+    """Build a (non-private) .torrent for the directory ``content``; returns its bencoded bytes."""
+    import libtorrent as lt
+
+    fs = lt.file_storage()
+    lt.add_files(fs, str(content))
+    ct = lt.create_torrent(fs, piece_size)
+    lt.set_piece_hashes(ct, str(content.parent))
+    return lt.bencode(ct.generate())
+
+
+def session_settings(ip: str, port: int, transport: str, up_rate: int, down_rate: int) -> dict[str, Any]:
+    """libtorrent settings for one peer: bound to ``ip``, RC4 forced, no LAN discovery of any kind.
+
+    ``transport`` is ``tcp`` (MSE over TCP, uTP off) or ``utp`` (MSE over uTP, TCP off).
+    LSD, UPnP, NAT-PMP and DHT bootstrap are off so no traffic leaves the labelled address plan.
+    """
+    import libtorrent as lt
+
+    utp = transport == "utp"
+    return {
+        "listen_interfaces": f"{ip}:{port}",
+        "outgoing_interfaces": ip,
+        "enable_lsd": False,
+        "enable_upnp": False,
+        "enable_natpmp": False,
+        "enable_dht": True,
+        "dht_bootstrap_nodes": "",
+        "enable_ip_notifier": False,
+        "out_enc_policy": int(lt.enc_policy.forced),
+        "in_enc_policy": int(lt.enc_policy.forced),
+        "allowed_enc_level": int(lt.enc_level.rc4),
+        "prefer_rc4": True,
+        "enable_outgoing_utp": utp,
+        "enable_incoming_utp": utp,
+        "enable_outgoing_tcp": not utp,
+        "enable_incoming_tcp": not utp,
+        "allow_multiple_connections_per_ip": True,
+        "upload_rate_limit": up_rate,
+        "download_rate_limit": down_rate,
+        "alert_mask": int(lt.alert.category_t.error_notification),
+        "user_agent": "libtorrent/2.1",
+    }
+
+
+def _apply_global_peer_class(ses: Any) -> None:
+    """Rate-limit loopback peers too: libtorrent exempts 'local' peers from limits by default."""
+    import libtorrent as lt
+
+    flt = lt.ip_filter()
+    flt.add_rule("0.0.0.0", "255.255.255.255", 1 << lt.session.global_peer_class_id)
+    ses.set_peer_class_filter(flt)
+
+
+class Peer:
+    """One libtorrent session with one torrent; started and stopped by the swarm schedule."""
+
+    def __init__(self, spec: dict[str, Any], torrent: bytes, workdir: Path, transport: str) -> None:
+        self.spec = spec
+        self.torrent = torrent
+        self.workdir = workdir
+        self.transport = transport
+        self.session: Any = None
+        self.handle: Any = None
+
+    def start(self, seed_dir: Path | None) -> None:
+        """Open the session and add the torrent (as a seed when ``seed_dir`` holds the data)."""
+        import libtorrent as lt
+
+        s = self.spec
+        self.session = lt.session(
+            session_settings(s["ip"], s["port"], self.transport, s["up_rate"], s["down_rate"])
+        )
+        _apply_global_peer_class(self.session)
+        atp = lt.add_torrent_params()
+        atp.ti = lt.torrent_info(lt.bdecode(self.torrent))
+        save = seed_dir.parent if seed_dir is not None else self.workdir / s["ip"]
+        save.mkdir(parents=True, exist_ok=True)
+        atp.save_path = str(save)
+        if seed_dir is not None:
+            atp.flags |= lt.torrent_flags.seed_mode
+        self.handle = self.session.add_torrent(atp)
+
+    def connect(self, others: list[dict[str, Any]]) -> None:
+        """Tell this peer about ``others`` directly (peer exchange and DHT do the rest)."""
+        if self.session is None:
+            return
+        for o in others:
+            try:
+                self.handle.connect_peer((o["ip"], o["port"]))
+            except RuntimeError:  # torrent not ready yet; the next round retries
+                pass
+            self.session.add_dht_node((o["ip"], o["port"]))
+
+    def stop(self) -> None:
+        """Leave the swarm: close the session (peers see the connections end)."""
+        if self.session is not None:
+            self.session.pause()
+            self.session = None
+            self.handle = None
+
+    def progress(self) -> float:
+        return 0.0 if self.handle is None else float(self.handle.status().progress)
+
+
+def run_swarm(params: dict[str, Any]) -> None:
+    """Run one swarm until ``params['until']`` (epoch seconds).
+
+    params: ``peers`` (list of {ip, port, start, stop, seed, up_rate, down_rate}; times are seconds
+    after ``t0``), ``size``, ``n_files``, ``piece_size``, ``transport``, ``workdir``, ``seed``.
+    """
+    rng = random.Random(params["seed"])
+    workdir = Path(params["workdir"])
+    content = workdir / "seed" / "content"
+    make_random_payload(content, params["size"], params["n_files"], rng)
+    torrent = make_torrent(content, params["piece_size"])
+    t0 = params["t0"]
+    until = params["until"]
+    peers = [Peer(p, torrent, workdir, params["transport"]) for p in params["peers"]]
+    started: set[int] = set()
+    stopped: set[int] = set()
+    next_connect = 0.0
+    try:
+        while time.time() < until:
+            now = time.time() - t0
+            for i, (p, spec) in enumerate(zip(peers, params["peers"])):
+                if i not in started and now >= spec["start"]:
+                    # Seeds share one copy of the content; leechers each get their own directory.
+                    p.start(content if spec["seed"] else None)
+                    started.add(i)
+                    log.info("peer %s:%s joined (seed=%s)", spec["ip"], spec["port"], spec["seed"])
+                if i in started and i not in stopped and now >= spec["stop"]:
+                    p.stop()
+                    stopped.add(i)
+                    log.info("peer %s left", spec["ip"])
+            if time.time() >= next_connect:
+                live = [i for i in started if i not in stopped]
+                for i in live:
+                    k = min(len(live) - 1, rng.randint(2, 6))
+                    others = rng.sample([params["peers"][j] for j in live if j != i], k) if k > 0 else []
+                    peers[i].connect(others)
+                next_connect = time.time() + 3.0
+            time.sleep(0.2)
+    finally:
+        log.info("swarm progress at end: %s", [round(p.progress(), 2) for p in peers])
+        for i in started - stopped:
+            peers[i].stop()
+        os.sync()

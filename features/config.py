@@ -1,0 +1,78 @@
+"""ExtractConfig: how flows are metered and featurised; one object shared by extract and score."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from p2pdetect.errors import BadConfigError
+
+#: nfstream accounting mode 3 counts transport payload bytes: independent of link type
+#: (Ethernet, Linux cooked, raw IP) and of TCP options, and it makes handshakes visible as 0s.
+ACCOUNTING_MODE = 3
+
+
+def check_param(owner: str, name: str, value: object, ok: bool, expected: str) -> None:
+    """Raise the project's one error template for a bad parameter value."""
+    if not ok:
+        raise BadConfigError(
+            f"The {name!r} parameter of {owner} must be {expected}. Got {value!r} instead."
+        )
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExtractConfig:
+    """Meter and feature settings. A model bundle records them; scoring must use the same.
+
+    splt_n: how many first packets keep their size, direction and inter-arrival time.
+    idle_timeout / active_timeout: nfstream flow expiry, seconds.
+    n_dissections: packets nDPI may inspect per flow (audit labels only, never a feature).
+    host_window_s: how far back host context looks, seconds of packet time.
+    """
+
+    splt_n: int = 32
+    idle_timeout: int = 120
+    active_timeout: int = 1800
+    n_dissections: int = 20
+    host_window_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        own = type(self).__name__
+        check_param(own, "splt_n", self.splt_n, _is_int(self.splt_n) and 1 <= self.splt_n <= 255,
+                    "an int in [1, 255]")
+        check_param(own, "idle_timeout", self.idle_timeout,
+                    _is_int(self.idle_timeout) and self.idle_timeout >= 1, "an int >= 1")
+        check_param(own, "active_timeout", self.active_timeout,
+                    _is_int(self.active_timeout) and self.active_timeout >= 1, "an int >= 1")
+        check_param(own, "n_dissections", self.n_dissections,
+                    _is_int(self.n_dissections) and 0 <= self.n_dissections <= 255,
+                    "an int in [0, 255]")
+        check_param(own, "host_window_s", self.host_window_s,
+                    _is_num(self.host_window_s) and self.host_window_s > 0, "a number > 0")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ExtractConfig":
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def streamer_kwargs(self) -> dict:
+        """Keyword arguments for nfstream.NFStreamer (without source)."""
+        return dict(
+            statistical_analysis=True,
+            splt_analysis=self.splt_n,
+            accounting_mode=ACCOUNTING_MODE,
+            idle_timeout=self.idle_timeout,
+            active_timeout=self.active_timeout,
+            n_dissections=self.n_dissections,
+            decode_tunnels=True,
+        )

@@ -1,0 +1,68 @@
+"""FlowFeaturizer: the one implementation of every feature, for batch extraction and live scoring.
+
+It turns batches of metered flows (in meter order) into flow-table columns: identity,
+audit, the first-N packet columns, nfstream statistics, derived features and host context.
+Extraction feeds it a whole capture; the scorer feeds it micro-batches; the rows are the
+same (DESIGN.md invariant 1).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from features.config import ExtractConfig
+from features.derived import derive_features
+from features.host_context import HostContext
+from features.meter import columns_from_flows, columns_from_rows
+from features.schema import (
+    AUDIT_COLUMNS,
+    COUNTER_FEATURES,
+    FLAG_FEATURES,
+    IDENTITY_COLUMNS,
+    SPLT_KINDS,
+    STAT_FEATURES,
+    feature_columns,
+)
+
+
+class FlowFeaturizer:
+    """Stateful featuriser for one stream of flows (one capture, or one live interface)."""
+
+    def __init__(self, config: ExtractConfig | None = None, *, capture: str = "") -> None:
+        self.config = config if config is not None else ExtractConfig()
+        self.capture = capture
+        self.host_context = HostContext(self.config.host_window_s)
+        self.flows_seen = 0
+
+    @property
+    def columns(self) -> list[str]:
+        """Every column `transform` returns, in table order."""
+        return IDENTITY_COLUMNS + AUDIT_COLUMNS + feature_columns(self.config.splt_n)
+
+    def transform(self, flows: Sequence) -> dict[str, np.ndarray]:
+        """Columns for a batch of nfstream NFlow objects, in meter order."""
+        return self.transform_columns(columns_from_flows(flows, self.config.splt_n))
+
+    def transform_rows(self, rows: Sequence[list], keys: dict[str, int]) -> dict[str, np.ndarray]:
+        """Columns for a batch of nfstream values lists (see features.meter.flow_rows)."""
+        return self.transform_columns(columns_from_rows(rows, self.config.splt_n, keys))
+
+    def transform_columns(self, meter: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Columns for a batch given as meter columns (features.meter.columns_from_*)."""
+        n = len(meter["protocol"])
+        out: dict[str, np.ndarray] = {
+            "capture": np.full(n, self.capture, dtype=object),
+            "flow_index": np.arange(self.flows_seen, self.flows_seen + n, dtype=np.int64),
+        }
+        self.flows_seen += n
+        for c in IDENTITY_COLUMNS[2:] + AUDIT_COLUMNS + COUNTER_FEATURES + STAT_FEATURES + FLAG_FEATURES:
+            out[c] = meter[c]
+        for kind in SPLT_KINDS:
+            block = meter[f"splt_{kind}"]
+            for i in range(self.config.splt_n):
+                out[f"splt_{kind}_{i}"] = block[:, i]
+        out.update(derive_features(meter))
+        out.update(self.host_context.transform(meter))
+        return {c: out[c] for c in self.columns}

@@ -1,0 +1,106 @@
+"""The flow table's columns: identity, audit, model features (grouped), labels; and its version.
+
+Column names follow nfstream's where a column comes straight from it. Model features are
+numeric only; identity columns (addresses, raw ports, times, capture) never feed a model
+(DESIGN.md invariant 3). The feature reference in docs/features.md documents every column.
+"""
+
+from __future__ import annotations
+
+#: Bump when a column's meaning, unit or the column set changes. Bundles record it.
+SCHEMA_VERSION = 1
+
+#: Parquet metadata keys.
+META_SCHEMA_VERSION = b"p2pdetect.schema_version"
+META_CONFIG = b"p2pdetect.extract_config"
+
+IDENTITY_COLUMNS = [
+    "capture",            # source file name (or interface) the flow came from
+    "flow_index",         # order in which the meter reported the flow, per capture
+    "src_ip", "src_port", "dst_ip", "dst_port", "protocol", "ip_version",
+    "bidirectional_first_seen_ms", "bidirectional_last_seen_ms",
+]
+
+AUDIT_COLUMNS = ["application_name", "application_category_name", "application_is_guessed"]
+
+LABEL_COLUMNS = ["label", "app"]
+
+_DIRS = ["bidirectional", "src2dst", "dst2src"]
+
+#: nfstream volume counters per direction.
+COUNTER_FEATURES = [f"{d}_{k}" for d in _DIRS for k in ("duration_ms", "packets", "bytes")]
+
+#: nfstream size and inter-arrival statistics (statistical_analysis=True).
+STAT_FEATURES = [
+    f"{d}_{s}_{k}"
+    for d in _DIRS
+    for k in ("ps", "piat_ms")
+    for s in ("min", "mean", "stddev", "max")
+]
+
+#: nfstream TCP flag counters.
+FLAG_FEATURES = [
+    f"{d}_{f}_packets" for d in _DIRS
+    for f in ("syn", "cwr", "ece", "urg", "ack", "psh", "rst", "fin")
+]
+
+#: Derived flow-shape features, vectorised from the columns above and the first-N packets.
+DERIVED_FEATURES = [
+    "is_udp",
+    "bytes_ratio", "packets_ratio",
+    "splt_packets", "splt_ps_entropy", "splt_dir_changes", "splt_up_share",
+    "hs_first_payload_index", "hs_first_payload_size", "hs_first_payload_dir",
+    "hs_second_payload_size", "hs_second_payload_dir",
+]
+
+#: Coarse facts derived from port numbers (never the numbers themselves). The port
+#: ablation drops exactly these.
+PORT_FEATURES = [
+    "both_ports_ephemeral", "src_port_wellknown", "dst_port_wellknown",
+    "src_tcp_udp_same_port", "dst_tcp_udp_same_port",
+]
+
+#: Host context: how each endpoint is used across earlier flows (causal, windowed).
+HOST_FEATURES = [
+    "src_ep_remote_ips", "src_ep_remote_ports", "src_ep_ip_port_ratio", "src_host_fanout",
+    "dst_ep_remote_ips", "dst_ep_remote_ports", "dst_ep_ip_port_ratio", "dst_host_fanout",
+    "pair_tcp_and_udp",
+]
+
+SPLT_KINDS = ("ps", "dir", "piat_ms")
+
+
+def splt_columns(splt_n: int, kind: str | None = None) -> list[str]:
+    """Fixed-width first-N packet columns, e.g. splt_ps_0 .. splt_ps_31."""
+    kinds = SPLT_KINDS if kind is None else (kind,)
+    return [f"splt_{k}_{i}" for k in kinds for i in range(splt_n)]
+
+
+def feature_columns(splt_n: int = 32, *, port_features: bool = True) -> list[str]:
+    """Model input columns, in the order a model sees them."""
+    cols = (COUNTER_FEATURES + STAT_FEATURES + FLAG_FEATURES + splt_columns(splt_n)
+            + DERIVED_FEATURES + HOST_FEATURES)
+    if port_features:
+        cols = cols + PORT_FEATURES
+    return cols
+
+
+def port_feature_columns() -> list[str]:
+    """Every model feature derived from port numbers (the port ablation removes these)."""
+    return list(PORT_FEATURES)
+
+
+def identity_columns() -> list[str]:
+    return list(IDENTITY_COLUMNS)
+
+
+def feature_group(name: str) -> str:
+    """The group a feature column belongs to (for reports and the feature reference)."""
+    for group, cols in (("counter", COUNTER_FEATURES), ("stat", STAT_FEATURES),
+                        ("flag", FLAG_FEATURES), ("derived", DERIVED_FEATURES),
+                        ("port", PORT_FEATURES), ("host", HOST_FEATURES)):
+        if name in cols:
+            return group
+    if name.startswith("splt_"):
+        return "splt"
+    raise KeyError(name)

@@ -1,0 +1,88 @@
+"""The Parquet flow table: columns to Arrow, atomic writes, versioned reads."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from features.config import ExtractConfig
+from features.schema import META_CONFIG, META_SCHEMA_VERSION, SCHEMA_VERSION
+from p2pdetect.errors import BadDatasetError, OutputError
+
+
+def to_arrow(cols: dict[str, np.ndarray]) -> pa.Table:
+    """Arrow table from numpy columns (object arrays become strings)."""
+    arrays = {}
+    for name, a in cols.items():
+        if a.dtype == object:
+            arrays[name] = pa.array(a.tolist(), type=pa.string())
+        else:
+            arrays[name] = pa.array(a)
+    return pa.table(arrays)
+
+
+def with_metadata(table: pa.Table, config: ExtractConfig) -> pa.Table:
+    meta = dict(table.schema.metadata or {})
+    meta[META_SCHEMA_VERSION] = str(SCHEMA_VERSION).encode()
+    meta[META_CONFIG] = json.dumps(config.to_dict()).encode()
+    return table.replace_schema_metadata(meta)
+
+
+def check_output_path(path: str | os.PathLike) -> Path:
+    """Fail early (before long work) when an output file cannot be written."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise OutputError(f"{path}: is a directory; give a file name for the output")
+    if not parent.is_dir():
+        raise OutputError(f"{path}: directory {parent} does not exist; create it or choose another output path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{path}: directory {parent} is not writable; choose another output path")
+    return path
+
+
+def atomic_write(path: str | os.PathLike, write) -> None:
+    """Call write(tmp_path), then rename into place: no half-written output, ever."""
+    path = check_output_path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as err:
+        raise OutputError(f"{path}: cannot write ({err.strerror or err}); check free space and permissions") from err
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_flow_table(table: pa.Table, path: str | os.PathLike, config: ExtractConfig) -> None:
+    """Write a flow table with its schema version and extract settings, atomically."""
+    table = with_metadata(table, config)
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+
+
+def read_flow_table(path: str | os.PathLike) -> tuple[pa.Table, ExtractConfig]:
+    """Read a flow table written by this project; refuse other files and other versions."""
+    path = Path(path)
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowInvalid) as err:
+        raise BadDatasetError(f"{path}: not a readable Parquet flow table ({err}); "
+                              f"make one with 'p2pdetect extract'") from err
+    meta = table.schema.metadata or {}
+    version = meta.get(META_SCHEMA_VERSION)
+    if version is None:
+        raise BadDatasetError(f"{path}: Parquet file is not a p2pdetect flow table (no schema version); "
+                              f"make one with 'p2pdetect extract'")
+    if int(version) != SCHEMA_VERSION:
+        raise BadDatasetError(f"{path}: flow table schema version {int(version)}, this p2pdetect reads "
+                              f"version {SCHEMA_VERSION}; re-extract it with 'p2pdetect extract'")
+    config = ExtractConfig.from_dict(json.loads(meta.get(META_CONFIG, b"{}")))
+    return table, config

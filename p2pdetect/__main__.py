@@ -1,0 +1,3 @@
+from p2pdetect.cli import main
+
+raise SystemExit(main())

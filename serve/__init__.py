@@ -1,0 +1,1 @@
+"""The streaming scorer: sources, micro-batching, sinks, metrics, shutdown."""

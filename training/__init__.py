@@ -1,0 +1,1 @@
+"""Datasets and labels, grouped splits, LightGBM training, threshold choice, evaluation reports."""
