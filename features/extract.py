@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,9 +15,12 @@ from joblib import Parallel, delayed
 from features.captures import CaptureInfo, find_captures, validate_capture
 from features.config import ExtractConfig
 from features.featurize import FlowFeaturizer
-from features.meter import columns_from_rows, keys_of, make_streamer
+from features.meter import flow_row, make_streamer
 from features.table import to_arrow
 from p2pdetect.errors import BadCaptureError
+
+#: Flows featurised at a time while the meter runs.
+CHUNK = 4096
 
 
 @dataclass(frozen=True)
@@ -36,32 +40,62 @@ class CaptureResult:
 def extract_capture(path: str | os.PathLike, config: ExtractConfig | None = None,
                     *, name: str | None = None) -> pa.Table:
     """Flow table of one capture: validated, metered by nfstream, featurised in meter order."""
-    config = config or ExtractConfig()
-    info = validate_capture(path)
-    return _extract_validated(info, config, name if name is not None else str(path))
+    info, table = _extract(Path(path), config or ExtractConfig(), name if name is not None else str(path))
+    return table
 
 
-def _extract_validated(info: CaptureInfo, config: ExtractConfig, name: str) -> pa.Table:
-    try:
-        streamer = make_streamer(str(info.path), config)
-        rows, keys = [], None
-        for flow in streamer:
-            if keys is None:
-                keys = keys_of(flow)
-            rows.append(flow.values())
-    except (ValueError, OSError, RuntimeError) as err:
-        raise BadCaptureError(f"{info.path}: the meter cannot read this capture ({err})") from err
+class _Walk(threading.Thread):
+    """The full record walk, run beside the meter (it reads while the meter process works)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(daemon=True)
+        self.path, self.info, self.error = path, None, None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.info = validate_capture(self.path)
+        except BadCaptureError as err:
+            self.error = err
+
+    def result(self) -> CaptureInfo:
+        self.join()
+        if self.error is not None:
+            raise self.error
+        return self.info
+
+
+def _extract(path: Path, config: ExtractConfig, name: str) -> tuple[CaptureInfo, pa.Table]:
+    """Meter one capture and featurise its flows in chunks while the meter still runs.
+
+    nfstream meters in a child process; the parent featurises each chunk of flows as it
+    arrives (host context is stateful and in order, so chunks give the same rows) and walks
+    the capture's records in a thread, so validation and features overlap the metering.
+    """
+    validate_capture(path, full=False)
+    walk = _Walk(path)
     featurizer = FlowFeaturizer(config, capture=name)
-    if keys is None:  # packets, but no IP flow among them (e.g. only ARP)
-        return to_arrow(featurizer.transform_columns(columns_from_rows([], config.splt_n)))
-    return to_arrow(featurizer.transform_rows(rows, keys))
+    pieces: list[pa.Table] = []
+    rows: list[tuple] = []
+    try:
+        for flow in make_streamer(str(path), config):
+            rows.append(flow_row(flow))
+            if len(rows) == CHUNK:
+                pieces.append(to_arrow(featurizer.transform_rows(rows)))
+                rows = []
+    except (ValueError, OSError, RuntimeError) as err:
+        walk.result()  # a damaged file explains the meter's failure better
+        raise BadCaptureError(f"{path}: the meter cannot read this capture ({err})") from err
+    info = walk.result()  # garbage from a damaged capture never leaves this function
+    if rows or not pieces:
+        pieces.append(to_arrow(featurizer.transform_rows(rows)))
+    return info, pa.concat_tables(pieces)
 
 
 def _worker(path: Path, config: ExtractConfig, skip_bad: bool) -> CaptureResult:
     t0 = time.perf_counter()
     try:
-        info = validate_capture(path)
-        table = _extract_validated(info, config, str(path))
+        info, table = _extract(path, config, str(path))
     except BadCaptureError as err:
         if not skip_bad:
             raise
@@ -81,9 +115,9 @@ def extract_paths(paths: Iterable[str | os.PathLike], config: ExtractConfig | No
     """
     config = config or ExtractConfig()
     files = find_captures(paths)
-    if not skip_bad:  # fail fast, before minutes of metering
+    if not skip_bad:  # fail fast on the usual mistakes, before minutes of metering
         for f in files:
-            validate_capture(f)
+            validate_capture(f, full=False)
     n_workers = min(len(files), os.cpu_count() or 1) if n_jobs == -1 else max(1, min(n_jobs, len(files)))
     tables = []
     if n_workers == 1:

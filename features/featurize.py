@@ -45,9 +45,9 @@ class FlowFeaturizer:
         """Columns for a batch of nfstream NFlow objects, in meter order."""
         return self.transform_columns(columns_from_flows(flows, self.config.splt_n))
 
-    def transform_rows(self, rows: Sequence[list], keys: dict[str, int]) -> dict[str, np.ndarray]:
-        """Columns for a batch of nfstream values lists (see features.meter.flow_rows)."""
-        return self.transform_columns(columns_from_rows(rows, self.config.splt_n, keys))
+    def transform_rows(self, rows: Sequence[tuple]) -> dict[str, np.ndarray]:
+        """Columns for a batch of flows given as features.meter.flow_row tuples."""
+        return self.transform_columns(columns_from_rows(rows, self.config.splt_n))
 
     def transform_columns(self, meter: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Columns for a batch given as meter columns (features.meter.columns_from_*)."""

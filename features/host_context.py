@@ -13,7 +13,7 @@ sliding window of packet time: training never sees a future that serving cannot
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import deque
 
 import numpy as np
 
@@ -31,14 +31,17 @@ assert {"src_tcp_udp_same_port", "dst_tcp_udp_same_port"} <= set(PORT_FEATURES)
 def _inc(table: dict, key, item) -> None:
     c = table.get(key)
     if c is None:
-        c = table[key] = Counter()
-    c[item] += 1
+        table[key] = {item: 1}
+    else:
+        c[item] = c.get(item, 0) + 1
 
 
 def _dec(table: dict, key, item) -> None:
     c = table[key]
-    c[item] -= 1
-    if c[item] == 0:
+    k = c[item] - 1
+    if k:
+        c[item] = k
+    else:
         del c[item]
         if not c:
             del table[key]
@@ -58,11 +61,12 @@ class HostContext:
         self._window_ms = float(window_s) * 1000.0
         self._clock_ms = -np.inf
         self._events: deque = deque()
-        self._ep_ips: dict = {}      # (ip, port, proto) -> Counter(remote ip)
-        self._ep_ports: dict = {}    # (ip, port, proto) -> Counter(remote port)
-        self._peers: dict = {}       # ip -> Counter(remote ip)
-        self._port_proto: dict = {}  # (ip, port) -> Counter(proto)
-        self._pair_proto: dict = {}  # (ip_a, ip_b) sorted -> Counter(proto)
+        # each table maps a key to {item: multiplicity} over the flows inside the window
+        self._ep_ips: dict = {}      # (ip, port, proto) -> remote ips
+        self._ep_ports: dict = {}    # (ip, port, proto) -> remote ports
+        self._peers: dict = {}       # ip -> remote ips
+        self._port_proto: dict = {}  # (ip, port) -> protos
+        self._pair_proto: dict = {}  # (ip_a, ip_b) sorted -> protos
 
     # state ---------------------------------------------------------------------------
     def _apply(self, ev: tuple, step) -> None:
@@ -100,13 +104,14 @@ class HostContext:
 
     def transform(self, cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Context columns for a batch of flows in meter order, then remember the batch."""
-        sip, sport = cols["src_ip"], cols["src_port"].tolist()
-        dip, dport = cols["dst_ip"], cols["dst_port"].tolist()
+        sip, sport = cols["src_ip"].tolist(), cols["src_port"].tolist()
+        dip, dport = cols["dst_ip"].tolist(), cols["dst_port"].tolist()
         proto, end = cols["protocol"].tolist(), cols["bidirectional_last_seen_ms"].tolist()
         n = len(proto)
-        src = np.empty((n, 5), dtype=np.float64)
-        dst = np.empty((n, 5), dtype=np.float64)
-        pair = np.zeros(n, dtype=np.int64)
+        src: list[tuple] = []
+        dst: list[tuple] = []
+        pair = [0] * n
+        side = self._side
         for i in range(n):
             t = float(end[i])
             if t > self._clock_ms:
@@ -114,8 +119,8 @@ class HostContext:
                 self._evict()
             ev = (t, sip[i], sport[i], dip[i], dport[i], proto[i])
             p = proto[i]
-            src[i] = self._side(sip[i], sport[i], p)
-            dst[i] = self._side(dip[i], dport[i], p)
+            src.append(side(sip[i], sport[i], p))
+            dst.append(side(dip[i], dport[i], p))
             other = _OTHER.get(p)
             if other is not None:
                 pp = self._pair_proto.get((sip[i], dip[i]) if sip[i] <= dip[i] else (dip[i], sip[i]))
@@ -123,11 +128,13 @@ class HostContext:
             self._events.append(ev)
             self._apply(ev, _inc)
         out: dict[str, np.ndarray] = {}
-        for side, arr in (("src", src), ("dst", dst)):
-            out[f"{side}_ep_remote_ips"] = arr[:, 0].astype(np.int64)
-            out[f"{side}_ep_remote_ports"] = arr[:, 1].astype(np.int64)
-            out[f"{side}_ep_ip_port_ratio"] = arr[:, 2]
-            out[f"{side}_host_fanout"] = arr[:, 3].astype(np.int64)
-            out[f"{side}_tcp_udp_same_port"] = arr[:, 4].astype(np.int64)
+        pair = np.asarray(pair, dtype=np.int64)
+        for name, rows in (("src", src), ("dst", dst)):
+            arr = np.asarray(rows, dtype=np.float64).reshape(n, 5)
+            out[f"{name}_ep_remote_ips"] = arr[:, 0].astype(np.int64)
+            out[f"{name}_ep_remote_ports"] = arr[:, 1].astype(np.int64)
+            out[f"{name}_ep_ip_port_ratio"] = arr[:, 2]
+            out[f"{name}_host_fanout"] = arr[:, 3].astype(np.int64)
+            out[f"{name}_tcp_udp_same_port"] = arr[:, 4].astype(np.int64)
         out["pair_tcp_and_udp"] = pair
         return out

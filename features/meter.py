@@ -1,12 +1,13 @@
 """nfstream meter: build the streamer from an ExtractConfig and turn flows into numpy columns.
 
-The per-packet work stays in nfstream's C engine; this module only touches each *flow* once
-(its values list), then builds columns in bulk. No NFPlugin runs here: any plugin roughly
+The per-packet work stays in nfstream's C engine (in its own process); this module touches
+each *flow* once (one C-level attribute fetch), then builds columns in bulk. No NFPlugin runs here: any plugin roughly
 halves the meter's packet rate (DESIGN.md).
 """
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -36,62 +37,37 @@ def make_streamer(source: str, config: ExtractConfig, **live: object) -> NFStrea
     return NFStreamer(source=source, **config.streamer_kwargs(), **live)
 
 
-_KEY_INDEX: dict[str, int] | None = None
+#: The nfstream fields the flow table uses, fetched per flow by one C-level attrgetter.
+FIELDS = _STR_COLUMNS + _INT_COLUMNS + _FLOAT_COLUMNS + list(_SPLT_SOURCES.values())
+_INDEX = {k: i for i, k in enumerate(FIELDS)}
+flow_row = attrgetter(*FIELDS)
 
 
-def _key_index(flow) -> dict[str, int]:
-    global _KEY_INDEX
-    if _KEY_INDEX is None:
-        _KEY_INDEX = {k: i for i, k in enumerate(flow.keys())}
-    return _KEY_INDEX
+def flow_rows(flows: Iterable) -> list[tuple]:
+    """One tuple of FIELDS per nfstream flow (a single C call per flow)."""
+    return list(map(flow_row, flows))
 
 
-def flow_rows(flows: Iterable) -> list[list]:
-    """One values list per nfstream flow (cheap: no per-field Python work)."""
-    return [f.values() for f in flows]
+def columns_from_rows(rows: Sequence[tuple], splt_n: int) -> dict[str, np.ndarray]:
+    """Meter columns for a batch of flows given as flow_row tuples.
 
-
-def columns_from_rows(rows: Sequence[list], splt_n: int, keys: dict[str, int] | None = None
-                      ) -> dict[str, np.ndarray]:
-    """Meter columns for a batch of flows given as nfstream values lists.
-
-    SPLT lists become (n, splt_n) int/float arrays, padded with -1 like nfstream does.
+    SPLT lists become (n, splt_n) arrays, padded with -1 like nfstream does.
     """
-    if keys is None:
-        keys = _KEY_INDEX
     n = len(rows)
+    fields = list(zip(*rows)) if n else [()] * len(FIELDS)
     cols: dict[str, np.ndarray] = {}
-    if n == 0:
-        for c in _STR_COLUMNS:
-            cols[c] = np.array([], dtype=object)
-        for c in _INT_COLUMNS:
-            cols[c] = np.array([], dtype=np.int64)
-        for c in _FLOAT_COLUMNS:
-            cols[c] = np.array([], dtype=np.float64)
-        for k in _SPLT_SOURCES:
-            cols[f"splt_{k}"] = np.empty((0, splt_n), dtype=np.float64 if k == "piat_ms" else np.int64)
-        return cols
-    assert keys is not None
-    fields = list(zip(*rows))
     for c in _STR_COLUMNS:
-        cols[c] = np.array(fields[keys[c]], dtype=object)
+        cols[c] = np.array(fields[_INDEX[c]], dtype=object)
     for c in _INT_COLUMNS:
-        cols[c] = np.asarray(fields[keys[c]], dtype=np.int64)
+        cols[c] = np.asarray(fields[_INDEX[c]], dtype=np.int64)
     for c in _FLOAT_COLUMNS:
-        cols[c] = np.asarray(fields[keys[c]], dtype=np.float64)
+        cols[c] = np.asarray(fields[_INDEX[c]], dtype=np.float64)
     for k, src in _SPLT_SOURCES.items():
-        arr = np.asarray(fields[keys[src]], dtype=np.float64 if k == "piat_ms" else np.int64)
+        arr = np.asarray(fields[_INDEX[src]], dtype=np.float64 if k == "piat_ms" else np.int64)
         cols[f"splt_{k}"] = arr.reshape(n, splt_n)
     return cols
 
 
-def columns_from_flows(flows: Sequence, splt_n: int) -> dict[str, np.ndarray]:
-    """Meter columns for a batch of NFlow objects (live scorer and tests)."""
-    flows = list(flows)
-    keys = _key_index(flows[0]) if flows else _KEY_INDEX
-    return columns_from_rows(flow_rows(flows), splt_n, keys)
-
-
-def keys_of(flow) -> dict[str, int]:
-    """Index of each nfstream field in a flow's values list."""
-    return _key_index(flow)
+def columns_from_flows(flows: Iterable, splt_n: int) -> dict[str, np.ndarray]:
+    """Meter columns for a batch of NFlow objects."""
+    return columns_from_rows(flow_rows(flows), splt_n)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
 log = logging.getLogger("p2pdetect.extract")
 
@@ -29,43 +28,12 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def labelled(table, labels_arg: str):
-    """The table with label/app columns joined; logs how many flows matched no label."""
-    import numpy as np
-    import pyarrow as pa
-
-    from p2pdetect.errors import BadLabelsError
-    from training.labels import join_labels, read_labels
-
-    cols = {c: table.column(c).to_numpy(zero_copy_only=False)
-            for c in ("capture", "src_ip", "src_port", "dst_ip", "dst_port", "protocol")}
-    lab = np.full(table.num_rows, "", dtype=object)
-    app = np.full(table.num_rows, "", dtype=object)
-    if labels_arg == "auto":
-        for cap in dict.fromkeys(cols["capture"].tolist()):
-            p = Path(cap)
-            sidecar = p.with_name(p.name.rsplit(".", 1)[0] + ".labels.csv")
-            if not sidecar.is_file():
-                raise BadLabelsError(f"{sidecar}: no labels file beside capture {cap}; "
-                                     f"give --labels FILE or create it")
-            mask = cols["capture"] == cap
-            sub = {k: v[mask] for k, v in cols.items()}
-            lab[mask], app[mask], _ = join_labels(sub, read_labels(sidecar))
-    else:
-        lab, app, _ = join_labels(cols, read_labels(labels_arg))
-    unmatched = int((lab == "").sum())
-    log.info("labels: %d of %d flows matched no label (%.2f%%)", unmatched, table.num_rows,
-             100.0 * unmatched / max(table.num_rows, 1))
-    return (table.append_column("label", pa.array(lab.tolist(), pa.string()))
-                 .append_column("app", pa.array(app.tolist(), pa.string())))
-
-
 def run(args: argparse.Namespace) -> int:
     from features.config import ExtractConfig
     from features.extract import extract_paths
     from features.table import check_output_path, write_flow_table
     from p2pdetect.progress import Progress
-    from training.labels import read_labels
+    from training.labels import label_table, read_labels
 
     config = ExtractConfig(splt_n=args.splt, host_window_s=args.window)
     check_output_path(args.output)
@@ -88,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     if args.labels:
-        table = labelled(table, args.labels)
+        table = label_table(table, args.labels)
     write_flow_table(table, args.output, config)
     log.info("wrote %s: %d flows from %d captures, %d columns (%.1f s)", args.output, table.num_rows,
              len(set(table.column("capture").to_pylist())), table.num_columns, progress.elapsed())

@@ -9,6 +9,7 @@ one with wildcards.
 from __future__ import annotations
 
 import csv
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,3 +129,30 @@ def join_labels(cols: dict[str, np.ndarray], labels: Labels) -> tuple[np.ndarray
         if hit is not None:
             lab[i], app[i] = hit
     return lab, app, int((lab == "").sum())
+
+
+def label_table(table, labels_arg: str):
+    """The table with label/app columns joined; logs how many flows matched no label."""
+    import pyarrow as pa
+
+    cols = {c: table.column(c).to_numpy(zero_copy_only=False)
+            for c in ("capture", "src_ip", "src_port", "dst_ip", "dst_port", "protocol")}
+    lab = np.full(table.num_rows, "", dtype=object)
+    app = np.full(table.num_rows, "", dtype=object)
+    if labels_arg == "auto":
+        for cap in dict.fromkeys(cols["capture"].tolist()):
+            p = Path(cap)
+            sidecar = p.with_name(p.name.rsplit(".", 1)[0] + ".labels.csv")
+            if not sidecar.is_file():
+                raise BadLabelsError(f"{sidecar}: no labels file beside capture {cap}; "
+                                     f"give --labels FILE or create it")
+            mask = cols["capture"] == cap
+            sub = {k: v[mask] for k, v in cols.items()}
+            lab[mask], app[mask], _ = join_labels(sub, read_labels(sidecar))
+    else:
+        lab, app, _ = join_labels(cols, read_labels(labels_arg))
+    unmatched = int((lab == "").sum())
+    logging.getLogger("p2pdetect.labels").info("labels: %d of %d flows matched no label (%.2f%%)", unmatched, table.num_rows,
+             100.0 * unmatched / max(table.num_rows, 1))
+    return (table.append_column("label", pa.array(lab.tolist(), pa.string()))
+                 .append_column("app", pa.array(app.tolist(), pa.string())))

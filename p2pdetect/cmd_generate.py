@@ -1,0 +1,33 @@
+"""``p2pdetect generate``: labelled captures of real P2P and ordinary clients in a private network namespace.
+
+Thin glue: the generator lives in ``data.generator`` (which depends on nothing else of ours);
+user errors surface as ``data.GenerateError``, which the top-level CLI turns into one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from data.generator.command import add_arguments
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register the ``generate`` subcommand on ``subparsers`` (from ``ArgumentParser.add_subparsers``)."""
+    parser = subparsers.add_parser(
+        "generate",
+        help="generate labelled captures (needs root)",
+        description="Run real BitTorrent (MSE over TCP, uTP) and ordinary clients (HTTPS, HTTP, DNS, streaming) "
+        "inside a private network namespace, capture headers with tcpdump and label every flow by construction. "
+        "Writes <scenario>.pcap, <scenario>.labels.csv and <scenario>.json into -o DIR. "
+        "With --audit DIR, cross-checks existing captures' labels with tshark instead.",
+    )
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Generate (or audit) as the parsed ``args`` ask; returns the exit status."""
+    from data.generator.command import run as run_generator
+
+    return run_generator(args)

@@ -1,0 +1,58 @@
+"""`p2pdetect train`: labelled datasets in, a verified model bundle out."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+
+log = logging.getLogger("p2pdetect.train")
+
+
+def add_dataset_args(p: argparse.ArgumentParser) -> None:
+    """DATASET arguments and how they are read (shared with `evaluate`)."""
+    p.add_argument("datasets", nargs="+", metavar="DATASET",
+                   help="flow table (.parquet, extracted with --labels), capture with its sidecar "
+                        "X.labels.csv, directory of such captures, or corpus manifest (.json)")
+    p.add_argument("--labels-from-dpi", action="store_true",
+                   help="label captures without a labels file (and tables without labels) by nDPI's "
+                        "application (P2P apps -> p2p, other identified apps -> other, Unknown dropped)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="warn about unreadable captures and leave them out instead of stopping")
+    p.add_argument("--jobs", type=int, default=-1, metavar="N",
+                   help="captures metered in parallel (default: one per core)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="meter every capture again instead of using the flow cache "
+                        "($P2PDETECT_CACHE or .cache/flows)")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("train", help="train a model bundle on labelled captures or flow tables",
+                       description="Train a LightGBM P2P detector on labelled datasets, split by capture, "
+                                   "and write a model bundle (text model, metadata, SHA-256 manifest).")
+    add_dataset_args(p)
+    p.add_argument("-o", "--output", required=True, metavar="MODEL_DIR")
+    p.add_argument("--target-fpr", type=float, default=0.005, metavar="RATE",
+                   help="false-positive rate on validation flows the threshold aims at (default 0.005)")
+    p.add_argument("--no-port-features", action="store_true",
+                   help="train without the coarse port facts (the port ablation)")
+    p.add_argument("--seed", type=int, default=0, help="split and LightGBM seed (default 0)")
+    p.add_argument("--threads", type=int, default=2, metavar="N", help="LightGBM threads (default 2)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from models.bundle import check_bundle_path
+    from training.build import build_bundle
+    from training.config import TrainConfig
+    from training.datasets import load_dataset
+
+    config = TrainConfig(target_fpr=args.target_fpr, port_features=not args.no_port_features,
+                         seed=args.seed, num_threads=args.threads)
+    check_bundle_path(args.output)
+    dataset = load_dataset(args.datasets, labels_from_dpi=args.labels_from_dpi, n_jobs=args.jobs,
+                           skip_bad=args.skip_bad, use_cache=not args.no_cache)
+    build_bundle(dataset, args.output, config, sources=[str(d) for d in args.datasets],
+                 command="p2pdetect " + shlex.join(sys.argv[1:]) if sys.argv else None)
+    return 0
