@@ -42,8 +42,13 @@ def check_output_path(path: str | os.PathLike) -> Path:
         raise OutputError(f"{path}: is a directory; give a file name for the output")
     if not parent.is_dir():
         raise OutputError(f"{path}: directory {parent} does not exist; create it or choose another output path")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"{path}: directory {parent} is not writable; choose another output path")
+    try:  # a real probe: access() says yes to root even on read-only file systems
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise OutputError(f"{path}: cannot write in {parent} ({err.strerror}); "
+                          f"choose another output path") from err
     return path
 
 

@@ -1,0 +1,206 @@
+"""Feature values on hand-checkable flows, host context, and the feature/identity boundary."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from craft import Pkt, tcp_flow, write_pcap
+from features import ExtractConfig, FlowFeaturizer, HostContext, feature_columns, port_feature_columns
+from features.derived import splt_entropy
+from features.extract import extract_capture
+from features.meter import flow_rows, make_streamer
+from features.schema import IDENTITY_COLUMNS
+from p2pdetect.errors import BadConfigError
+
+
+def _h(counts: list[int]) -> float:
+    n = sum(counts)
+    return -sum(c / n * math.log2(c / n) for c in counts)
+
+
+@pytest.fixture(scope="module")
+def one_flow(tmp_path_factory) -> dict:
+    path = tmp_path_factory.mktemp("f") / "one.pcap"
+    # handshake (3 x 0 bytes), then 100 up, 300 down, 300 down, 50 up
+    write_pcap(path, tcp_flow(1000.0, "127.0.0.1", 40000, "127.0.0.2", 443, [100, -300, -300, 50]))
+    table = extract_capture(path)
+    assert table.num_rows == 1
+    return {k: v[0] for k, v in table.to_pydict().items()}
+
+
+def test_counters_and_ratios(one_flow):
+    f = one_flow
+    assert (f["src_ip"], f["src_port"], f["dst_ip"], f["dst_port"], f["protocol"]) == \
+        ("127.0.0.1", 40000, "127.0.0.2", 443, 6)
+    # accounting mode 3: transport payload bytes
+    assert f["src2dst_bytes"] == 150 and f["dst2src_bytes"] == 600
+    assert f["src2dst_packets"] == 4 and f["dst2src_packets"] == 3
+    assert f["bytes_ratio"] == pytest.approx(150 / 600)
+    assert f["packets_ratio"] == pytest.approx(4 / 3)
+    assert f["bidirectional_duration_ms"] == 60
+
+
+def test_first_packets_entropy_and_handshake(one_flow):
+    f = one_flow
+    assert [f[f"splt_ps_{i}"] for i in range(8)] == [0, 0, 0, 100, 300, 300, 50, -1]
+    assert [f[f"splt_dir_{i}"] for i in range(8)] == [0, 1, 0, 0, 1, 1, 0, -1]
+    assert f["splt_packets"] == 7
+    assert f["splt_ps_entropy"] == pytest.approx(_h([3, 1, 2, 1]))
+    assert f["splt_dir_changes"] == 4
+    assert f["splt_up_share"] == pytest.approx(4 / 7)
+    assert (f["hs_first_payload_index"], f["hs_first_payload_size"], f["hs_first_payload_dir"]) == (3, 100, 0)
+    assert (f["hs_second_payload_size"], f["hs_second_payload_dir"]) == (300, 1)
+    assert f["dst_port_wellknown"] == 1 and f["both_ports_ephemeral"] == 0
+
+
+def test_entropy_edge_cases():
+    ps = np.array([[-1, -1, -1], [5, 5, 5], [1, 2, -1], [1, 2, 3]])
+    np.testing.assert_allclose(splt_entropy(ps), [0.0, 0.0, 1.0, math.log2(3)])
+    big = np.tile(ps, (7000, 1))  # crosses the chunk size
+    np.testing.assert_allclose(splt_entropy(big, chunk=1000), np.tile(splt_entropy(ps), 7000))
+
+
+def _cols(rows: list[tuple]) -> dict[str, np.ndarray]:
+    sip, sport, dip, dport, proto, end = zip(*rows)
+    return {"src_ip": np.array(sip, dtype=object), "src_port": np.array(sport),
+            "dst_ip": np.array(dip, dtype=object), "dst_port": np.array(dport),
+            "protocol": np.array(proto), "bidirectional_last_seen_ms": np.array(end)}
+
+
+PEER, WEB = "127.0.0.10", "127.0.0.20"
+FLOWS = [
+    # three peers contact PEER:6881 over TCP, each from its own port
+    ("127.0.1.1", 50001, PEER, 6881, 6, 1000),
+    ("127.0.1.2", 50002, PEER, 6881, 6, 2000),
+    ("127.0.1.3", 50003, PEER, 6881, 6, 3000),
+    # one client contacts WEB:443 from three ports
+    ("127.0.2.1", 40001, WEB, 443, 6, 4000),
+    ("127.0.2.1", 40002, WEB, 443, 6, 5000),
+    ("127.0.2.1", 40003, WEB, 443, 6, 6000),
+    # PEER:6881 over UDP (uTP/DHT on the same port), from a host it already spoke TCP with
+    ("127.0.1.1", 50001, PEER, 6881, 17, 7000),
+    # a fourth TCP peer
+    ("127.0.1.4", 50004, PEER, 6881, 6, 8000),
+    # a fourth web connection
+    ("127.0.2.1", 40004, WEB, 443, 6, 9000),
+]
+
+
+def test_host_context_counts_by_hand():
+    out = HostContext(window_s=300).transform(_cols(FLOWS))
+    # flow 0 sees nothing before it
+    assert out["dst_ep_remote_ips"][0] == 0 and np.isnan(out["dst_ep_ip_port_ratio"][0])
+    # flow 2: PEER:6881/tcp has seen 2 remote ips on 2 remote ports
+    assert (out["dst_ep_remote_ips"][2], out["dst_ep_remote_ports"][2]) == (2, 2)
+    assert out["dst_ep_ip_port_ratio"][2] == 1.0
+    # flow 5: WEB:443/tcp has seen 1 ip on 2 ports; the client host has 1 peer
+    assert (out["dst_ep_remote_ips"][5], out["dst_ep_remote_ports"][5]) == (1, 2)
+    assert out["dst_ep_ip_port_ratio"][5] == 0.5
+    assert out["src_host_fanout"][5] == 1
+    # flow 6 (UDP): port 6881 was used on TCP by PEER, and 127.0.1.1 already used 50001/tcp
+    assert out["dst_tcp_udp_same_port"][6] == 1 and out["src_tcp_udp_same_port"][6] == 1
+    assert out["pair_tcp_and_udp"][6] == 1
+    assert out["dst_ep_remote_ips"][6] == 0  # the UDP endpoint is new
+    # flow 7: PEER:6881/tcp has 3 ips on 3 ports; PEER's fan-out is 3 hosts
+    assert (out["dst_ep_remote_ips"][7], out["dst_ep_remote_ports"][7]) == (3, 3)
+    assert out["dst_host_fanout"][7] == 3
+    assert out["dst_tcp_udp_same_port"][7] == 1  # the UDP flow on 6881 came before
+    assert out["pair_tcp_and_udp"][7] == 0
+    # flow 8: WEB:443 has 1 ip on 3 ports
+    assert (out["dst_ep_remote_ips"][8], out["dst_ep_remote_ports"][8]) == (1, 3)
+    assert out["dst_tcp_udp_same_port"][8] == 0
+
+
+def test_host_context_window_forgets_old_flows():
+    out = HostContext(window_s=2.5).transform(_cols(FLOWS))
+    # flow 2 at t=3000 ms sees flows ending at >= 500 ms: both earlier peers
+    assert out["dst_ep_remote_ips"][2] == 2
+    # flow 7 at t=8000 ms sees flows ending at >= 5500 ms: only the UDP one, not the TCP peers
+    assert out["dst_ep_remote_ips"][7] == 0 and out["dst_host_fanout"][7] == 1
+
+
+def test_host_context_is_causal():
+    """A flow's context does not change when the flows after it are removed."""
+    full = HostContext().transform(_cols(FLOWS))
+    for k in range(1, len(FLOWS)):
+        part = HostContext().transform(_cols(FLOWS[:k]))
+        for name, col in part.items():
+            np.testing.assert_array_equal(col, full[name][:k], err_msg=name)
+
+
+def test_host_context_batches_equal_one_pass():
+    rng = np.random.default_rng(0)
+    rows = [(f"127.0.{rng.integers(4)}.{rng.integers(6)}", int(rng.choice([80, 6881, 50000 + i % 7])),
+             f"127.1.{rng.integers(3)}.{rng.integers(5)}", int(rng.choice([443, 6881, 40000 + i % 5])),
+             int(rng.choice([6, 17])), 1000 * i + int(rng.integers(-500, 500)))
+            for i in range(600)]
+    whole = HostContext(window_s=30).transform(_cols(rows))
+    ctx = HostContext(window_s=30)
+    pieces = [ctx.transform(_cols(rows[i:i + 37])) for i in range(0, len(rows), 37)]
+    for name, col in whole.items():
+        np.testing.assert_array_equal(np.concatenate([p[name] for p in pieces]), col, err_msg=name)
+
+
+def _mixed_capture(path):
+    pk = []
+    for i in range(40):
+        pk += tcp_flow(100.0 + i * 0.5, f"127.0.3.{i % 9 + 1}", 30000 + i, "127.0.0.10", 6881,
+                       [68, -68, 16384, -16384, 16384][: 1 + i % 5])
+        pk += tcp_flow(100.2 + i * 0.5, "127.0.4.1", 41000 + i, "127.0.0.20", 443, [517, -1448, -1448, 80])
+        pk.append(Pkt(100.3 + i * 0.5, "127.0.5.1", 5353, "127.0.0.53", 53, proto=17, payload=40))
+        pk.append(Pkt(100.31 + i * 0.5, "127.0.0.53", 53, "127.0.5.1", 5353, proto=17, payload=90))
+    return write_pcap(path, pk)
+
+
+def test_batch_and_streaming_featurisation_identical(tmp_path):
+    """Invariant 1: extract (whole capture) and micro-batches of NFlow objects give equal rows."""
+    cap = _mixed_capture(tmp_path / "mixed.pcap")
+    config = ExtractConfig(idle_timeout=1)
+    batch = extract_capture(cap, config)
+    fz = FlowFeaturizer(config, capture=str(cap))
+    flows = list(make_streamer(str(cap), config))
+    pieces = [pa.table({k: pa.array(v.tolist()) for k, v in fz.transform(flows[i:i + 7]).items()})
+              for i in range(0, len(flows), 7)]
+    stream = pa.concat_tables(pieces)
+    assert stream.num_rows == batch.num_rows > 80
+    for name in batch.column_names:
+        a, b = batch.column(name).to_pylist(), stream.column(name).to_pylist()
+        assert a == b or np.allclose(np.array(a, float), np.array(b, float), equal_nan=True), name
+
+
+def test_model_features_exclude_identity():
+    for port_features in (True, False):
+        cols = feature_columns(32, port_features=port_features)
+        assert not set(cols) & set(IDENTITY_COLUMNS)
+        assert not any(c.endswith("_ip") or c in ("src_port", "dst_port") for c in cols)
+        assert len(cols) == len(set(cols))
+    assert set(port_feature_columns()) <= set(feature_columns(32))
+    assert not set(port_feature_columns()) & set(feature_columns(32, port_features=False))
+    assert "application_name" not in feature_columns(32)
+
+
+def test_feature_columns_are_numeric(tmp_path):
+    table = extract_capture(_mixed_capture(tmp_path / "m.pcap"))
+    for c in feature_columns(32):
+        assert pa.types.is_integer(table.schema.field(c).type) or pa.types.is_floating(
+            table.schema.field(c).type), c
+
+
+def test_flow_rows_helper_matches_fields(tmp_path):
+    cap = _mixed_capture(tmp_path / "m.pcap")
+    rows = flow_rows(make_streamer(str(cap), ExtractConfig()))
+    assert rows and all(isinstance(r, tuple) for r in rows)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"splt_n": 0}, r"The 'splt_n' parameter of ExtractConfig must be an int in \[1, 255\]. Got 0 instead."),
+    ({"idle_timeout": -5}, r"The 'idle_timeout' parameter of ExtractConfig must be an int >= 1. Got -5"),
+    ({"host_window_s": "x"}, r"'host_window_s' parameter of ExtractConfig must be a number > 0"),
+])
+def test_config_validation(kwargs, message):
+    with pytest.raises(BadConfigError, match=message):
+        ExtractConfig(**kwargs)
