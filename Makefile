@@ -5,20 +5,30 @@ PY     := $(VENV)/bin/python
 P2P    := $(VENV)/bin/p2pdetect
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup system venv demo test bench samples dataset model clean
+.PHONY: setup system system-test venv demo test bench samples dataset model clean
 
 setup: system venv
 
-# System packages the product needs: tshark (pyshark), tcpdump/iproute2/ethtool (generator, live scoring).
-SYSPKGS := tshark:tshark tcpdump:tcpdump ip:iproute2 tc:iproute2 ethtool:ethtool
-system:
-	@need=""; for pair in $(SYSPKGS); do cmd=$${pair%%:*}; pkg=$${pair#*:}; \
+# System packages the product needs: tshark (pyshark), tcpdump/iproute2/ethtool (generator,
+# live scoring); the tests also need chromium (the report renders in headless Chromium).
+# Each entry is command:package; a package is installed only when its command is missing.
+SYSPKGS  := tshark:tshark tcpdump:tcpdump ip:iproute2 tc:iproute2 ethtool:ethtool
+TESTPKGS := chromium:chromium
+define apt_need
+	@need=""; for pair in $(1); do cmd=$${pair%%:*}; pkg=$${pair#*:}; \
 	  command -v $$cmd >/dev/null 2>&1 || need="$$need $$pkg"; done; \
 	if [ -n "$$need" ]; then \
 	  if [ "$$(id -u)" -ne 0 ]; then echo "p2pdetect: missing system packages:$$need; run 'sudo apt-get install$$need'" >&2; exit 2; fi; \
 	  echo "installing system packages:$$need"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null; \
 	fi
+endef
+
+system:
+	$(call apt_need,$(SYSPKGS))
+
+system-test:
+	$(call apt_need,$(TESTPKGS))
 
 venv: $(STAMP)
 
@@ -31,11 +41,12 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(P2P) demo
 
-test: setup
+test: setup system-test
 	$(PY) -m pytest -q
 
 bench: setup
 	$(PY) benchmarks/extract.py
+	$(PY) benchmarks/score.py
 
 samples: setup
 	$(PY) -m data.make_samples

@@ -37,43 +37,85 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _peek_extract_config(model: str | None):
+    """The bundle's meter settings read ahead of its verified load (None if unreadable), so
+    the meter can start while the model loads; nothing is written until the load verified
+    them (a mismatch restarts the meter with the verified settings)."""
+    import json
+    from pathlib import Path
+
+    from features.config import ExtractConfig
+    from models import DEFAULT_MODEL_DIR
+    from models.bundle import METADATA_FILE
+
+    try:
+        meta = json.loads((Path(model or DEFAULT_MODEL_DIR) / METADATA_FILE).read_text())
+        return ExtractConfig.from_dict(meta["extract_config"])
+    except Exception:  # anything odd: the verified load reports it properly
+        return None
+
+
 def run(args: argparse.Namespace) -> int:
+    import os
     import sys
 
-    from p2pdetect.errors import BadConfigError
     from prometheus_client import CollectorRegistry
 
+    from features.captures import validate_capture
+    from features.table import check_output_path
     from models import load_bundle
-    from serve import (JsonLinesSink, ScoreConfig, ScoreMetrics, capture_source, interface_source,
-                       run_scoring, serve_metrics)
+    from p2pdetect.errors import BadConfigError
+    from serve import (JsonLinesSink, ScoreConfig, ScoreMetrics, capture_source, check_bpf, check_interface,
+                       interface_source, run_scoring, serve_metrics)
 
-    # Validate everything before any output exists (DESIGN.md invariant 8).
+    # Every check before any output exists (DESIGN.md invariant 8); the cheap ones first.
     config = ScoreConfig(batch_size=args.batch_size, max_wait_s=args.max_wait,
                          early_packets=args.early_packets, early_seconds=args.early_seconds,
                          alerts_only=args.alerts_only)
     if args.metrics_port is not None and not 0 < args.metrics_port < 65536:
         raise BadConfigError(f"--metrics-port must be in [1, 65535]. Got {args.metrics_port} instead.")
-    if args.bpf is not None and args.capture:
+    live = args.interface is not None
+    if args.bpf is not None and not live:
         raise BadConfigError("--bpf applies to live capture only; filter a capture file with tcpdump -r")
-    if args.interface is not None:
-        from serve.sources import check_interface
+    if live:
         check_interface(args.interface)
+        if args.bpf is not None:
+            check_bpf(args.bpf)
     else:
-        from features.captures import validate_capture
-        validate_capture(args.capture)
-    bundle = load_bundle(args.model)
-    if args.interface is not None:
-        source = interface_source(args.interface, bundle.extract_config, config, bpf_filter=args.bpf,
-                                  promiscuous_mode=not args.no_promisc)
-    else:
-        source = capture_source(args.capture, bundle.extract_config, config)
-    metrics = ScoreMetrics(CollectorRegistry())
-    server = serve_metrics(metrics.registry, args.metrics_port) if args.metrics_port else None
-    sink = JsonLinesSink(args.output, atomic=args.interface is None)
+        validate_capture(args.capture, full=False)  # header and first record
+    if args.output and not (os.path.exists(args.output) and not os.path.isfile(args.output)
+                            and not os.path.isdir(args.output)):
+        check_output_path(args.output)
+
+    def make_source(extract):
+        if live:
+            return interface_source(args.interface, extract, config, bpf_filter=args.bpf,
+                                    promiscuous_mode=not args.no_promisc)
+        return capture_source(args.capture, extract, config, validate=False)
+
+    # Start the meter while the capture's records are walked and the model is verified.
+    early_extract = _peek_extract_config(args.model)
+    source = make_source(early_extract).start() if early_extract is not None else None
+    server = None
     try:
+        if not live:
+            validate_capture(args.capture)  # the full walk: a damaged capture never scores
+        bundle = load_bundle(args.model)
+        if source is None or bundle.extract_config != early_extract:
+            if source is not None:
+                source.close()
+            source = make_source(bundle.extract_config)
+        metrics = ScoreMetrics(CollectorRegistry())
+        if args.metrics_port:
+            server = serve_metrics(metrics.registry, args.metrics_port)
+        sink = JsonLinesSink(args.output, atomic=not live)
         summary = run_scoring(source, bundle, sink, config, metrics)
+    except BaseException:
+        if source is not None:
+            source.close()
+        raise
     finally:
         if server is not None:
-            server[0].shutdown() if isinstance(server, tuple) else None
+            server[0].shutdown()
     print(f"p2pdetect: {summary.line()}", file=sys.stderr)
     return 0 if summary.balanced else 1

@@ -116,6 +116,11 @@ class Peer:
             session_settings(s["ip"], s["port"], self.transport, s["up_rate"], s["down_rate"])
         )
         _apply_global_peer_class(self.session)
+        # Without NAT a peer learns its own address through DHT and PEX and would dial itself;
+        # real clients behind NAT rarely do, so block our own address.
+        own = lt.ip_filter()
+        own.add_rule(s["ip"], s["ip"], 1)
+        self.session.set_ip_filter(own)
         atp = lt.add_torrent_params()
         atp.ti = lt.torrent_info(lt.bdecode(self.torrent))
         save = seed_dir.parent if seed_dir is not None else self.workdir / s["ip"]
@@ -150,8 +155,9 @@ class Peer:
 def run_swarm(params: dict[str, Any]) -> None:
     """Run one swarm until ``params['until']`` (epoch seconds).
 
-    params: ``peers`` (list of {ip, port, start, stop, seed, up_rate, down_rate}; times are seconds
-    after ``t0``), ``size``, ``n_files``, ``piece_size``, ``transport``, ``workdir``, ``seed``.
+    params: ``peers`` (list of {ip, port, online, seed, up_rate, down_rate}; ``online`` lists the
+    [join, leave] intervals in seconds after ``t0``: a peer may leave and come back later),
+    ``size``, ``n_files``, ``piece_size``, ``transport``, ``workdir``, ``seed``.
     """
     rng = random.Random(params["seed"])
     workdir = Path(params["workdir"])
@@ -160,33 +166,33 @@ def run_swarm(params: dict[str, Any]) -> None:
     torrent = make_torrent(content, params["piece_size"])
     t0 = params["t0"]
     until = params["until"]
-    peers = [Peer(p, torrent, workdir, params["transport"]) for p in params["peers"]]
-    started: set[int] = set()
-    stopped: set[int] = set()
+    specs = params["peers"]
+    peers = [Peer(p, torrent, workdir, params["transport"]) for p in specs]
+    live: set[int] = set()
     next_connect = 0.0
     try:
         while time.time() < until:
             now = time.time() - t0
-            for i, (p, spec) in enumerate(zip(peers, params["peers"])):
-                if i not in started and now >= spec["start"]:
-                    # Seeds share one copy of the content; leechers each get their own directory.
+            for i, (p, spec) in enumerate(zip(peers, specs)):
+                want = any(a <= now < b for a, b in spec["online"])
+                if want and i not in live:
+                    # Seeds share one copy of the content; leechers keep their own (partial) copy.
                     p.start(content if spec["seed"] else None)
-                    started.add(i)
+                    live.add(i)
                     log.info("peer %s:%s joined (seed=%s)", spec["ip"], spec["port"], spec["seed"])
-                if i in started and i not in stopped and now >= spec["stop"]:
+                elif not want and i in live:
                     p.stop()
-                    stopped.add(i)
+                    live.discard(i)
                     log.info("peer %s left", spec["ip"])
             if time.time() >= next_connect:
-                live = [i for i in started if i not in stopped]
                 for i in live:
                     k = min(len(live) - 1, rng.randint(2, 6))
-                    others = rng.sample([params["peers"][j] for j in live if j != i], k) if k > 0 else []
+                    others = rng.sample([specs[j] for j in sorted(live) if j != i], k) if k > 0 else []
                     peers[i].connect(others)
                 next_connect = time.time() + 3.0
             time.sleep(0.2)
     finally:
         log.info("swarm progress at end: %s", [round(p.progress(), 2) for p in peers])
-        for i in started - stopped:
+        for i in live:
             peers[i].stop()
         os.sync()

@@ -26,7 +26,7 @@ SNAPLEN = 128  # headers only: Ethernet + IP + TCP with options, a few payload b
 def start(ns: str, pcap: Path, log_path: Path) -> subprocess.Popen[bytes]:
     """Start tcpdump on ``lo`` in namespace ``ns`` writing ``pcap``; returns once it listens."""
     proc = namespace.popen_in(
-        ns, ["tcpdump", "-i", "lo", "-n", "-s", str(SNAPLEN), "-U", "-w", str(pcap)], log_path
+        ns, ["tcpdump", "-i", "lo", "-n", "-Z", "root", "-s", str(SNAPLEN), "-U", "-w", str(pcap)], log_path
     )
     deadline = time.time() + 10
     while time.time() < deadline:

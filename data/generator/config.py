@@ -16,6 +16,8 @@ SCENARIOS: tuple[str, ...] = (
     "bulk",
     "streaming",
     "dns",
+    "ssh",
+    "quic",
     "mixed-office",
     "mixed-home",
 )

@@ -32,8 +32,8 @@ class LabelRow:
     def __post_init__(self) -> None:
         if self.label not in LABELS:
             raise ValueError(f"The 'label' parameter of LabelRow must be one of {LABELS}. Got {self.label!r} instead.")
-        if self.protocol not in (6, 17):
-            raise ValueError(f"The 'protocol' parameter of LabelRow must be 6 or 17. Got {self.protocol!r} instead.")
+        if self.protocol not in (1, 6, 17):
+            raise ValueError(f"The 'protocol' parameter of LabelRow must be 1, 6 or 17. Got {self.protocol!r} instead.")
 
 
 def pair_rows(ips_a: Iterable[str], ips_b: Iterable[str], protocols: Iterable[int], label: str, app: str) -> list[LabelRow]:

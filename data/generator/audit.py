@@ -1,0 +1,144 @@
+"""Label audit: a second opinion on generated labels from tshark's dissectors (via pyshark).
+
+Why: labels are assigned by construction, so a bug in the address plan would silently mislabel
+flows. tshark recognises BitTorrent (plain handshakes, DHT, uTP), TLS, DNS, SSH and HTTP on its own;
+wherever it does, it must agree with the label. It cannot recognise MSE over TCP, which is the
+point of the product, so those flows are counted as 'unidentified' rather than disagreements.
+pyshark reads ~500 packets/s, so only the first packets of each flow are dissected.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from data import GenerateError
+from data.generator.labels import LabelIndex, read_csv
+
+log = logging.getLogger(__name__)
+
+P2P_PROTOCOLS = frozenset({"bittorrent", "bt-dht", "bt-utp"})
+OTHER_PROTOCOLS = frozenset({"tls", "dns", "ssh", "http", "quic"})
+_PROTO = {1: "icmp", 6: "tcp", 17: "udp"}
+
+
+FlowKey = tuple[str, int, str, int, int]
+
+
+def _key(src: str, sport: int, dst: str, dport: int, proto: int) -> FlowKey:
+    """Direction-free flow key."""
+    return (src, sport, dst, dport, proto) if (src, sport) <= (dst, dport) else (dst, dport, src, sport, proto)
+
+
+def _ip(b: bytes) -> str:
+    return ".".join(str(x) for x in b)
+
+
+def head_of_flows(pcap: Path, out: Path, per_flow: int, max_packets: int) -> dict[FlowKey, int]:
+    """Copy the first ``per_flow`` packets of every IPv4 flow of ``pcap`` into ``out`` (at most
+    ``max_packets`` in all); returns the packets kept per flow."""
+    data = pcap.read_bytes()
+    if len(data) < 24 or data[:4] not in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
+        raise GenerateError(f"{pcap} is not a little-endian classic pcap written by the generator")
+    kept: dict[FlowKey, int] = {}
+    parts = [data[:24]]
+    off, total = 24, 0
+    while off + 16 <= len(data) and total < max_packets:
+        incl = struct.unpack_from("<I", data, off + 8)[0]
+        frame = data[off + 16 : off + 16 + incl]
+        rec = data[off : off + 16 + incl]
+        off += 16 + incl
+        if len(frame) < 34 or frame[12:14] != b"\x08\x00":
+            continue
+        ihl = (frame[14] & 0x0F) * 4
+        proto = frame[23]
+        sport = dport = 0
+        if proto in (6, 17) and len(frame) >= 14 + ihl + 4:
+            sport, dport = struct.unpack_from("!HH", frame, 14 + ihl)
+        k = _key(_ip(frame[26:30]), sport, _ip(frame[30:34]), dport, proto)
+        if kept.get(k, 0) < per_flow:
+            kept[k] = kept.get(k, 0) + 1
+            parts.append(rec)
+            total += 1
+    out.write_bytes(b"".join(parts))
+    return kept
+
+
+def _dissect(pcap: Path) -> dict[FlowKey, set[str]]:
+    """Protocols tshark recognises per flow (only those in P2P_PROTOCOLS | OTHER_PROTOCOLS)."""
+    import pyshark
+
+    found: dict[FlowKey, set[str]] = {}
+    cap = pyshark.FileCapture(str(pcap), keep_packets=False,
+                              custom_parameters=["--enable-heuristic", "bt_utp_udp"])
+    try:
+        for pkt in cap:
+            if "ip" not in pkt:
+                continue
+            proto = int(pkt.ip.proto)
+            layer = pkt.tcp if proto == 6 else pkt.udp if proto == 17 else None
+            sport = int(layer.srcport) if layer is not None else 0
+            dport = int(layer.dstport) if layer is not None else 0
+            names = {lyr.layer_name for lyr in pkt.layers} & (P2P_PROTOCOLS | OTHER_PROTOCOLS)
+            found.setdefault(_key(pkt.ip.src, sport, pkt.ip.dst, dport, proto), set()).update(names)
+    finally:
+        cap.close()
+    return found
+
+
+def audit_capture(pcap: Path, labels_csv: Path, per_flow: int = 8, max_packets: int = 20000) -> dict[str, Any]:
+    """Cross-check one capture's labels against tshark; returns counts and example disagreements."""
+    index = LabelIndex(read_csv(labels_csv))
+    with tempfile.TemporaryDirectory(prefix="p2pd-audit-") as tmp:
+        head = Path(tmp) / "head.pcap"
+        kept = head_of_flows(pcap, head, per_flow, max_packets)
+        seen = _dissect(head)
+    table: Counter[str] = Counter()
+    unidentified_p2p: Counter[str] = Counter()
+    disagreements: list[str] = []
+    unlabelled = 0
+    for k in kept:
+        hits = {r.label for r in index.match(*k)}
+        if len(hits) != 1:
+            unlabelled += 1
+            continue
+        label = hits.pop()
+        protos = seen.get(k, set())
+        verdict = "p2p" if protos & P2P_PROTOCOLS else "other" if protos & OTHER_PROTOCOLS else "unidentified"
+        table[f"{label}->{verdict}"] += 1
+        if verdict == "unidentified" and label == "p2p":
+            unidentified_p2p[_PROTO.get(k[4], str(k[4]))] += 1
+        elif verdict != "unidentified" and verdict != label:
+            disagreements.append(f"{k[0]}:{k[1]}-{k[2]}:{k[3]}/{k[4]} label={label} tshark={sorted(protos)}")
+    return {
+        "pcap": pcap.name,
+        "flows_audited": len(kept),
+        "unlabelled_flows": unlabelled,
+        "label_vs_tshark": dict(sorted(table.items())),
+        "p2p_unidentified_by_tshark": dict(unidentified_p2p),
+        "disagreements": len(disagreements),
+        "disagreement_examples": disagreements[:10],
+    }
+
+
+def audit_dir(directory: Path, max_packets: int = 20000) -> dict[str, Any]:
+    """Audit every ``<name>.pcap`` in ``directory`` that has a ``<name>.labels.csv`` beside it."""
+    if not directory.is_dir():
+        raise GenerateError(f"{directory} is not a directory; give the folder holding .pcap and .labels.csv files")
+    pairs = [(p, p.with_suffix(".labels.csv")) for p in sorted(directory.glob("*.pcap"))
+             if p.with_suffix(".labels.csv").exists()]
+    if not pairs:
+        raise GenerateError(f"no <name>.pcap with a <name>.labels.csv found in {directory}")
+    reports = []
+    for pcap, lab in pairs:
+        log.info("auditing %s", pcap.name)
+        reports.append(audit_capture(pcap, lab, max_packets=max_packets))
+    return {
+        "captures": reports,
+        "disagreements": sum(r["disagreements"] for r in reports),
+        "p2p_unidentified_by_tshark": dict(sum((Counter(r["p2p_unidentified_by_tshark"]) for r in reports), Counter())),
+    }

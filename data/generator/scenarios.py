@@ -1,0 +1,249 @@
+"""Scenarios: which apps run, on which addresses and ports, at what rates, all drawn from a seed.
+
+Address plan (labels by construction): every server owns a unique 127.K.N.1 address and every
+swarm its 127.K.N.x peers; client hosts may be shared between apps (a home host browses, resolves
+names and seeds a torrent), but a given address *pair* belongs to exactly one app, so the pair
+names the app. K per app family: 10-12 BitTorrent, 20 HTTPS, 22 HTTP, 24 QUIC, 30 DNS, 40 SSH, 50 client hosts.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from data.generator.labels import LabelRow, pair_rows
+
+_COMMON_PORTS = (443, 80, 8080, 53, 8443, 22, 993, 25, 3478)
+
+
+@dataclass
+class AppSpec:
+    """One worker process: ``params`` for data.generator.worker, its label rows and summary name."""
+
+    name: str
+    label: str
+    params: dict[str, Any]
+    rows: list[LabelRow] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    """Everything one scenario run will do; ``rate_mbit`` shapes the loopback with tbf."""
+
+    scenario: str
+    rate_mbit: float
+    apps: list[AppSpec]
+
+    def rows(self) -> list[LabelRow]:
+        return [r for a in self.apps for r in a.rows]
+
+
+class _Addresses:
+    """Hands out unique /24 blocks per app family and hosts inside them."""
+
+    def __init__(self) -> None:
+        self._next: dict[int, int] = {}
+
+    def block(self, family: int) -> tuple[str, Callable[[int], str]]:
+        n = self._next.get(family, 0)
+        self._next[family] = n + 1
+        return f"127.{family}.{n}.1", (lambda h, f=family, n=n: f"127.{f}.{n}.{h}")
+
+    def hosts(self, count: int) -> list[str]:
+        _, host = self.block(50)
+        return [host(h) for h in range(2, 2 + count)]
+
+
+def _port(rng: random.Random, common: bool) -> int:
+    """A well-known service port, or a random unprivileged one outside BitTorrent's 6881-6889."""
+    if common:
+        return rng.choice(_COMMON_PORTS)
+    while True:
+        port = rng.choice([rng.randint(1025, 65535), rng.randint(49152, 65535)])
+        if not 6881 <= port <= 6889:
+            return port
+
+
+def swarm(rng: random.Random, addr: _Addresses, duration: int, scale: float, *, transport: str,
+          n_peers: int, members: list[str] = (), common_ports: float = 0.0, default_ports: float = 0.0,
+          app: str = "") -> AppSpec:
+    """A swarm of ``n_peers`` (plus ``members``, hosts shared with other apps).
+
+    Each peer listens on a well-known service port with probability ``common_ports``, on
+    BitTorrent's classic 6881-6889 with probability ``default_ports``, else on a random port.
+    """
+    _, host = addr.block(12 if common_ports else {"tcp": 10, "utp": 11}[transport])
+    ips = list(members) + [host(h) for h in range(2, 2 + n_peers)]
+    n_seeds = max(1, min(len(ips) // 4, rng.randint(1, 3)))
+    rates = [0, 0, 150_000, 400_000, 1_000_000, 3_000_000]
+    peers = []
+    for i, ip in enumerate(ips):
+        seed = i >= len(members) and i - len(members) < n_seeds
+        start = 0.0 if seed and i == len(members) else rng.uniform(0, 0.5 * duration)
+        online = [[round(start, 2), duration + 60]]
+        if not seed and rng.random() < 0.25:  # leaves early, and maybe comes back later
+            leave = rng.uniform(start + 0.3 * (duration - start), duration)
+            online[0][1] = round(leave, 2)
+            back = leave + rng.uniform(2, max(3, 0.2 * duration))
+            if rng.random() < 0.5 and back < duration - 3:
+                online.append([round(back, 2), duration + 60])
+        peers.append({
+            "ip": ip,
+            "port": rng.randint(6881, 6889) if rng.random() < default_ports else _port(rng, rng.random() < common_ports),
+            "online": online,
+            "seed": seed,
+            "up_rate": rng.choice(rates) * (1 if scale <= 1 else int(scale)),
+            "down_rate": rng.choice(rates[:4]),
+        })
+    size = int(min(rng.lognormvariate(math.log(3e6 * scale), 0.4), 400e6))
+    params = {
+        "kind": "bt-swarm",
+        "transport": transport,
+        "peers": peers,
+        "size": size,
+        "n_files": rng.randint(1, 4),
+        "piece_size": rng.choice([16384, 32768, 65536, 262144]),
+        "seed": rng.getrandbits(32),
+    }
+    name = app or ("bittorrent-utp" if transport == "utp" else "bittorrent-mse")
+    return AppSpec(name=name, label="p2p", params=params, rows=pair_rows(ips, ips, (6, 17, 1), "p2p", name))
+
+
+def web(rng: random.Random, addr: _Addresses, duration: int, scale: float, *, tls: bool, port: int,
+        clients: list[str], modes: list[str], app: str) -> AppSpec:
+    """An HTTP(S) server on ``port`` and one client thread per (host, mode)."""
+    server, _ = addr.block(20 if tls else 22)
+    specs = [{"ip": ip, "mode": m, "start": round(rng.uniform(0, 0.2 * duration), 2)} for ip, m in zip(clients, modes)]
+    params = {"kind": "web", "server_ip": server, "port": port, "tls": tls, "clients": specs,
+              "scale": scale, "seed": rng.getrandbits(32)}
+    return AppSpec(name=app, label="other", params=params,
+                   rows=pair_rows(sorted(set(clients)), [server], (6,), "other", app))
+
+
+def dns(rng: random.Random, addr: _Addresses, duration: int, *, clients: list[str], storminess: float,
+        port: int = 53) -> AppSpec:
+    """A DNS server and stub clients on ``clients``."""
+    server, _ = addr.block(30)
+    specs = [{"ip": ip, "start": round(rng.uniform(0, 0.1 * duration), 2)} for ip in sorted(set(clients))]
+    params = {"kind": "dns", "server_ip": server, "port": port, "clients": specs, "storminess": storminess,
+              "seed": rng.getrandbits(32)}
+    return AppSpec(name="dns", label="other", params=params,
+                   rows=pair_rows(sorted(set(clients)), [server], (17, 1), "other", "dns"))
+
+
+def ssh(rng: random.Random, addr: _Addresses, duration: int, scale: float, *, clients: list[str],
+        modes: list[str], port: int = 22) -> AppSpec:
+    """An OpenSSH server and clients: interactive shells ('shell') or scp transfers ('scp')."""
+    server, _ = addr.block(40)
+    specs = [{"ip": ip, "mode": m, "start": round(rng.uniform(0, 0.2 * duration), 2)} for ip, m in zip(clients, modes)]
+    params = {"kind": "ssh", "server_ip": server, "port": port, "clients": specs, "scale": scale,
+              "seed": rng.getrandbits(32)}
+    return AppSpec(name="ssh", label="other", params=params,
+                   rows=pair_rows(sorted(set(clients)), [server], (6,), "other", "ssh"))
+
+
+def quic(rng: random.Random, addr: _Addresses, duration: int, scale: float, *, clients: list[str],
+         modes: list[str], port: int = 443) -> AppSpec:
+    """A QUIC server (UDP) and clients that browse ('browse') or download ('bulk')."""
+    server, _ = addr.block(24)
+    specs = [{"ip": ip, "mode": m, "start": round(rng.uniform(0, 0.2 * duration), 2)} for ip, m in zip(clients, modes)]
+    params = {"kind": "quic", "server_ip": server, "port": port, "tls": True, "clients": specs, "scale": scale,
+              "seed": rng.getrandbits(32)}
+    return AppSpec(name="quic", label="other", params=params,
+                   rows=pair_rows(sorted(set(clients)), [server], (17, 1), "other", "quic"))
+
+
+def _peers(rng: random.Random, scale: float, lo: int = 3, hi: int = 30) -> int:
+    return rng.randint(lo, max(lo, min(hi, int(6 * scale) + 4)))
+
+
+def build(scenario: str, seed: int, duration: int, scale: float) -> Plan:
+    """The plan for ``scenario``: the same seed always gives the same plan."""
+    rng = random.Random(f"{scenario}:{seed}")
+    a = _Addresses()
+    d, s = duration, scale
+    apps: list[AppSpec] = []
+    rate = rng.choice([20, 50, 100, 200])
+    if scenario == "p2p-tcp-mse":
+        for _ in range(rng.randint(1, 1 + int(s > 1))):
+            apps.append(swarm(rng, a, d, s, transport="tcp", n_peers=_peers(rng, s)))
+    elif scenario == "p2p-utp":
+        for _ in range(rng.randint(1, 1 + int(s > 1))):
+            apps.append(swarm(rng, a, d, s, transport="utp", n_peers=_peers(rng, s)))
+    elif scenario == "p2p-mixed-ports":
+        apps.append(swarm(rng, a, d, s, transport="tcp", n_peers=_peers(rng, s), common_ports=0.7,
+                          app="bittorrent-mse"))
+        apps.append(swarm(rng, a, d, s, transport="utp", n_peers=_peers(rng, s), common_ports=0.7,
+                          app="bittorrent-utp"))
+    elif scenario == "web":
+        hosts = a.hosts(rng.randint(4, 12))
+        apps.append(web(rng, a, d, s, tls=True, port=443, clients=hosts, modes=["browse"] * len(hosts),
+                        app="https-browse"))
+        few = rng.sample(hosts, k=min(len(hosts), rng.randint(1, 4)))
+        apps.append(web(rng, a, d, s, tls=False, port=rng.choice([80, 8080]), clients=few,
+                        modes=["browse"] * len(few), app="http-browse"))
+        chat = rng.sample(hosts, k=min(len(hosts), rng.randint(1, 4)))
+        apps.append(web(rng, a, d, s, tls=True, port=_port(rng, False), clients=chat, modes=["chat"] * len(chat),
+                        app="https-chat"))
+        apps.append(dns(rng, a, d, clients=hosts, storminess=1.0))
+    elif scenario == "bulk":
+        hosts = a.hosts(rng.randint(2, 6))
+        apps.append(web(rng, a, d, s, tls=True, port=443, clients=hosts, modes=["bulk"] * len(hosts),
+                        app="https-bulk"))
+        few = rng.sample(hosts, k=min(len(hosts), rng.randint(1, 3)))
+        apps.append(web(rng, a, d, s, tls=False, port=rng.choice([80, 8080]), clients=few,
+                        modes=["bulk"] * len(few), app="http-bulk"))
+        hi = rng.sample(hosts, k=min(len(hosts), rng.randint(1, 2)))
+        apps.append(web(rng, a, d, s, tls=True, port=_port(rng, False), clients=hi, modes=["bulk"] * len(hi),
+                        app="https-bulk-highport"))
+    elif scenario == "streaming":
+        hosts = a.hosts(rng.randint(2, 8))
+        apps.append(web(rng, a, d, s, tls=True, port=443, clients=hosts, modes=["stream"] * len(hosts),
+                        app="https-streaming"))
+        few = rng.sample(hosts, k=min(len(hosts), rng.randint(1, 2)))
+        apps.append(web(rng, a, d, s, tls=False, port=8080, clients=few, modes=["stream"] * len(few),
+                        app="http-streaming"))
+        apps.append(dns(rng, a, d, clients=hosts, storminess=0.3))
+    elif scenario == "dns":
+        for _ in range(rng.randint(1, 2)):
+            apps.append(dns(rng, a, d, clients=a.hosts(rng.randint(5, 20)), storminess=rng.choice([1.0, 2.0, 4.0])))
+    elif scenario == "ssh":
+        hosts = a.hosts(rng.randint(2, 6))
+        modes = [rng.choice(["shell", "shell", "scp"]) for _ in hosts]
+        modes[0] = "scp"
+        apps.append(ssh(rng, a, d, s, clients=hosts, modes=modes, port=rng.choice([22, 22, 2222, _port(rng, False)])))
+        apps.append(dns(rng, a, d, clients=hosts, storminess=0.3))
+    elif scenario == "quic":
+        hosts = a.hosts(rng.randint(3, 10))
+        apps.append(quic(rng, a, d, s, clients=hosts, modes=[rng.choice(["browse", "browse", "bulk"]) for _ in hosts],
+                         port=rng.choice([443, 443, 8443, _port(rng, False)])))
+        apps.append(dns(rng, a, d, clients=hosts, storminess=0.5))
+    elif scenario in ("mixed-office", "mixed-home"):
+        office = scenario == "mixed-office"
+        hosts = a.hosts(rng.randint(8, 20) if office else rng.randint(3, 6))
+        apps.append(web(rng, a, d, s, tls=True, port=443, clients=hosts,
+                        modes=[rng.choice(["browse", "browse", "stream"] if not office else ["browse"]) for _ in hosts],
+                        app="https-mixed"))
+        chat = rng.sample(hosts, k=min(len(hosts), rng.randint(1, 4)))
+        apps.append(web(rng, a, d, s, tls=True, port=_port(rng, False), clients=chat, modes=["chat"] * len(chat),
+                        app="https-chat"))
+        bulk = rng.sample(hosts, k=min(len(hosts), rng.randint(1, 2)))
+        apps.append(web(rng, a, d, s, tls=rng.random() < 0.7, port=rng.choice([443, 80, 8080, 8443]),
+                        clients=bulk, modes=["bulk"] * len(bulk), app="web-bulk"))
+        apps.append(dns(rng, a, d, clients=hosts, storminess=1.0))
+        if office:
+            admins = rng.sample(hosts, k=rng.randint(1, 2))
+            apps.append(ssh(rng, a, d, s, clients=admins, modes=["shell"] * len(admins)))
+        torrenters = rng.sample(hosts, k=rng.randint(1, 2))
+        apps.append(swarm(rng, a, d, s, transport=rng.choice(["tcp", "tcp", "utp"]),
+                          n_peers=_peers(rng, s, 3, 10 if office else 25), members=torrenters,
+                          common_ports=0.0 if rng.random() < 0.6 else 0.5, default_ports=0.2))
+        if not office and rng.random() < 0.5:
+            apps.append(swarm(rng, a, d, s, transport="utp", n_peers=_peers(rng, s, 3, 10), members=[],
+                              default_ports=0.2))
+    else:
+        raise ValueError(f"unknown scenario {scenario!r}")
+    return Plan(scenario=scenario, rate_mbit=rate, apps=apps)

@@ -1,0 +1,46 @@
+"""Entry point of one app process inside the namespace: ``python -m data.generator.worker PARAMS.json``.
+
+Why a separate process per app instance: the orchestrator can start, stop and kill each one
+(its process group) independently, and a crashing client cannot take the capture down with it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str]) -> int:
+    """Run the app described by the JSON file ``argv[0]``; returns the exit status."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    params = json.loads(Path(argv[0]).read_text())
+    kind = params["kind"]
+    if kind == "bt-swarm":
+        from data.generator.bittorrent import run_swarm
+
+        run_swarm(params)
+    elif kind == "web":
+        from data.generator.web import run_web
+
+        run_web(params)
+    elif kind == "dns":
+        from data.generator.dns import run_dns
+
+        run_dns(params)
+    elif kind == "ssh":
+        from data.generator.ssh import run_ssh
+
+        run_ssh(params)
+    elif kind == "quic":
+        from data.generator.quic import run_quic
+
+        run_quic(params)
+    else:
+        raise SystemExit(f"unknown app kind {kind!r}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

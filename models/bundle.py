@@ -1,0 +1,309 @@
+"""Model bundles: a LightGBM text model, JSON metadata and a SHA-256 manifest, in one directory.
+
+Loading never unpickles anything (DESIGN.md invariant 6): it checks the manifest's hashes, the
+flow-table schema version and the feature list before the booster is parsed from text, and
+refuses anything else with one BadModelError line that says what to do.
+
+Layout::
+
+    MODEL_DIR/model.txt        booster.save_model() text
+    MODEL_DIR/metadata.json    bundle id, features, extract config, threshold, data, metrics
+    MODEL_DIR/MANIFEST.sha256  "<sha256>  <file>" per file above (sha256sum -c compatible)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from features.config import ExtractConfig
+from features.schema import SCHEMA_VERSION, feature_columns
+from p2pdetect.errors import BadConfigError, BadModelError, OutputError
+
+#: The shipped model, inside the package directory.
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default"
+
+#: Bump when the bundle layout or a metadata key's meaning changes.
+BUNDLE_FORMAT = 1
+MODEL_FILE = "model.txt"
+METADATA_FILE = "metadata.json"
+MANIFEST_FILE = "MANIFEST.sha256"
+BUNDLE_FILES = (MODEL_FILE, METADATA_FILE)
+LABELS = np.array(["other", "p2p"], dtype=object)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that make and read a bundle (recorded for audits)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("p2pdetect", "lightgbm", "numpy", "pyarrow", "scikit-learn", "nfstream"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+class ModelBundle:
+    """A loaded, verified model: scores flows and turns scores into verdicts."""
+
+    def __init__(self, path: Path, booster, metadata: dict, *, num_threads: int = 1) -> None:
+        self.path = Path(path)
+        self.booster = booster
+        self.metadata = metadata
+        self.bundle_id: str = metadata["bundle_id"]
+        self.threshold: float = float(metadata["threshold"])
+        self.target_fpr: float | None = metadata.get("target_fpr")
+        self.feature_names: list[str] = list(metadata["feature_names"])
+        self.extract_config: ExtractConfig = ExtractConfig.from_dict(metadata["extract_config"])
+        self.num_threads = num_threads
+
+    def __repr__(self) -> str:
+        return f"ModelBundle({self.bundle_id!r}, path={str(self.path)!r}, threshold={self.threshold:.4g})"
+
+    @property
+    def port_features(self) -> bool:
+        """Whether the model sees the coarse port facts (False for the port-ablation model)."""
+        return self.feature_names == feature_columns(self.extract_config.splt_n, port_features=True)
+
+    def matrix(self, cols) -> np.ndarray:
+        """(n, F) float32 matrix of the feature columns, in the model's order (NaN for nulls)."""
+        is_table = hasattr(cols, "column_names")
+        names = set(cols.column_names) if is_table else cols.keys()
+        missing = [c for c in self.feature_names if c not in names]
+        if missing:
+            more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+            raise BadModelError(f"flows lack feature column {missing[0]!r}{more} that model {self.bundle_id} "
+                                f"needs; extract them with the bundle's extract config")
+        first = cols.column(self.feature_names[0]) if is_table else cols[self.feature_names[0]]
+        n = len(first)
+        # Filled one contiguous row per feature, handed over as its (n, F) column-major view:
+        # ~10x faster to build than a row-major matrix, and LightGBM reads it without a copy.
+        XT = np.empty((len(self.feature_names), n), dtype=np.float32)
+        for j, name in enumerate(self.feature_names):
+            col = cols.column(name) if is_table else cols[name]
+            if is_table:
+                if col.null_count:
+                    col = col.cast("float64").fill_null(float("nan"))
+                col = col.to_numpy()
+            XT[j] = col
+        return XT.T
+
+    def predict_proba(self, cols) -> np.ndarray:
+        """P(p2p) per flow; cols: dict of numpy columns or a pyarrow.Table with the feature columns."""
+        X = self.matrix(cols)
+        if len(X) == 0:
+            return np.empty(0, dtype=np.float64)
+        return self.booster.predict(X, num_threads=self.num_threads)
+
+    def verdicts(self, scores: np.ndarray) -> np.ndarray:
+        """Object array of "p2p" / "other" (p2p where score >= threshold)."""
+        return LABELS[(np.asarray(scores) >= self.threshold).astype(np.intp)]
+
+
+def _fail(path: Path, what: str) -> BadModelError:
+    return BadModelError(f"{path}: {what}")
+
+
+def _read_manifest(path: Path) -> dict[str, str]:
+    try:
+        text = (path / MANIFEST_FILE).read_text(encoding="utf-8")
+    except FileNotFoundError as err:
+        raise _fail(path, f"not a model bundle (no {MANIFEST_FILE}); give a directory written by "
+                          f"'p2pdetect train'") from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise _fail(path, f"cannot read {MANIFEST_FILE} ({err}); re-create the bundle") from err
+    hashes: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        digest, sep, name = line.partition("  ")
+        if not sep or len(digest) != 64 or name not in BUNDLE_FILES:
+            raise _fail(path, f"{MANIFEST_FILE} is malformed (line {line[:60]!r}); re-create the bundle")
+        hashes[name] = digest
+    missing = [f for f in BUNDLE_FILES if f not in hashes]
+    if missing:
+        raise _fail(path, f"{MANIFEST_FILE} lists no hash for {missing[0]}; re-create the bundle")
+    return hashes
+
+
+def _read_verified(path: Path, name: str, digest: str) -> bytes:
+    try:
+        data = (path / name).read_bytes()
+    except OSError as err:
+        raise _fail(path, f"bundle file {name} is missing or unreadable ({err.strerror}); "
+                          f"re-create the bundle") from err
+    if _sha256(data) != digest:
+        raise _fail(path, f"{name} does not match its SHA-256 in {MANIFEST_FILE} (tampered or truncated); "
+                          f"re-create the bundle or restore it from a trusted copy")
+    return data
+
+
+def _check_metadata(path: Path, meta: object) -> dict:
+    if not isinstance(meta, dict):
+        raise _fail(path, f"{METADATA_FILE} is not a JSON object; re-create the bundle")
+    need = ("bundle_format", "bundle_id", "schema_version", "feature_names", "extract_config", "threshold")
+    missing = [k for k in need if k not in meta]
+    if missing:
+        raise _fail(path, f"{METADATA_FILE} lacks {missing[0]!r}; re-create the bundle")
+    if meta["bundle_format"] != BUNDLE_FORMAT:
+        raise _fail(path, f"bundle format {meta['bundle_format']!r}, this p2pdetect reads format "
+                          f"{BUNDLE_FORMAT}; re-train the model with this version")
+    if meta["schema_version"] != SCHEMA_VERSION:
+        raise _fail(path, f"model was trained on flow-table schema version {meta['schema_version']!r}, "
+                          f"this p2pdetect extracts version {SCHEMA_VERSION}; re-train the model")
+    try:
+        config = ExtractConfig.from_dict(meta["extract_config"])
+    except (BadConfigError, TypeError, AttributeError) as err:
+        raise _fail(path, f"bundle's extract config is invalid ({err}); re-create the bundle") from err
+    names = meta["feature_names"]
+    allowed = (feature_columns(config.splt_n, port_features=True),
+               feature_columns(config.splt_n, port_features=False))
+    if names not in allowed:
+        extra = [n for n in names if n not in allowed[0]] if isinstance(names, list) else []
+        hint = f" (unknown feature {extra[0]!r})" if extra else ""
+        raise _fail(path, f"bundle's feature list does not match this p2pdetect's feature columns{hint}; "
+                          f"re-train the model with this version")
+    thr = meta["threshold"]
+    if not isinstance(thr, (int, float)) or isinstance(thr, bool) or not 0.0 <= thr <= 1.0:
+        raise _fail(path, f"bundle's threshold {thr!r} is not a number in [0, 1]; re-create the bundle")
+    return meta
+
+
+def load_bundle(path: str | os.PathLike | None = None, *, num_threads: int = 1) -> ModelBundle:
+    """Load and verify a bundle (None = the shipped default model)."""
+    import lightgbm as lgb
+
+    path = Path(DEFAULT_MODEL_DIR if path is None else path)
+    if not path.is_dir():
+        if path == DEFAULT_MODEL_DIR:
+            raise _fail(path, "the shipped default model is missing; build it with 'make model' "
+                              "or give --model MODEL_DIR")
+        raise _fail(path, "no such model bundle directory; give a directory written by 'p2pdetect train'")
+    hashes = _read_manifest(path)
+    raw_meta = _read_verified(path, METADATA_FILE, hashes[METADATA_FILE])
+    raw_model = _read_verified(path, MODEL_FILE, hashes[MODEL_FILE])
+    try:
+        meta = json.loads(raw_meta.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise _fail(path, f"{METADATA_FILE} is not valid JSON ({err}); re-create the bundle") from err
+    meta = _check_metadata(path, meta)
+    try:
+        booster = lgb.Booster(model_str=raw_model.decode("utf-8"))
+    except (UnicodeDecodeError, lgb.basic.LightGBMError, ValueError) as err:
+        raise _fail(path, f"{MODEL_FILE} is not a LightGBM text model ({str(err).splitlines()[0]}); "
+                          f"re-create the bundle") from err
+    if booster.feature_name() != meta["feature_names"]:
+        raise _fail(path, f"{MODEL_FILE}'s features differ from {METADATA_FILE}'s feature list; "
+                          f"re-create the bundle")
+    return ModelBundle(path, booster, meta, num_threads=num_threads)
+
+
+def check_bundle_path(path: str | os.PathLike) -> Path:
+    """Fail early (before training) when a bundle cannot be written at path."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"{path}: directory {parent} does not exist; create it or choose another path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{path}: directory {parent} is not writable; choose another model directory")
+    if path.exists():
+        if not path.is_dir():
+            raise OutputError(f"{path}: exists and is not a directory; choose another model directory")
+        if any(True for _ in path.iterdir()) and not (path / MANIFEST_FILE).is_file():
+            raise OutputError(f"{path}: directory exists and is not a model bundle; "
+                              f"choose a new or empty directory")
+    return path
+
+
+def _replace_dir(tmp: Path, path: Path) -> None:
+    """Move tmp into place as path; an existing bundle there is replaced, anything else refused."""
+    if path.exists():
+        if not path.is_dir():
+            raise OutputError(f"{path}: exists and is not a directory; choose another model directory")
+        contents = {p.name for p in path.iterdir()}
+        if contents and MANIFEST_FILE not in contents:
+            raise OutputError(f"{path}: directory exists and is not a model bundle; "
+                              f"choose a new or empty directory")
+        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+        os.replace(path, old / path.name)
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            os.replace(old / path.name, path)
+            raise
+        finally:
+            shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, path)
+
+
+def save_bundle(path: str | os.PathLike, booster, *, feature_names: list[str],
+                extract_config: ExtractConfig, threshold: float, target_fpr: float | None,
+                training: dict, metrics: dict) -> ModelBundle:
+    """Write a bundle atomically (temp dir, then rename) and return it loaded and verified."""
+    path = check_bundle_path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if booster.feature_name() != list(feature_names):
+        raise ValueError("booster feature names differ from feature_names")
+    model_text = booster.model_to_string().encode("utf-8")
+    created = datetime.now(timezone.utc)
+    meta = {
+        "bundle_format": BUNDLE_FORMAT,
+        "bundle_id": f"p2pdetect-{created:%Y%m%dT%H%M%SZ}-{_sha256(model_text)[:10]}",
+        "created": created.isoformat(timespec="seconds"),
+        "schema_version": SCHEMA_VERSION,
+        "feature_names": list(feature_names),
+        "port_features": list(feature_names) == feature_columns(extract_config.splt_n, port_features=True),
+        "extract_config": extract_config.to_dict(),
+        "threshold": float(threshold),
+        "target_fpr": None if target_fpr is None else float(target_fpr),
+        "training": training,
+        "metrics": metrics,
+        "libraries": library_versions(),
+    }
+    meta_bytes = (json.dumps(meta, indent=2, sort_keys=False, default=_json_default) + "\n").encode("utf-8")
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
+    except OSError as err:
+        raise OutputError(f"{path}: cannot create a directory in {parent} ({err.strerror}); "
+                          f"check permissions") from err
+    try:
+        (tmp / MODEL_FILE).write_bytes(model_text)
+        (tmp / METADATA_FILE).write_bytes(meta_bytes)
+        manifest = "".join(f"{_sha256(data)}  {name}\n"
+                           for name, data in ((MODEL_FILE, model_text), (METADATA_FILE, meta_bytes)))
+        (tmp / MANIFEST_FILE).write_text(manifest, encoding="utf-8")
+        os.chmod(tmp, 0o755)
+        _replace_dir(tmp, path)
+    except OSError as err:
+        raise OutputError(f"{path}: cannot write the bundle ({err.strerror or err}); "
+                          f"check free space and permissions") from err
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return load_bundle(path)
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+

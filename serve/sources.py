@@ -1,0 +1,253 @@
+"""Flow sources for the scorer: a capture file or a live interface (through the meter
+process in serve.meter), or a plain list of chunks in tests. Each yields MeterChunks, and
+None when nothing more is queued (so a partial micro-batch is scored without waiting).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import queue
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+from features.captures import validate_capture
+from features.config import ExtractConfig
+from features.meter import flow_row
+from p2pdetect.errors import BadCaptureError, P2PDetectError
+from serve.config import ScoreConfig
+from serve.meter import EARLY, FINAL, MeterSpec, meter_process
+
+log = logging.getLogger(__name__)
+
+__all__ = ["EARLY", "FINAL", "MeterChunk", "MeterSource", "MeterStats", "SourceError",
+           "capture_source", "check_bpf", "check_interface", "chunks_from_flows", "interface_source"]
+
+#: Linux capability number of CAP_NET_RAW (include/uapi/linux/capability.h).
+CAP_NET_RAW = 13
+
+
+class SourceError(P2PDetectError):
+    """A live interface cannot be captured (missing, no permission, meter failure)."""
+
+
+@dataclass
+class MeterStats:
+    """The meter's running counters (cumulative)."""
+
+    packets: int = 0
+    ignored: int = 0
+    dropped: int = 0
+    flows: int = 0      # final flow records reported so far
+
+
+@dataclass
+class MeterChunk:
+    """Flows handed over by the meter together: nfstream value rows, in meter order."""
+
+    rows: Sequence[tuple]      # features.meter.flow_row tuples
+    stages: bytes              # per row: EARLY (0) or FINAL (1)
+    t_first: float             # wall time the chunk's first flow was reported (latency origin)
+    stats: MeterStats = field(default_factory=MeterStats)
+
+
+def chunks_from_flows(flows: Iterable, *, chunk_flows: int = 256, stage: int = FINAL,
+                      t_first: float = 0.0) -> Iterator[MeterChunk]:
+    """Chunks from nfstream NFlow objects (e.g. an NFStreamer): the scorer fed without a meter."""
+    rows: list = []
+    for f in flows:
+        rows.append(flow_row(f))
+        if len(rows) == chunk_flows:
+            yield MeterChunk(rows, bytes([stage]) * len(rows), t_first)
+            rows = []
+    if rows:
+        yield MeterChunk(rows, bytes([stage]) * len(rows), t_first)
+
+
+def effective_capabilities() -> int:
+    """This process's effective capability mask (0 when it cannot be read)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("CapEff:"):
+                return int(line.split()[1], 16)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _has_net_raw() -> bool:
+    return os.geteuid() == 0 or bool(effective_capabilities() >> CAP_NET_RAW & 1)
+
+
+def check_interface(name: str) -> None:
+    """Fail early, in one line, when `name` cannot be captured live."""
+    if not name or "/" in name or name in (".", ".."):
+        raise SourceError(f"{name!r} is not a network interface name; see 'ip link'")
+    if not Path("/sys/class/net", name).exists():
+        raise SourceError(f"interface {name!r} does not exist here; pick one from 'ip link'")
+    if not _has_net_raw():
+        raise SourceError(f"live capture on {name!r} needs root or CAP_NET_RAW; run as root, or "
+                          f"grant it: sudo setcap cap_net_raw+ep $(readlink -f $(which python3))")
+
+
+def check_bpf(expression: str, snaplen: int = 128) -> None:
+    """Compile a BPF filter up front (libpcap inside nfstream's engine) so a typo is one
+    clear line before capture starts, not a failure inside the meter process."""
+    import ctypes
+
+    import _lib_engine
+
+    class BpfProgram(ctypes.Structure):
+        _fields_ = [("bf_len", ctypes.c_uint), ("bf_insns", ctypes.c_void_p)]
+
+    pcap = ctypes.CDLL(_lib_engine.__file__)
+    pcap.pcap_open_dead.restype = ctypes.c_void_p
+    pcap.pcap_open_dead.argtypes = [ctypes.c_int, ctypes.c_int]
+    pcap.pcap_compile.argtypes = [ctypes.c_void_p, ctypes.POINTER(BpfProgram), ctypes.c_char_p,
+                                  ctypes.c_int, ctypes.c_uint32]
+    pcap.pcap_geterr.restype = ctypes.c_char_p
+    pcap.pcap_geterr.argtypes = [ctypes.c_void_p]
+    pcap.pcap_freecode.argtypes = [ctypes.POINTER(BpfProgram)]
+    pcap.pcap_close.argtypes = [ctypes.c_void_p]
+    handle = pcap.pcap_open_dead(1, snaplen)  # DLT_EN10MB
+    prog = BpfProgram()
+    try:
+        if pcap.pcap_compile(handle, ctypes.byref(prog), expression.encode(), 1, 0xFFFFFFFF) != 0:
+            why = pcap.pcap_geterr(handle).decode(errors="replace")
+            raise SourceError(f"--bpf {expression!r} is not a valid BPF filter ({why}); "
+                              f"see 'man pcap-filter'")
+        pcap.pcap_freecode(ctypes.byref(prog))
+    finally:
+        pcap.pcap_close(handle)
+
+
+class MeterSource:
+    """Runs serve.meter in a child process and yields its chunks; stop() ends it cleanly.
+
+    Iterating yields MeterChunk objects, and None whenever the queue is empty (the batcher
+    then scores what it holds).
+    After stop() (e.g. on SIGTERM) the meter flushes every active flow as final and the
+    iteration ends once they are all handed over: nothing is lost.
+    """
+
+    def __init__(self, spec: MeterSpec, *, queue_chunks: int = 64, poll_s: float = 0.05) -> None:
+        self.spec = spec
+        self.poll_s = poll_s
+        self.stats = MeterStats()
+        self._ctx = mp.get_context("fork")
+        self._queue = self._ctx.Queue(maxsize=queue_chunks)
+        self._proc: mp.Process | None = None
+        self._stopping = False
+        self._closed = False
+        self.started_at: float | None = None  # perf_counter() when metering began
+
+    @property
+    def name(self) -> str:
+        return self.spec.source
+
+    def queue_depth(self) -> int:
+        try:
+            return self._queue.qsize()
+        except NotImplementedError:  # macOS
+            return 0
+
+    def stop(self) -> None:
+        """Ask the meter to flush its active flows and end (idempotent, signal-safe)."""
+        self._stopping = True
+        proc = self._proc
+        if proc is not None and proc.pid is not None and proc.exitcode is None:
+            try:
+                os.kill(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    def start(self) -> "MeterSource":
+        """Start metering now (flows wait in the queue until iterated); idempotent."""
+        if self._proc is None:
+            self.started_at = time.perf_counter()
+            self._proc = self._ctx.Process(target=meter_process, args=(self.spec, self._queue),
+                                           name="p2pdetect-meter", daemon=True)
+            self._proc.start()
+        return self
+
+    def close(self) -> None:
+        """Kill and reap the meter process without reading its flows (an abandoned run)."""
+        if self._proc is not None and self._proc.is_alive():
+            self._proc.kill()
+        self._finish()
+
+    def __iter__(self) -> Iterator[MeterChunk | None]:
+        self.start()
+        try:
+            while True:
+                try:
+                    msg = self._queue.get_nowait()
+                except queue.Empty:
+                    yield None  # drained: what waits can be scored now
+                    try:
+                        msg = self._queue.get(timeout=self.poll_s)
+                    except queue.Empty:
+                        if not self._proc.is_alive() and self._queue.empty():
+                            raise SourceError(f"{self.name}: the meter process ended unexpectedly "
+                                              f"(exit status {self._proc.exitcode})") from None
+                        continue
+                kind = msg[0]
+                if kind == "flows":
+                    _, rows, stages, t_first, *counters = msg
+                    self.stats = MeterStats(*counters)
+                    yield MeterChunk(rows, stages, t_first, self.stats)
+                elif kind == "done":
+                    self.stats = MeterStats(*msg[1:])
+                    return
+                elif kind == "error":
+                    err = BadCaptureError if not self.spec.live else SourceError
+                    raise err(f"{self.name}: the meter cannot read this source ({msg[1]})")
+        finally:
+            self._finish()
+
+    def _finish(self) -> None:
+        proc = self._proc
+        if proc is None or self._closed:
+            return
+        self._closed = True
+        if proc.is_alive():
+            self.stop()
+            deadline = time.monotonic() + 5
+            while proc.is_alive() and time.monotonic() < deadline:
+                try:  # keep the queue drained so the meter's feeder thread can finish
+                    self._queue.get(timeout=0.05)
+                except queue.Empty:
+                    pass
+            if proc.is_alive():
+                proc.kill()
+            proc.join()
+        self._queue.close()
+        self._queue.cancel_join_thread()
+
+
+def _spec(source: str, live: bool, extract: ExtractConfig, config: ScoreConfig, **live_opts) -> MeterSpec:
+    return MeterSpec(source=source, live=live, streamer_kwargs=extract.streamer_kwargs(),
+                     early_packets=config.early_packets, early_seconds=float(config.early_seconds),
+                     chunk_flows=config.chunk_flows, chunk_wait_s=config.chunk_wait_s, **live_opts)
+
+
+def capture_source(path: str | os.PathLike, extract: ExtractConfig, config: ScoreConfig, *,
+                   validate: bool = True) -> MeterSource:
+    """A capture file, metered as fast as it can be read (validated first unless told it was)."""
+    if validate:
+        validate_capture(path)
+    return MeterSource(_spec(str(path), False, extract, config), queue_chunks=config.queue_chunks,
+                       poll_s=min(0.05, config.max_wait_s / 2))
+
+
+def interface_source(name: str, extract: ExtractConfig, config: ScoreConfig, *,
+                     bpf_filter: str | None = None, promiscuous_mode: bool = True) -> MeterSource:
+    """A live interface, headers only (snapshot length 128 bytes)."""
+    check_interface(name)
+    return MeterSource(_spec(name, True, extract, config, bpf_filter=bpf_filter, snapshot_length=128,
+                             promiscuous_mode=promiscuous_mode),
+                       queue_chunks=config.queue_chunks, poll_s=min(0.05, config.max_wait_s / 2))

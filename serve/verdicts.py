@@ -1,0 +1,37 @@
+"""Verdict records: one flat JSON object per flow, stable keys (DESIGN.md format)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from serve.scorer import ScoredBatch
+from serve.sources import FINAL
+
+#: Keys of a verdict record, in the order they are written.
+VERDICT_KEYS = ["ts_ms", "stage", "src_ip", "src_port", "dst_ip", "dst_port", "protocol",
+                "first_seen_ms", "last_seen_ms", "packets", "bytes", "score", "verdict", "model"]
+
+_TEMPLATE = ('{"ts_ms": %d, "stage": "%s", "src_ip": "%s", "src_port": %d, "dst_ip": "%s", '
+             '"dst_port": %d, "protocol": %d, "first_seen_ms": %d, "last_seen_ms": %d, '
+             '"packets": %d, "bytes": %d, "score": %s, "verdict": "%s", "model": %s}\n')
+
+
+def verdict_lines(scored: ScoredBatch, model_id: str, *, alerts_only: bool = False,
+                  ts_ms: int | None = None) -> list[str]:
+    """JSON lines for a scored batch (alerts_only: P2P verdicts only)."""
+    import json
+
+    ts = int(time.time() * 1000) if ts_ms is None else ts_ms
+    model = json.dumps(model_id)
+    c = scored.cols
+    idx = np.flatnonzero(scored.verdicts == "p2p") if alerts_only else range(len(scored))
+    stage = np.where(scored.stages == FINAL, "final", "early")
+    cols = [stage, c["src_ip"], c["src_port"].tolist(), c["dst_ip"], c["dst_port"].tolist(),
+            c["protocol"].tolist(), c["bidirectional_first_seen_ms"].tolist(),
+            c["bidirectional_last_seen_ms"].tolist(), c["bidirectional_packets"].tolist(),
+            c["bidirectional_bytes"].tolist(), np.round(scored.scores, 6).tolist(), scored.verdicts]
+    return [_TEMPLATE % (ts, cols[0][i], cols[1][i], cols[2][i], cols[3][i], cols[4][i], cols[5][i],
+                         cols[6][i], cols[7][i], cols[8][i], cols[9][i], repr(cols[10][i]),
+                         cols[11][i], model) for i in idx]

@@ -1,0 +1,173 @@
+"""The labelled capture generator: config checks, label matching, root check, and a short real run.
+
+The end-to-end tests need root (network namespaces, tc, tcpdump) and are skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from data import GenerateError
+from data.generator import SCENARIOS, GenerateConfig, scenarios
+from data.generator.capture import PcapSummary, scan
+from data.generator.labels import LabelIndex, LabelRow, read_csv
+from data.generator.namespace import require_root
+
+REPO = Path(__file__).resolve().parents[1]
+IS_ROOT = os.geteuid() == 0
+needs_root = pytest.mark.skipif(not IS_ROOT, reason="generating captures needs root (netns, tc, tcpdump)")
+
+
+def _procs_mentioning(text: str) -> list[str]:
+    """Command lines of live processes that mention ``text`` (our workers and tcpdump do)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or int(d.name) == os.getpid():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmd:
+            out.append(cmd)
+    return out
+
+
+def _namespaces() -> list[str]:
+    res = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+    return [line.split()[0] for line in res.stdout.splitlines() if line.split()]
+
+
+def test_config_rejects_bad_values() -> None:
+    with pytest.raises(GenerateError, match=r"The 'duration' parameter of GenerateConfig must be an int >= 5"):
+        GenerateConfig(duration=-5)
+    with pytest.raises(GenerateError, match=r"The 'scenario' parameter of GenerateConfig must be one of"):
+        GenerateConfig(scenario="nope")
+
+
+def test_label_rows_match_either_direction_and_any_port() -> None:
+    rows = [LabelRow(src_ip="127.10.0.2", dst_ip="127.10.0.3", protocol=6, label="p2p", app="bt"),
+            LabelRow(src_ip="127.50.0.2", src_port=None, dst_ip="127.20.0.1", dst_port=443, protocol=6,
+                     label="other", app="https")]
+    idx = LabelIndex(rows)
+    assert [r.app for r in idx.match("127.10.0.3", 5000, "127.10.0.2", 6000, 6)] == ["bt"]
+    assert idx.match("127.10.0.3", 5000, "127.10.0.2", 6000, 17) == []
+    assert [r.app for r in idx.match("127.20.0.1", 443, "127.50.0.2", 40000, 6)] == ["https"]
+    assert idx.match("127.20.0.1", 8443, "127.50.0.2", 40000, 6) == []
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_plans_are_reproducible_and_address_pairs_name_one_app(scenario: str) -> None:
+    for seed in (0, 1, 2):
+        a = scenarios.build(scenario, seed, 30, 1.0)
+        b = scenarios.build(scenario, seed, 30, 1.0)
+        assert [x.params for x in a.apps] == [x.params for x in b.apps]
+        owner: dict[tuple[str, str, int], str] = {}
+        for app_no, app in enumerate(a.apps):
+            for r in app.rows:
+                key = (min(r.src_ip, r.dst_ip), max(r.src_ip, r.dst_ip), r.protocol)
+                assert owner.setdefault(key, f"{app_no}:{app.name}") == f"{app_no}:{app.name}", key
+                assert r.src_ip.startswith("127.") and r.dst_ip.startswith("127.")
+
+
+def _pcap(frames: list[int]) -> bytes:
+    head = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 128, 1)
+    return head + b"".join(struct.pack("<IIII", 0, 0, min(n, 128), n) + b"\0" * min(n, 128) for n in frames)
+
+
+def test_pcap_scan_counts_oversized_frames_and_rejects_truncation(tmp_path: Path) -> None:
+    ok = tmp_path / "ok.pcap"
+    ok.write_bytes(_pcap([60, 1514, 66]))
+    assert scan(ok, 1514) == PcapSummary(packets=3, max_frame=1514, oversized=0)
+    big = tmp_path / "big.pcap"
+    big.write_bytes(_pcap([60, 65226]))
+    assert scan(big, 1514).oversized == 1
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(_pcap([60, 1514])[:-10])
+    with pytest.raises(GenerateError, match="truncated"):
+        scan(cut, 1514)
+
+
+def test_require_root_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(GenerateError, match="needs root"):
+        require_root()
+
+
+@needs_root
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="setpriv (util-linux) is not installed")
+def test_cli_without_root_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    res = subprocess.run(
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable, "-m", "data.generator",
+         "--scenario", "dns", "--duration", "5", "-o", str(tmp_path / "out")],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("p2pdetect: error:") and "root" in lines[0]
+
+
+@needs_root
+def test_short_run_labels_every_flow_once_and_cleans_up(tmp_path: Path) -> None:
+    from nfstream import NFStreamer
+
+    from data.generator import generate
+
+    cfg = GenerateConfig(scenario="mixed-home", duration=8, seed=3, scale=0.1, out_dir=tmp_path)
+    [summary] = generate(cfg)
+
+    # Outputs exist under their final names only, and the summary says the join was clean.
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["mixed-home.json", "mixed-home.labels.csv", "mixed-home.pcap"]
+    assert json.loads((tmp_path / "mixed-home.json").read_text())["unlabelled_share"] == 0.0
+    assert summary["max_frame_bytes"] <= 1514
+    with open(tmp_path / "mixed-home.labels.csv", newline="") as fh:
+        assert next(csv.reader(fh)) == ["src_ip", "src_port", "dst_ip", "dst_port", "protocol", "label", "app"]
+
+    # Independent join: every metered flow matches exactly one label; both classes are present.
+    idx = LabelIndex(read_csv(tmp_path / "mixed-home.labels.csv"))
+    seen = set()
+    n = 0
+    for f in NFStreamer(source=str(tmp_path / "mixed-home.pcap")):
+        hits = {(r.label, r.app) for r in idx.match(f.src_ip, f.src_port, f.dst_ip, f.dst_port, f.protocol)}
+        assert len(hits) == 1, (f.src_ip, f.src_port, f.dst_ip, f.dst_port, f.protocol, hits)
+        seen |= {label for label, _ in hits}
+        n += 1
+    assert n > 10 and seen == {"p2p", "other"}
+
+    # Namespace and every process it held are gone.
+    assert f"p2pd-gen-{os.getpid()}" not in _namespaces()
+    assert _procs_mentioning(f"p2pd-gen-{os.getpid()}-") == []
+    assert _procs_mentioning(str(tmp_path)) == []
+
+
+@needs_root
+def test_sigterm_removes_namespace_processes_and_partial_outputs(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "data.generator", "--scenario", "p2p-tcp-mse", "--duration", "30", "--scale", "0.1",
+         "-o", str(tmp_path)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    ns = f"p2pd-gen-{proc.pid}"
+    deadline = time.time() + 20
+    while time.time() < deadline and not _procs_mentioning(f"{ns}-"):
+        time.sleep(0.2)
+    assert ns in _namespaces(), "the generator never started its workers"
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2 and "interrupted" in err
+    assert ns not in _namespaces()
+    assert _procs_mentioning(f"{ns}-") == []
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,226 @@
+"""Live scoring on a loopback interface inside a private network namespace (root only):
+idle flows expire with no traffic, SIGTERM flushes every active flow, encrypted BitTorrent
+is flagged and HTTPS is not, and the summary balances."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from test_serve_support import REPO, build_stand_in_bundle, is_root, needs_ndpi_corpus, read_verdicts
+
+pytestmark = [pytest.mark.skipif(not is_root(), reason="live capture needs root (network namespaces, "
+                                                       "packet capture); run the suite as root"),
+              needs_ndpi_corpus()]
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
+
+
+@pytest.fixture
+def netns():
+    """A private namespace with lo up, MTU 1500 and no segmentation offload; always removed."""
+    name = f"p2pd-test-{os.getpid()}"
+    subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    _ip("netns", "add", name)
+    try:
+        _ip("-n", name, "link", "set", "lo", "mtu", "1500")
+        _ip("-n", name, "link", "set", "lo", "up")
+        for a in ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"):
+            subprocess.run(["ip", "-n", name, "addr", "add", f"{a}/8", "dev", "lo"], capture_output=True)
+        subprocess.run(["ip", "netns", "exec", name, "ethtool", "-K", "lo", "tso", "off", "gso", "off",
+                        "gro", "off"], capture_output=True)
+        yield name
+    finally:
+        pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True).stdout.split()
+        for pid in pids:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+def _in_ns(ns: str, *cmd: str, **kw) -> subprocess.Popen:
+    return subprocess.Popen(["ip", "netns", "exec", ns, *cmd], cwd=REPO, **kw)
+
+
+def _start_scorer(ns: str, model: str, out: Path, *extra: str) -> subprocess.Popen:
+    proc = _in_ns(ns, sys.executable, "-m", "p2pdetect", "score", "--interface", "lo", "--model", model,
+                  "-o", str(out), "--max-wait", "0.1", *extra, stderr=subprocess.PIPE, text=True)
+    time.sleep(2.0)  # meter process up and capturing
+    assert proc.poll() is None, proc.stderr.read()
+    return proc
+
+
+def _stop(proc: subprocess.Popen) -> str:
+    proc.send_signal(signal.SIGTERM)
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 0, err
+    assert "Traceback" not in err
+    return err.strip().splitlines()[-1]
+
+
+def _balanced(summary: str, verdicts: list[dict]) -> None:
+    n = sum(v["stage"] == "final" for v in verdicts)
+    assert f"{n:,} flows metered = {n:,} final verdicts" in summary, summary
+
+
+UDP_SENDER = textwrap.dedent("""
+    import socket, sys, time
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.2", 40000))
+    for i in range(int(sys.argv[1])):
+        s.sendto(b"x" * 100, ("127.0.0.3", 40001))
+        time.sleep(0.01)
+""")
+
+
+def test_idle_flow_expires_without_traffic_and_sigterm_flushes(netns, tmp_path):
+    from features import ExtractConfig
+
+    model = tmp_path / "model"
+    build_stand_in_bundle(model, ExtractConfig(idle_timeout=2))
+    out = tmp_path / "v.jsonl"
+    scorer = _start_scorer(netns, str(model), out, "--early-seconds", "0", "--metrics-port", "19091")
+    try:
+        _in_ns(netns, sys.executable, "-c", UDP_SENDER, "5").wait(timeout=30)
+        # nothing else happens on the interface: only the scorer's own clock can expire it
+        deadline = time.time() + 8
+        final = []
+        while time.time() < deadline and not final:
+            time.sleep(0.25)
+            final = [v for v in read_verdicts(out.read_text()) if v["stage"] == "final"
+                     and v["src_port"] == 40000 and v["dst_port"] == 40001]
+        assert final and final[0]["packets"] == 5, "idle flow not expired within idle timeout + 6 s"
+        scrape = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c",
+                                 "import urllib.request; print(urllib.request.urlopen("
+                                 "'http://127.0.0.1:19091/metrics', timeout=5).read().decode())"],
+                                capture_output=True, text=True, timeout=30).stdout
+        metrics = dict(line.rsplit(" ", 1) for line in scrape.splitlines() if line and line[0] != "#")
+        assert float(metrics["p2pdetect_flows_total"]) >= 1
+        assert float(metrics["p2pdetect_packets_total"]) >= 5
+        assert 'p2pdetect_verdicts_total{stage="final",verdict="other"}' in metrics or \
+            'p2pdetect_verdicts_total{stage="final",verdict="p2p"}' in metrics
+        # a second flow still active when SIGTERM arrives is flushed, scored and written
+        _in_ns(netns, sys.executable, "-c", UDP_SENDER.replace("40000", "40010"), "3").wait(timeout=30)
+        summary = _stop(scorer)
+    finally:
+        if scorer.poll() is None:
+            scorer.kill()
+    verdicts = read_verdicts(out.read_text())
+    assert any(v["stage"] == "final" and v["src_port"] == 40010 and v["packets"] == 3 for v in verdicts)
+    _balanced(summary, verdicts)
+
+
+HTTPS_SERVER = textwrap.dedent("""
+    import http.server, ssl, sys
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b"a" * int(self.path.strip("/") or 1000)
+            self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
+            self.wfile.write(body)
+        def log_message(self, *a): pass
+    srv = http.server.ThreadingHTTPServer(("127.0.0.4", 8443), H)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    srv.serve_forever()
+""")
+
+HTTPS_CLIENT = textwrap.dedent("""
+    import ssl, urllib.request, random, time
+    ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+    rng = random.Random(1)
+    for i in range(12):
+        urllib.request.urlopen(f"https://127.0.0.4:8443/{rng.choice([2000, 20000, 200000])}",
+                               context=ctx, timeout=10).read()
+        time.sleep(0.2)
+""")
+
+SWARM = textwrap.dedent("""
+    import random, sys, time
+    from pathlib import Path
+    from data.generator.bittorrent import Peer, make_random_payload, make_torrent
+    work = Path(sys.argv[1])
+    content = work / "seed" / "content"
+    make_random_payload(content, 8 << 20, 1, random.Random(1))
+    torrent = make_torrent(content, 1 << 16)
+    seed_spec = dict(ip="127.0.0.2", port=40001, up_rate=2_000_000, down_rate=0)
+    leech_spec = dict(ip="127.0.0.3", port=40002, up_rate=2_000_000, down_rate=0)
+    seed, leech = Peer(seed_spec, torrent, work, "tcp"), Peer(leech_spec, torrent, work, "tcp")
+    seed.start(content)
+    leech.start(None)
+    deadline = time.time() + float(sys.argv[2])
+    while time.time() < deadline and leech.progress() < 1.0:
+        leech.connect([seed_spec])  # until the transfer runs (a no-op once connected)
+        time.sleep(0.5)
+    time.sleep(1)
+    print(leech.progress())
+    leech.stop(); seed.stop()
+""")
+
+
+
+def _model_for_live(tmp_path: Path) -> tuple[str, bool]:
+    """The shipped model when it is built (then the verdicts are asserted), else a stand-in."""
+    from models import DEFAULT_MODEL_DIR
+
+    if (DEFAULT_MODEL_DIR / "model.txt").exists():
+        return str(DEFAULT_MODEL_DIR), True
+    model = tmp_path / "model"
+    build_stand_in_bundle(model)
+    return str(model), False
+
+
+def test_live_bittorrent_flagged_and_https_not(netns, tmp_path):
+    try:
+        import libtorrent  # noqa: F401
+        from data.generator.bittorrent import run_swarm  # noqa: F401
+    except ImportError as err:
+        pytest.skip(f"needs libtorrent and data.generator.bittorrent ({err})")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+                    "-days", "1", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    model, competent = _model_for_live(tmp_path)
+    out = tmp_path / "v.jsonl"
+    scorer = _start_scorer(netns, model, out)
+    procs = []
+    try:
+        procs.append(_in_ns(netns, sys.executable, "-c", HTTPS_SERVER, str(cert), str(key)))
+        time.sleep(0.5)
+        procs.append(_in_ns(netns, sys.executable, "-c", SWARM, str(tmp_path / "swarm"), "25",
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True))
+        client = _in_ns(netns, sys.executable, "-c", HTTPS_CLIENT)
+        assert client.wait(timeout=60) == 0
+        progress = procs[1].communicate(timeout=60)[0].strip()
+        summary = _stop(scorer)
+    finally:
+        for p in procs + [scorer]:
+            if p.poll() is None:
+                p.kill()
+    verdicts = read_verdicts(out.read_text())
+    _balanced(summary, verdicts)
+    final = [v for v in verdicts if v["stage"] == "final"]
+    # BitTorrent connections that exchanged pieces (short duplicate connections that
+    # libtorrent closes after the handshake are left out of the assertion)
+    p2p = [v for v in final if v["protocol"] == 6 and {v["src_ip"], v["dst_ip"]} == {"127.0.0.2", "127.0.0.3"}
+           and v["packets"] >= 50]
+    https = [v for v in final if 8443 in (v["src_port"], v["dst_port"])]
+    assert p2p, f"no BitTorrent flow metered (leecher progress {progress})"
+    assert len(https) >= 10, "HTTPS flows missing"
+    assert any(v["stage"] == "early" for v in verdicts)
+    if not competent:
+        pytest.skip("the shipped model (models/default) is not built yet: scorer mechanics checked, "
+                    "P2P/HTTPS verdicts not asserted with a stand-in model")
+    detail = json.dumps([(v["packets"], v["score"]) for v in p2p + https])
+    assert all(v["verdict"] == "p2p" for v in p2p), f"BitTorrent flows not flagged: {detail}"
+    assert all(v["verdict"] == "other" for v in https), f"HTTPS flagged as P2P: {detail}"

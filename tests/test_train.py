@@ -1,0 +1,241 @@
+"""Training: grouped splits, threshold choice, config validation, nDPI labels, the train command."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from features.config import ExtractConfig
+from features.schema import IDENTITY_COLUMNS, feature_columns, port_feature_columns
+from features.table import write_flow_table
+from p2pdetect.errors import BadConfigError, BadDatasetError
+from training.config import TrainConfig
+from training.dpi_labels import dpi_label, dpi_labels
+from training.split import grouped_folds, grouped_split
+from training.synthetic import synthetic_table
+from training.threshold import rates_at, threshold_for_fpr
+from training.train import train_model
+
+FAST = TrainConfig(max_rounds=15, num_threads=1)
+
+
+@pytest.fixture(scope="module")
+def table():
+    return synthetic_table(n_captures=8, flows_per_capture=120, seed=1)
+
+
+@pytest.fixture(scope="module")
+def flow_table_path(tmp_path_factory, table):
+    path = tmp_path_factory.mktemp("flows") / "flows.parquet"
+    write_flow_table(table, path, ExtractConfig())
+    return path
+
+
+def _groups(n_caps=10, per=30, seed=0):
+    rng = np.random.default_rng(seed)
+    groups = np.repeat([f"cap{i}" for i in range(n_caps)], per)
+    y = (rng.random(len(groups)) < 0.3).astype(int)
+    return groups, y
+
+
+def test_grouped_split_keeps_each_capture_on_one_side():
+    groups, y = _groups()
+    s = grouped_split(groups, y, valid_fraction=0.3, seed=3)
+    assert not set(groups[s.train]) & set(groups[s.valid])
+    assert set(groups[s.train]) | set(groups[s.valid]) == set(groups)
+    assert len(s.train) + len(s.valid) == len(groups)
+    assert set(s.valid_captures) == set(groups[s.valid])
+    assert y[s.valid].sum() > 0 and (y[s.valid] == 0).sum() > 0
+    summary = s.summary(y)
+    assert summary["train"]["captures"] + summary["valid"]["captures"] == 10
+    assert summary["valid"]["flows"] == len(s.valid)
+
+
+def test_grouped_split_puts_both_classes_in_validation_when_captures_hold_one_class():
+    groups = np.repeat(["p1", "p2", "p3", "o1", "o2", "o3"], 10)
+    y = np.repeat([1, 1, 1, 0, 0, 0], 10)
+    s = grouped_split(groups, y, valid_fraction=0.2)
+    assert {0, 1} <= set(y[s.valid]) and {0, 1} <= set(y[s.train])
+
+
+def test_grouped_split_needs_two_captures():
+    with pytest.raises(BadDatasetError, match="at least 2 captures"):
+        grouped_split(np.array(["a"] * 5), np.array([0, 1, 0, 1, 0]))
+
+
+def test_grouped_folds_test_each_capture_once():
+    groups, y = _groups(n_caps=7)
+    folds = grouped_folds(groups, y, n_splits=3)
+    tested = [c for f in folds for c in f.valid_captures]
+    assert sorted(tested) == sorted(set(groups))
+    for f in folds:
+        assert not set(groups[f.train]) & set(groups[f.valid])
+
+
+def test_threshold_for_fpr_hand_case():
+    # ten negatives scoring 0.0 .. 0.9, two positives
+    scores = np.r_[np.arange(10) / 10, 0.85, 0.95]
+    y = np.r_[np.zeros(10), 1, 1]
+    t = threshold_for_fpr(scores, y, 0.1)       # one negative (0.9) may pass
+    assert 0.8 < t <= 0.8 + 1e-12
+    assert rates_at(scores, y, t) == (1.0, 0.1)
+    t0 = threshold_for_fpr(scores, y, 0.0)      # no negative may pass: just above 0.9
+    assert 0.9 < t0 < 0.9 + 1e-12
+    assert rates_at(scores, y, t0) == (0.5, 0.0)
+
+
+def test_threshold_for_fpr_ties_do_not_overshoot():
+    scores = np.array([0.5, 0.5, 0.5, 0.1, 0.9])
+    y = np.array([0, 0, 0, 0, 1])
+    t = threshold_for_fpr(scores, y, 0.3)       # 1.2 negatives allowed; the tie at 0.5 holds 3
+    assert rates_at(scores, y, t)[1] == 0.0 and t > 0.5
+
+
+def test_threshold_without_negatives_is_half():
+    assert threshold_for_fpr(np.array([0.2, 0.9]), np.array([1, 1]), 0.01) == 0.5
+
+
+def test_train_config_validates_with_the_error_template():
+    with pytest.raises(BadConfigError, match=r"The 'num_leaves' parameter of TrainConfig must be an int in "
+                                              r"\[2, 1024\]. Got 1 instead."):
+        TrainConfig(num_leaves=1)
+    with pytest.raises(BadConfigError, match="target_fpr"):
+        TrainConfig(target_fpr=1.5)
+    with pytest.raises(TypeError):
+        TrainConfig(0.1)  # keyword-only
+
+
+@pytest.mark.parametrize("name,guessed,label", [
+    ("BitTorrent", 0, "p2p"), ("eDonkey", 0, "p2p"), ("Gnutella", 0, "p2p"), ("TLS.Google", 0, "other"),
+    ("DNS", 0, "other"), ("Unknown", 0, ""), ("TLS", 1, ""), ("BitTorrent", 1, ""),
+    ("HTTP.BitTorrent", 0, "p2p"), ("Bitcoin", 0, ""), ("ETHEREUM", 0, ""), ("bittorrent", 0, "p2p"),
+])
+def test_dpi_label_mapping(name, guessed, label):
+    assert dpi_label(name, guessed) == label
+
+
+def test_dpi_labels_vectorised_matches_scalar():
+    names = np.array(["BitTorrent", "TLS", "Unknown", "TLS", "Soulseek"], dtype=object)
+    guessed = np.array([0, 0, 0, 1, 0])
+    assert dpi_labels(names, guessed).tolist() == ["p2p", "other", "", "", "p2p"]
+
+
+def test_train_model_uses_only_model_features(table):
+    res = train_model(table, ExtractConfig(), FAST)
+    assert res.feature_names == feature_columns(32)
+    assert not set(res.feature_names) & set(IDENTITY_COLUMNS)
+    assert res.booster.feature_name() == res.feature_names
+    assert 0.0 <= res.threshold <= 1.0
+    assert not set(res.split.train_captures) & set(res.split.valid_captures)
+    no_port = train_model(table, ExtractConfig(), TrainConfig(max_rounds=5, num_threads=1, port_features=False))
+    assert not set(no_port.feature_names) & set(port_feature_columns())
+
+
+def test_train_model_refuses_one_class(table):
+    import pyarrow.compute as pc
+    only_other = table.filter(pc.equal(table.column("label"), "other"))
+    with pytest.raises(BadDatasetError, match="both p2p and other"):
+        train_model(only_other, ExtractConfig(), FAST)
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "p2pdetect", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def test_train_cli_writes_a_loadable_bundle(flow_table_path, tmp_path):
+    from models import load_bundle
+
+    out = tmp_path / "model"
+    r = _cli("train", str(flow_table_path), "-o", str(out), "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    assert "split: train:" in r.stderr and "threshold" in r.stderr
+    b = load_bundle(out)
+    meta = b.metadata
+    assert meta["training"]["label_counts"]["p2p"] > 0
+    assert meta["training"]["split"]["valid"]["captures"] >= 1
+    assert meta["target_fpr"] == 0.005
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["train", "/nonexistent/flows.parquet", "-o", "{out}"], "no such file"),
+    (["train", "{bad_json}", "-o", "{out}"], "manifest"),
+    (["train", "{txt}", "-o", "{out}"], "not a flow table"),
+    (["train", "{flows}", "-o", "/nonexistent-dir/model"], "does not exist"),
+    (["train", "{flows}", "-o", "{out}", "--target-fpr", "2"], "target_fpr"),
+    (["train", "{pcap}", "-o", "{out}"], "labels"),
+])
+def test_train_cli_bad_inputs_exit_2_one_line(args, needle, tmp_path, flow_table_path):
+    (tmp_path / "bad.json").write_text("{not json")
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "cap.pcap").write_bytes(b"\xd4\xc3\xb2\xa1" + bytes(20))
+    subs = {"out": str(tmp_path / "model"), "bad_json": str(tmp_path / "bad.json"),
+            "txt": str(tmp_path / "notes.txt"), "flows": str(flow_table_path), "pcap": str(tmp_path / "cap.pcap")}
+    r = _cli(*[a.format(**subs) for a in args])
+    assert r.returncode == 2, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert lines[-1].startswith("p2pdetect: error:") and needle in lines[-1]
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "model").exists()
+    assert not list(tmp_path.glob(".model*"))
+
+
+REPO = Path(__file__).resolve().parent.parent
+NDPI = REPO.parent / "shared" / "captures" / "ndpi"
+SAMPLES = REPO / "data" / "samples"
+
+
+@pytest.mark.skipif(not (NDPI / "bittorrent_utp.pcap").is_file(), reason=f"{NDPI} is absent (real nDPI captures)")
+def test_dpi_labelled_real_captures(tmp_path):
+    from training.datasets import load_dataset
+
+    ds = load_dataset([NDPI / "bittorrent_utp.pcap", NDPI / "dns.pcap"], labels_from_dpi=True, use_cache=False,
+                      n_jobs=1)
+    counts = ds.label_counts()
+    assert counts["p2p"] >= 1 and counts["other"] >= 1
+    assert all(info["sha256"] and info["labels"] == "dpi" for info in ds.captures.values())
+    with pytest.raises(BadDatasetError, match="no such file"):
+        load_dataset([NDPI / "nope.pcap"], labels_from_dpi=True)
+
+
+@pytest.mark.skipif(not list(SAMPLES.glob("*.labels.csv")), reason="no labelled sample captures in data/samples")
+def test_manifest_and_sidecar_labels(tmp_path):
+    import json
+
+    from training.datasets import load_dataset
+
+    pcap = sorted(SAMPLES.glob("*.pcap"))[0]
+    labels = pcap.with_name(pcap.name.rsplit(".", 1)[0] + ".labels.csv")
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"captures": [{"pcap": str(pcap), "labels": str(labels)}]}))
+    a = load_dataset([manifest], use_cache=False, n_jobs=1)
+    b = load_dataset([pcap], use_cache=False, n_jobs=1)
+    assert a.table.num_rows == b.table.num_rows > 0
+    assert set(a.table.column("label").to_pylist()) <= {"p2p", "other"}
+
+
+@pytest.mark.skipif(not (NDPI / "dns.pcap").is_file(), reason=f"{NDPI} is absent (real nDPI captures)")
+def test_flow_cache_is_keyed_by_content_and_config(tmp_path, monkeypatch):
+    import shutil
+
+    from training import cache
+    from training.datasets import extract_cached
+
+    monkeypatch.setenv("P2PDETECT_CACHE", str(tmp_path / "cache"))
+    a = tmp_path / "a.pcap"
+    shutil.copyfile(NDPI / "dns.pcap", a)
+    first, shas, _ = extract_cached([a], ExtractConfig(), n_jobs=1)
+    assert len(list((tmp_path / "cache").rglob("*.parquet"))) == 1
+    b = tmp_path / "b.pcap"  # same bytes, other name: a cache hit, named after b
+    shutil.copyfile(a, b)
+    hit = cache.get(shas[a], ExtractConfig(), str(b))
+    assert hit is not None and set(hit.column("capture").to_pylist()) == {str(b)}
+    assert hit.schema.equals(first[a].schema)
+    for name in hit.column_names[1:]:
+        x, y = hit.column(name).to_numpy(zero_copy_only=False), first[a].column(name).to_numpy(zero_copy_only=False)
+        assert (x == y).all() or np.allclose(x.astype(float), y.astype(float), equal_nan=True), name
+    assert cache.get(shas[a], ExtractConfig(splt_n=8), str(b)) is None

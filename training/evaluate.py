@@ -1,0 +1,145 @@
+"""Evaluation: score labelled flows with a bundle and compute everything the report shows.
+
+The result is one JSON-able dict (metrics.json); training.report renders it as HTML.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from features.schema import port_feature_columns
+from training import metrics as M
+from training.datasets import Dataset
+from training.early import early_curve
+from training.early import __doc__ as EARLY_DOC
+from training.importance import by_group, importance
+
+log = logging.getLogger("p2pdetect.evaluate")
+
+ABLATION_METHOD = ("grouped cross-validation over the evaluated captures: the training recipe of "
+                   "`p2pdetect train` (TrainConfig defaults, the bundle's target FPR) is run per fold "
+                   "with and without the port features; every flow is scored by a model that never "
+                   "saw its capture")
+
+
+def _np(table, name):
+    return table.column(name).to_numpy(zero_copy_only=False)
+
+
+def seen_in_training(bundle, dataset: Dataset) -> set[str]:
+    """Evaluated captures in the bundle's training fingerprint (by SHA-256; by name if no hash)."""
+    train = bundle.metadata.get("training") or {}
+    caps = [c for c in train.get("captures", []) if isinstance(c, dict)]
+    shas = {c.get("sha256") for c in caps if c.get("sha256")}
+    # flow tables whose capture files are gone have no SHA-256: fall back to the capture name
+    names = {c.get("name") for c in caps if not c.get("sha256")}
+    return {name for name, info in dataset.captures.items()
+            if (info.get("sha256") in shas) or (not info.get("sha256") and name in names)}
+
+
+def label_sources(dataset: Dataset) -> np.ndarray:
+    """Per flow: 'nDPI' where its capture was labelled by nDPI, else 'labels file'."""
+    dpi = {name for name, info in dataset.captures.items() if info.get("labels") == "dpi"}
+    groups = dataset.groups
+    return np.where(np.isin(groups, list(dpi)), "nDPI", "labels file") if dpi else np.full(len(groups), "labels file")
+
+
+def by_source(source: np.ndarray, y: np.ndarray, hit: np.ndarray, byts: np.ndarray) -> dict:
+    """Rates per label source (e.g. FPR on nDPI-identified ordinary flows of real captures)."""
+    return {name: {"flow": M.rates(y[source == name], hit[source == name]),
+                   "byte": M.rates(y[source == name], hit[source == name], byts[source == name])}
+            for name in np.unique(source).tolist()}
+
+
+def _section(y, scores, threshold, byts, app, ndpi) -> dict:
+    out = M.summary(y, scores, threshold, byts)
+    p2p_unknown = (y == 1) & (ndpi == "Unknown")
+    out["p2p_ndpi_unknown"] = {"flows": int(p2p_unknown.sum()),
+                               "recall": M._div(float((scores[p2p_unknown] >= threshold).sum()),
+                                                float(p2p_unknown.sum()))}
+    return out
+
+
+def evaluate(bundle, dataset: Dataset, *, ablation: bool = False, train_config=None,
+             n_splits: int = 5, early: bool = True) -> dict:
+    """Every metric of the evaluation report, as one JSON-able dict."""
+    table = dataset.table
+    y = dataset.y.astype(int)
+    scores = bundle.predict_proba(table)
+    thr = bundle.threshold
+    hit = scores >= thr
+    byts = _np(table, "bidirectional_bytes").astype(np.float64)
+    groups = dataset.groups
+    app = np.where(_np(table, "app").astype(str) == "", "(none)", _np(table, "app").astype(str))
+    ndpi = _np(table, "application_name").astype(str)
+    seen = seen_in_training(bundle, dataset)
+    seen_flow = np.isin(groups, list(seen)) if seen else np.zeros(len(y), dtype=bool)
+    log.info("evaluate: %d flows (%d p2p) from %d captures; %d captures seen in training",
+             len(y), int(y.sum()), len(dataset.captures), len(seen))
+
+    out: dict = {
+        "model": {"bundle_id": bundle.bundle_id, "path": str(bundle.path), "threshold": thr,
+                  "target_fpr": bundle.target_fpr, "port_features": bundle.port_features,
+                  "trees": bundle.booster.num_trees()},
+        "data": {"captures": len(dataset.captures), **dataset.label_counts(), "skipped": dataset.skipped,
+                 "seen_in_training": {"captures": sorted(seen), "flows": int(seen_flow.sum())},
+                 "byte_weight": "bidirectional_bytes (transport payload bytes, nfstream accounting mode 3)"},
+        "overall": _section(y, scores, thr, byts, app, ndpi),
+    }
+    source = label_sources(dataset)
+    out["overall"]["by_label_source"] = by_source(source, y, hit, byts)
+    if seen_flow.any() and not seen_flow.all():
+        u = ~seen_flow
+        out["unseen_only"] = _section(y[u], scores[u], thr, byts[u], app[u], ndpi[u])
+    c = M.curves(y, scores)
+    out["curves"] = {"roc": c["roc"], "pr": c["pr"], "roc_auc": c["roc_auc"], "pr_auc": c["pr_auc"]}
+    out["histograms"] = M.histograms(y, scores)
+    out["calibration"] = M.calibration(y, scores)
+    out["per_capture"] = M.by_group(groups, y, hit, byts, extra={"seen_in_training": seen_flow})
+    out["per_app"] = M.by_group(app, y, hit, byts)
+    p2p = y == 1
+    out["p2p_by_ndpi_app"] = M.by_group(ndpi[p2p], y[p2p], hit[p2p], byts[p2p]) if p2p.any() else []
+    imp = importance(bundle, bundle.matrix(table))
+    out["importance"] = imp
+    out["importance_groups"] = by_group(imp)
+    if early:
+        out["early_detection"] = {"meaning": " ".join(EARLY_DOC.split("\n\n", 1)[1].split()),
+                                  "points": early_curve(bundle, table, y)}
+    if ablation:
+        out["ablation"] = _ablation(dataset, bundle, train_config, n_splits, y, byts, app, ndpi, source)
+    return out
+
+
+def _ablation(dataset, bundle, train_config, n_splits, y, byts, app, ndpi, source) -> dict:
+    from dataclasses import replace
+
+    from training.config import TrainConfig
+    from training.crossval import port_ablation
+
+    cfg = train_config or TrainConfig()
+    if bundle.target_fpr is not None:
+        cfg = replace(cfg, target_fpr=float(bundle.target_fpr))
+    runs = port_ablation(dataset, cfg, n_splits)
+    res: dict = {"method": ABLATION_METHOD, "port_features": port_feature_columns(),
+                 "train_config": cfg.to_dict()}
+    for name, run in runs.items():
+        s = run["scores"]
+        sec = M.summary(y, s, 0.5, byts)
+        # the rates at each fold's own threshold (the verdicts a deployed model would give)
+        sec["flow"] = M.rates(y, run["hit"])
+        sec["byte"] = M.rates(y, run["hit"], byts)
+        p2p_unknown = (y == 1) & (ndpi == "Unknown")
+        sec["p2p_ndpi_unknown"] = {"flows": int(p2p_unknown.sum()),
+                                   "recall": M._div(float(run["hit"][p2p_unknown].sum()), float(p2p_unknown.sum()))}
+        sec["threshold"] = None
+        sec["fold_thresholds"] = [float(t) for t in run["thresholds"]]
+        sec["folds"] = run["folds"]
+        sec["per_app"] = M.by_group(app, y, run["hit"], byts)
+        sec["by_label_source"] = by_source(source, y, run["hit"], byts)
+        res[name] = sec
+    a, b = res["with_ports"]["flow"], res["without_ports"]["flow"]
+    if a["recall"] is not None and b["recall"] is not None:
+        res["recall_drop_points"] = round(100 * (a["recall"] - b["recall"]), 3)
+    return res
