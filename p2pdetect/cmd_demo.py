@@ -29,6 +29,21 @@ def _final_verdicts(path: Path) -> list[dict]:
         return [v for v in map(json.loads, fh) if v["stage"] == "final"]
 
 
+def _trained_on(bundle) -> set[str]:
+    """SHA-256 of every capture the bundle was trained on (its training fingerprint)."""
+    caps = bundle.metadata.get("training", {}).get("captures", [])
+    return {c["sha256"] for c in caps if isinstance(c, dict) and "sha256" in c}
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def run(args: argparse.Namespace) -> int:
     from features.captures import find_captures
     from models import load_bundle
@@ -49,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     w(f"{'capture':<28}{'flows':>7}{'p2p':>6}{'other':>7}{'early':>7}{'labelled p2p found':>20}"
       f"{'false alarms':>14}\n")
     talkers: dict[str, Counter] = defaultdict(Counter)
+    seen = _trained_on(bundle)
+    fitted = []
     files = []
     for cap in captures:
         dest = out / (cap.stem + ".verdicts.jsonl")
@@ -73,8 +90,15 @@ def run(args: argparse.Namespace) -> int:
             fa = sum(n and v["verdict"] == "p2p" for n, v in zip(neg, finals))
             found = f"{hit}/{sum(pos)}"
             alarms = f"{fa}/{sum(neg)}"
-        w(f"{cap.name[:27]:<28}{len(finals):>7}{len(p2p):>6}{len(finals) - len(p2p):>7}"
+        mark = ""
+        if _sha256(cap) in seen:
+            fitted.append(cap.name)
+            mark = "*"
+        w(f"{(cap.name + mark)[:27]:<28}{len(finals):>7}{len(p2p):>6}{len(finals) - len(p2p):>7}"
           f"{summary.early_verdicts:>7}{found:>20}{alarms:>14}\n")
+    if fitted:
+        w("* the model was trained on this capture: its row shows training fit, not generalisation "
+          "(see docs/evaluation.md for held-out figures)\n")
     w("\ntop P2P talkers (hosts in flows flagged p2p):\n")
     top = sorted(talkers.items(), key=lambda kv: (-kv[1]["bytes"], kv[0]))[:5]
     for ip, c in top:
