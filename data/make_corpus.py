@@ -72,6 +72,8 @@ def write_manifest(out: Path) -> dict:
     captures = []
     for summary in sorted(out.glob("*/*.json")):
         s = json.loads(summary.read_text())
+        if "pcap" not in s or "labels" not in s:  # e.g. quick/manifest.json
+            continue
         rel = summary.parent.relative_to(out)
         captures.append({"pcap": f"{rel}/{s['pcap']}", "labels": f"{rel}/{s['labels']}", "scenario": s["scenario"],
                          "seed": s["seed"], "flows": s["flows"],

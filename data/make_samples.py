@@ -21,10 +21,10 @@ SAMPLES = Path(__file__).resolve().parent / "samples"
 
 #: (scenario, seed, duration seconds, scale) of every committed sample.
 SAMPLE_RUNS: tuple[tuple[str, int, int, float], ...] = (
-    ("p2p-tcp-mse", 7, 20, 0.3),
+    ("p2p-tcp-mse", 7, 20, 0.25),
     ("p2p-utp", 3, 20, 0.3),
     ("web", 1, 12, 0.2),
-    ("mixed-home", 1, 15, 0.15),
+    ("mixed-home", 1, 15, 0.1),
 )
 
 #: Total size budget of data/samples/ in bytes.

@@ -41,22 +41,28 @@ class FlowFeaturizer:
         """Every column `transform` returns, in table order."""
         return IDENTITY_COLUMNS + AUDIT_COLUMNS + feature_columns(self.config.splt_n)
 
-    def transform(self, flows: Sequence) -> dict[str, np.ndarray]:
+    def transform(self, flows: Sequence, *, remember: bool = True) -> dict[str, np.ndarray]:
         """Columns for a batch of nfstream NFlow objects, in meter order."""
-        return self.transform_columns(columns_from_flows(flows, self.config.splt_n))
+        return self.transform_columns(columns_from_flows(flows, self.config.splt_n), remember=remember)
 
-    def transform_rows(self, rows: Sequence[tuple]) -> dict[str, np.ndarray]:
+    def transform_rows(self, rows: Sequence[tuple], *, remember: bool = True) -> dict[str, np.ndarray]:
         """Columns for a batch of flows given as features.meter.flow_row tuples."""
-        return self.transform_columns(columns_from_rows(rows, self.config.splt_n))
+        return self.transform_columns(columns_from_rows(rows, self.config.splt_n), remember=remember)
 
-    def transform_columns(self, meter: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Columns for a batch given as meter columns (features.meter.columns_from_*)."""
+    def transform_columns(self, meter: dict[str, np.ndarray], *, remember: bool = True
+                          ) -> dict[str, np.ndarray]:
+        """Columns for a batch given as meter columns (features.meter.columns_from_*).
+
+        remember=False featurises flows that have not ended yet (early verdicts): host
+        context is read but not updated and flow_index does not advance (see HostContext).
+        """
         n = len(meter["protocol"])
         out: dict[str, np.ndarray] = {
             "capture": np.full(n, self.capture, dtype=object),
             "flow_index": np.arange(self.flows_seen, self.flows_seen + n, dtype=np.int64),
         }
-        self.flows_seen += n
+        if remember:
+            self.flows_seen += n
         for c in IDENTITY_COLUMNS[2:] + AUDIT_COLUMNS + COUNTER_FEATURES + STAT_FEATURES + FLAG_FEATURES:
             out[c] = meter[c]
         for kind in SPLT_KINDS:
@@ -64,5 +70,5 @@ class FlowFeaturizer:
             for i in range(self.config.splt_n):
                 out[f"splt_{kind}_{i}"] = block[:, i]
         out.update(derive_features(meter))
-        out.update(self.host_context.transform(meter))
+        out.update(self.host_context.transform(meter, remember=remember))
         return {c: out[c] for c in self.columns}

@@ -102,8 +102,13 @@ class HostContext:
         same = int(other is not None and pp is not None and other in pp)
         return n_ips, n_ports, ratio, (len(peers) if peers else 0), same
 
-    def transform(self, cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Context columns for a batch of flows in meter order, then remember the batch."""
+    def transform(self, cols: dict[str, np.ndarray], *, remember: bool = True) -> dict[str, np.ndarray]:
+        """Context columns for a batch of flows in meter order, then remember the batch.
+
+        remember=False scores flows that have not ended (the scorer's early snapshots): they
+        see the current state, but neither enter it nor advance its clock, so every later
+        flow gets exactly the context batch extraction gives it.
+        """
         sip, sport = cols["src_ip"].tolist(), cols["src_port"].tolist()
         dip, dport = cols["dst_ip"].tolist(), cols["dst_port"].tolist()
         proto, end = cols["protocol"].tolist(), cols["bidirectional_last_seen_ms"].tolist()
@@ -114,7 +119,7 @@ class HostContext:
         side = self._side
         for i in range(n):
             t = float(end[i])
-            if t > self._clock_ms:
+            if remember and t > self._clock_ms:
                 self._clock_ms = t
                 self._evict()
             ev = (t, sip[i], sport[i], dip[i], dport[i], proto[i])
@@ -125,8 +130,9 @@ class HostContext:
             if other is not None:
                 pp = self._pair_proto.get((sip[i], dip[i]) if sip[i] <= dip[i] else (dip[i], sip[i]))
                 pair[i] = int(pp is not None and other in pp)
-            self._events.append(ev)
-            self._apply(ev, _inc)
+            if remember:
+                self._events.append(ev)
+                self._apply(ev, _inc)
         out: dict[str, np.ndarray] = {}
         pair = np.asarray(pair, dtype=np.int64)
         for name, rows in (("src", src), ("dst", dst)):

@@ -54,12 +54,15 @@ class RunSummary:
 
 @contextmanager
 def stop_on_signals(source: MeterSource, summary: RunSummary) -> Iterator[None]:
-    """Route SIGINT/SIGTERM to source.stop() for the duration (main thread only)."""
+    """Route SIGINT/SIGTERM to source.stop() for the duration (main thread only); a second
+    signal abandons the flush (KeyboardInterrupt: exit 130, no partial output file)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum, frame):
+        if summary.interrupted:  # a second signal: stop waiting for the flush
+            raise KeyboardInterrupt
         summary.interrupted = True
         source.stop()
 

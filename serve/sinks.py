@@ -26,8 +26,17 @@ def _describe(err: OSError) -> str:
     return err.strerror or str(err)
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    """os.write until every byte is out. A signal that lands mid-write (SIGTERM asking the
+    scorer to flush) makes write() return a partial count; a buffered file object can lose
+    the rest of the batch there, this loop cannot."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 class JsonLinesSink:
-    """Writes lines (already newline-terminated) to stdout or a file."""
+    """Writes lines (already newline-terminated) to stdout or a file, one batch per write."""
 
     def __init__(self, path: str | os.PathLike | None = None, *, atomic: bool = True,
                  stream=None) -> None:
@@ -35,39 +44,43 @@ class JsonLinesSink:
         self.lines = 0
         self._tmp: str | None = None
         self._closed = False
+        self._own_fd = False
         if self.path is None:
-            self._fh = stream if stream is not None else sys.stdout.buffer
+            out = stream if stream is not None else sys.stdout
+            out.flush()
+            self._fd = out.fileno()
             self._name = "standard output"
             return
         self._name = str(self.path)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
         special = self.path.exists() and not stat.S_ISREG(self.path.stat().st_mode)
         if special:
             if self.path.is_dir():
                 raise OutputError(f"{self.path}: is a directory; give a file name for the verdicts")
-            opener = lambda: open(self.path, "ab", buffering=1 << 16)  # noqa: E731
+            target = str(self.path)
         else:
             check_output_path(self.path)
             if atomic:
                 fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
                                                  dir=self.path.parent)
                 os.close(fd)
-                opener = lambda: open(self._tmp, "wb", buffering=1 << 16)  # noqa: E731
+                target = self._tmp
             else:
-                opener = lambda: open(self.path, "ab", buffering=1 << 16)  # noqa: E731
+                target = str(self.path)
         try:
-            self._fh = opener()
+            self._fd = os.open(target, flags, 0o644)
+            self._own_fd = True
         except OSError as err:
             self._discard()
             raise OutputError(f"{self.path}: cannot open for writing ({_describe(err)}); "
                               f"choose another output path") from err
 
     def write(self, lines: list[str]) -> None:
-        """Write and flush one batch of lines."""
+        """Write one batch of lines (a write reaches the file or pipe at once)."""
         if not lines:
             return
         try:
-            self._fh.write("".join(lines).encode("utf-8"))
-            self._fh.flush()
+            _write_all(self._fd, "".join(lines).encode("utf-8"))
         except OSError as err:
             self._broken(err)
         self.lines += len(lines)
@@ -77,16 +90,16 @@ class JsonLinesSink:
         raise OutputError(f"{self._name}: cannot write verdicts ({_describe(err)}); stopped") from err
 
     def close(self) -> None:
-        """Finish: flush, and for atomic files rename the temporary file into place."""
+        """Finish: close, and for atomic files rename the temporary file into place."""
         if self._closed:
             return
         try:
-            self._fh.flush()
-            if self.path is not None:
-                self._fh.close()
-                if self._tmp is not None:
-                    os.replace(self._tmp, self.path)
-                    self._tmp = None
+            if self._own_fd:
+                os.close(self._fd)
+                self._own_fd = False
+            if self._tmp is not None:
+                os.replace(self._tmp, self.path)
+                self._tmp = None
         except OSError as err:
             self._broken(err)
         self._closed = True
@@ -102,10 +115,12 @@ class JsonLinesSink:
             except (OSError, ValueError):
                 pass
             return
-        try:
-            self._fh.close()
-        except OSError:
-            pass
+        if self._own_fd:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._own_fd = False
         self._discard()
 
     def _discard(self) -> None:

@@ -5,7 +5,6 @@ None when nothing more is queued (so a partial micro-batch is scored without wai
 
 from __future__ import annotations
 
-import logging
 import multiprocessing as mp
 import os
 import queue
@@ -22,7 +21,6 @@ from p2pdetect.errors import BadCaptureError, P2PDetectError
 from serve.config import ScoreConfig
 from serve.meter import EARLY, FINAL, MeterSpec, meter_process
 
-log = logging.getLogger(__name__)
 
 __all__ = ["EARLY", "FINAL", "MeterChunk", "MeterSource", "MeterStats", "SourceError",
            "capture_source", "check_bpf", "check_interface", "chunks_from_flows", "interface_source"]
@@ -176,9 +174,7 @@ class MeterSource:
 
     def close(self) -> None:
         """Kill and reap the meter process without reading its flows (an abandoned run)."""
-        if self._proc is not None and self._proc.is_alive():
-            self._proc.kill()
-        self._finish()
+        self._finish(drain=False)
 
     def __iter__(self) -> Iterator[MeterChunk | None]:
         self.start()
@@ -209,12 +205,16 @@ class MeterSource:
         finally:
             self._finish()
 
-    def _finish(self) -> None:
+    def _finish(self, drain: bool = True) -> None:
+        """Reap the meter: ask it to stop and drain its queue (drain), or kill it outright.
+
+        Never read the queue after a kill: a message cut in half would block the read.
+        """
         proc = self._proc
         if proc is None or self._closed:
             return
         self._closed = True
-        if proc.is_alive():
+        if proc.is_alive() and drain:
             self.stop()
             deadline = time.monotonic() + 5
             while proc.is_alive() and time.monotonic() < deadline:
@@ -222,9 +222,9 @@ class MeterSource:
                     self._queue.get(timeout=0.05)
                 except queue.Empty:
                     pass
-            if proc.is_alive():
-                proc.kill()
-            proc.join()
+        if proc.is_alive():
+            proc.kill()
+        proc.join()
         self._queue.close()
         self._queue.cancel_join_thread()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -21,8 +22,6 @@ _TEMPLATE = ('{"ts_ms": %d, "stage": "%s", "src_ip": "%s", "src_port": %d, "dst_
 def verdict_lines(scored: ScoredBatch, model_id: str, *, alerts_only: bool = False,
                   ts_ms: int | None = None) -> list[str]:
     """JSON lines for a scored batch (alerts_only: P2P verdicts only)."""
-    import json
-
     ts = int(time.time() * 1000) if ts_ms is None else ts_ms
     model = json.dumps(model_id)
     c = scored.cols

@@ -204,3 +204,17 @@ def test_flow_rows_helper_matches_fields(tmp_path):
 def test_config_validation(kwargs, message):
     with pytest.raises(BadConfigError, match=message):
         ExtractConfig(**kwargs)
+
+
+def test_host_context_snapshots_leave_state_untouched():
+    """Early snapshots (remember=False) see the state but never change later flows' rows."""
+    ctx = HostContext(window_s=2.5)
+    snap_first = ctx.transform(_cols(FLOWS[:1]), remember=False)
+    assert snap_first["dst_ep_remote_ips"][0] == 0
+    head = ctx.transform(_cols(FLOWS[:3]))
+    snap = ctx.transform(_cols([("127.0.1.9", 50009, PEER, 6881, 6, 60_000)]), remember=False)
+    assert snap["dst_ep_remote_ips"][0] == 3  # sees the three peers, clock not advanced
+    tail = ctx.transform(_cols(FLOWS[3:]))
+    whole = HostContext(window_s=2.5).transform(_cols(FLOWS))
+    for name, col in whole.items():
+        np.testing.assert_array_equal(np.concatenate([head[name], tail[name]]), col, err_msg=name)

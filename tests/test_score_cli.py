@@ -6,7 +6,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -100,6 +99,19 @@ def test_live_capture_without_root_is_one_line(monkeypatch, capsys):
     assert len(err) == 1 and "needs root or CAP_NET_RAW" in err[0]
 
 
+def test_metrics_port_in_use_is_one_line_exit_2(model, tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        out = tmp_path / "v.jsonl"
+        res = run_cli("score", str(CAPTURE), "--model", model, "--metrics-port", str(port), "-o", str(out))
+    _one_line_error(res, f"cannot serve metrics on port {port}")
+    assert not out.exists()
+
+
 def test_full_disk_is_one_line_exit_2(model):
     res = run_cli("score", str(CAPTURE), "--model", model, "-o", "/dev/full")
     _one_line_error(res, "No space left on device")
@@ -131,12 +143,13 @@ def test_closed_pipe_ends_the_run_without_traceback(model, tmp_path):
     assert "the reader closed the pipe" in err
 
 
-def test_sigterm_on_a_capture_flushes_every_flow(model, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_on_a_capture_flushes_every_flow(sig, model, tmp_path):
     cap = _synthetic(tmp_path / "big.pcap", 600_000)
     proc = subprocess.Popen([sys.executable, "-m", "p2pdetect", "score", str(cap), "--model", model],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     first = proc.stdout.readline()  # scoring has begun
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     out = proc.stdout.read()
     err = proc.stderr.read()
     assert proc.wait(timeout=60) == 0, err

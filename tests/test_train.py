@@ -239,3 +239,19 @@ def test_flow_cache_is_keyed_by_content_and_config(tmp_path, monkeypatch):
         x, y = hit.column(name).to_numpy(zero_copy_only=False), first[a].column(name).to_numpy(zero_copy_only=False)
         assert (x == y).all() or np.allclose(x.astype(float), y.astype(float), equal_nan=True), name
     assert cache.get(shas[a], ExtractConfig(splt_n=8), str(b)) is None
+
+
+def test_pick_threshold_meets_the_target_in_every_stratum():
+    from training.train import pick_threshold
+
+    rng = np.random.default_rng(0)
+    easy = rng.random(1000) * 0.2              # generated negatives: low scores
+    hard = rng.random(100) * 0.9               # real negatives: spread out
+    scores = np.r_[easy, hard, np.full(50, 0.95)]
+    y = np.r_[np.zeros(1100), np.ones(50)]
+    strata = np.array(["gen"] * 1000 + ["real"] * 100 + ["gen"] * 50)
+    pooled, _ = pick_threshold(scores, y, None, 0.01)
+    t, per = pick_threshold(scores, y, strata, 0.01)
+    assert set(per) == {"gen", "real"} and t == max(per.values()) >= pooled
+    assert rates_at(scores[strata == "real"], y[strata == "real"], t)[1] <= 0.01
+    assert rates_at(scores[strata == "real"], y[strata == "real"], pooled)[1] > 0.01

@@ -17,7 +17,7 @@ def build_bundle(dataset: Dataset, out: str | os.PathLike, config: TrainConfig |
                  *, sources: list[str] | None = None, command: str | None = None) -> ModelBundle:
     """Train on a labelled dataset and save the bundle with its data fingerprint and metrics."""
     config = config or TrainConfig()
-    result = train_model(dataset.table, dataset.config, config)
+    result = train_model(dataset.table, dataset.config, config, strata=dataset.label_sources())
     training = {
         "sources": list(sources or []),
         "command": command,

@@ -24,8 +24,11 @@ class TrainConfig:
     captures. Class imbalance is handled with scale_pos_weight = negatives / positives.
 
     valid_fraction: share of captures (not flows) held out for early stopping and the threshold.
-    target_fpr: false-positive rate on validation flows the decision threshold aims at.
+    target_fpr: false-positive rate the decision threshold aims at, on out-of-fold scores of
+        every training capture (threshold_folds grouped folds; 0 = on the validation captures).
     port_features: False trains without the coarse port facts (the port ablation).
+    capture_weight_power: each flow weighs n^-p where n is its capture's flow count, so a few
+        large generated captures do not drown many small real ones (0 = every flow alike).
     """
 
     num_leaves: int = 15
@@ -37,8 +40,10 @@ class TrainConfig:
     bagging_fraction: float = 0.8
     lambda_l2: float = 1.0
     balance_classes: bool = True
+    capture_weight_power: float = 0.0
     valid_fraction: float = 0.25
     target_fpr: float = 0.005
+    threshold_folds: int = 4
     port_features: bool = True
     seed: int = 0
     num_threads: int = 2
@@ -62,10 +67,16 @@ class TrainConfig:
                     "a number >= 0")
         check_param(own, "balance_classes", self.balance_classes, isinstance(self.balance_classes, bool),
                     "a bool")
+        check_param(own, "capture_weight_power", self.capture_weight_power,
+                    _is_num(self.capture_weight_power) and 0 <= self.capture_weight_power <= 1,
+                    "a number in [0, 1]")
         check_param(own, "valid_fraction", self.valid_fraction,
                     _is_num(self.valid_fraction) and 0 < self.valid_fraction < 1, "a number in (0, 1)")
         check_param(own, "target_fpr", self.target_fpr,
                     _is_num(self.target_fpr) and 0 <= self.target_fpr < 1, "a number in [0, 1)")
+        check_param(own, "threshold_folds", self.threshold_folds,
+                    _is_int(self.threshold_folds) and (self.threshold_folds == 0 or self.threshold_folds >= 2),
+                    "0 or an int >= 2")
         check_param(own, "port_features", self.port_features, isinstance(self.port_features, bool), "a bool")
         check_param(own, "seed", self.seed, _is_int(self.seed) and self.seed >= 0, "an int >= 0")
         check_param(own, "num_threads", self.num_threads,

@@ -24,7 +24,7 @@ log = logging.getLogger("p2pdetect.crossval")
 
 def out_of_fold(dataset: Dataset, config: TrainConfig, n_splits: int = 5) -> dict:
     """Out-of-fold scores and verdicts per flow (each fold's own threshold)."""
-    y, groups = dataset.y, dataset.groups
+    y, groups, strata = dataset.y, dataset.groups, dataset.label_sources()
     folds = grouped_folds(groups, y, n_splits, config.seed)
     scores = np.full(len(y), np.nan)
     hit = np.zeros(len(y), dtype=bool)
@@ -33,7 +33,8 @@ def out_of_fold(dataset: Dataset, config: TrainConfig, n_splits: int = 5) -> dic
         log.info("crossval: fold %d/%d (port features %s): %d training captures, %d test captures",
                  i, len(folds), "on" if config.port_features else "off",
                  len(fold.train_captures), len(fold.valid_captures))
-        result = train_model(dataset.table.take(pa.array(fold.train)), dataset.config, config)
+        result = train_model(dataset.table.take(pa.array(fold.train)), dataset.config, config,
+                             strata=strata[fold.train])
         s = result.booster.predict(feature_matrix(dataset.table, result.feature_names, fold.valid),
                                    num_threads=config.num_threads)
         scores[fold.valid] = s

@@ -64,6 +64,12 @@ class Dataset:
     def groups(self) -> np.ndarray:
         return self.table.column("capture").to_numpy(zero_copy_only=False).astype(str)
 
+    def label_sources(self) -> np.ndarray:
+        """Per flow: 'nDPI' where its capture was labelled by nDPI, else 'labels file'."""
+        dpi = [name for name, info in self.captures.items() if info.get("labels") == DPI]
+        groups = self.groups
+        return np.where(np.isin(groups, dpi), "nDPI", "labels file") if dpi else np.full(len(groups), "labels file")
+
     def label_counts(self) -> dict[str, int]:
         y = self.y
         return {"p2p": int(y.sum()), "other": int(len(y) - y.sum()), "unlabelled_dropped": self.unlabelled}

@@ -39,13 +39,6 @@ def seen_in_training(bundle, dataset: Dataset) -> set[str]:
             if (info.get("sha256") in shas) or (not info.get("sha256") and name in names)}
 
 
-def label_sources(dataset: Dataset) -> np.ndarray:
-    """Per flow: 'nDPI' where its capture was labelled by nDPI, else 'labels file'."""
-    dpi = {name for name, info in dataset.captures.items() if info.get("labels") == "dpi"}
-    groups = dataset.groups
-    return np.where(np.isin(groups, list(dpi)), "nDPI", "labels file") if dpi else np.full(len(groups), "labels file")
-
-
 def by_source(source: np.ndarray, y: np.ndarray, hit: np.ndarray, byts: np.ndarray) -> dict:
     """Rates per label source (e.g. FPR on nDPI-identified ordinary flows of real captures)."""
     return {name: {"flow": M.rates(y[source == name], hit[source == name]),
@@ -88,7 +81,7 @@ def evaluate(bundle, dataset: Dataset, *, ablation: bool = False, train_config=N
                  "byte_weight": "bidirectional_bytes (transport payload bytes, nfstream accounting mode 3)"},
         "overall": _section(y, scores, thr, byts, app, ndpi),
     }
-    source = label_sources(dataset)
+    source = dataset.label_sources()
     out["overall"]["by_label_source"] = by_source(source, y, hit, byts)
     if seen_flow.any() and not seen_flow.all():
         u = ~seen_flow

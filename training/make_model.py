@@ -1,7 +1,8 @@
 """Build the shipped default model (`make model`): python -m training.make_model.
 
 Training data, in order of preference for the P2P side:
-  1. the generator's corpus, data/corpus/manifest.json (`make dataset`), labels by construction;
+  1. the generator's corpus, data/corpus/manifest.json (`make dataset`), labels by construction
+     (without a manifest: the finished runs data/corpus/<scenario>-s<seed>/*.pcap);
   2. otherwise the committed samples, data/samples/*.pcap with their *.labels.csv sidecars;
 plus the real ordinary traffic of ../shared/captures/ndpi/ (read in place, never copied),
 labelled by nDPI through training.dpi_labels; that corpus holds deliberately broken files,
@@ -34,12 +35,21 @@ def _rel(p: Path) -> str:
         return str(p)
 
 
+def _sidecar(p: Path) -> Path:
+    return p.with_name(p.name.rsplit(".", 1)[0] + ".labels.csv")
+
+
 def labelled_sources(corpus: Path = CORPUS, samples: Path = SAMPLES) -> list[str]:
     """The generator's captures with labels: the corpus manifest, else the sample captures."""
     if corpus.is_file():
         return [_rel(corpus)]
+    runs = sorted(p for p in corpus.parent.glob("*-s*/*.pcap") if _sidecar(p).is_file())
+    if runs:
+        log.warning("make model: %s not found; training on the %d finished corpus runs in %s",
+                    _rel(corpus), len(runs), _rel(corpus.parent))
+        return [_rel(p) for p in runs]
     caps = sorted(p for p in samples.glob("*.pcap*")
-                  if p.with_name(p.name.rsplit(".", 1)[0] + ".labels.csv").is_file())
+                  if _sidecar(p).is_file())
     if caps:
         log.warning("make model: %s not found (run 'make dataset'); training on the %d sample captures "
                     "in %s instead", _rel(corpus), len(caps), _rel(samples))

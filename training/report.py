@@ -105,7 +105,8 @@ def render_html(m: dict) -> str:
     md = m["model"]
     parts.append(f"<p>Model <code>{html.escape(md['bundle_id'])}</code> ({md['trees']} trees, port features "
                  f"{'on' if md['port_features'] else 'off'}) at its threshold {md['threshold']:.6g} "
-                 f"(chosen for a validation FPR of {_fmt(md['target_fpr'], True)}).</p></section>")
+                 f"(chosen at training time for a false-positive rate of {_fmt(md['target_fpr'], True)} on captures "
+                 f"the scoring model had not seen).</p></section>")
     # data
     d = m["data"]
     seen = d["seen_in_training"]
@@ -246,7 +247,7 @@ def render_html(m: dict) -> str:
                 rows.append({"weight": f"{name.replace('_', ' ')}: {sname}", "precision": r["flow"]["precision"],
                              "recall": r["flow"]["recall"], "byte_recall": r["byte"]["recall"],
                              "fpr": r["flow"]["fpr"], "roc_auc": None, "unknown": None})
-        parts.append(f"<section id='ablation'><h2>Port ablation</h2><p>{html.escape(ab['method'])}. Removed "
+        parts.append(f"<section id='ablation'><h2>Port ablation</h2><p>Method: {html.escape(ab['method'])}. Removed "
                      f"features: {html.escape(', '.join(ab['port_features']))}. Recall drop without port "
                      f"features: {_fmt(ab.get('recall_drop_points'))} points.</p>"
                      + _table(rows, [("weight", "model", False), ("precision", "precision", True),

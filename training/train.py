@@ -45,17 +45,30 @@ def _log_progress(period: int):
     return callback
 
 
-def fit_booster(X: np.ndarray, y: np.ndarray, Xv: np.ndarray, yv: np.ndarray, names: list[str],
-                config: TrainConfig):
-    """LightGBM binary classifier, early-stopped on the validation flows."""
+def capture_weights(groups: np.ndarray, power: float) -> np.ndarray:
+    """Per flow n^-power (n = flows of its capture), scaled to mean 1."""
+    if power == 0 or len(groups) == 0:
+        return np.ones(len(groups))
+    _, inv, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    w = counts[inv].astype(np.float64) ** -power
+    return w * (len(w) / w.sum())
+
+
+def fit_booster(X: np.ndarray, y: np.ndarray, Xv: np.ndarray | None, yv: np.ndarray | None,
+                names: list[str], config: TrainConfig, w: np.ndarray | None = None,
+                wv: np.ndarray | None = None, *, rounds: int | None = None, quiet: bool = False):
+    """LightGBM binary classifier, early-stopped on the validation flows (or a fixed number of rounds)."""
     import lightgbm as lgb
 
-    pos = float(y.sum())
-    spw = (len(y) - pos) / pos if (config.balance_classes and pos > 0) else 1.0
+    w = np.ones(len(y)) if w is None else w
+    pos = float(w[y == 1].sum())
+    spw = float(w[y == 0].sum()) / pos if (config.balance_classes and pos > 0) else 1.0
     params = config.lgb_params(scale_pos_weight=spw)
-    dtrain = lgb.Dataset(X, y, feature_name=names, free_raw_data=True)
-    dvalid = lgb.Dataset(Xv, yv, reference=dtrain)
-    callbacks = [_log_progress(10)]
+    dtrain = lgb.Dataset(X, y, weight=w, feature_name=names, free_raw_data=True)
+    if Xv is None:
+        return lgb.train(params, dtrain, num_boost_round=rounds or config.max_rounds)
+    dvalid = lgb.Dataset(Xv, yv, weight=wv, reference=dtrain)
+    callbacks = [] if quiet else [_log_progress(10)]
     # early stopping needs both classes on the validation side (the AUC is undefined otherwise)
     if 0 < yv.sum() < len(yv):
         callbacks.append(lgb.early_stopping(config.early_stopping_rounds, first_metric_only=True, verbose=False))
@@ -70,6 +83,35 @@ def fit_booster(X: np.ndarray, y: np.ndarray, Xv: np.ndarray, yv: np.ndarray, na
     return booster
 
 
+def pick_threshold(scores: np.ndarray, y: np.ndarray, strata: np.ndarray | None,
+                   target_fpr: float, min_negatives: int = 50) -> tuple[float, dict]:
+    """Threshold meeting target_fpr on all negatives and on each stratum's (when it has enough)."""
+    threshold = threshold_for_fpr(scores, y, target_fpr)
+    per_stratum: dict[str, float] = {}
+    if strata is not None:
+        for name in np.unique(strata).tolist():
+            m = strata == name
+            if ((y == 0) & m).sum() >= min_negatives:  # a handful says nothing about a 0.5 % rate
+                per_stratum[name] = threshold_for_fpr(scores[m], y[m], target_fpr)
+        threshold = max([threshold, *per_stratum.values()])
+    return threshold, per_stratum
+
+
+def _out_of_fold(X: np.ndarray, y: np.ndarray, groups: np.ndarray, w: np.ndarray, names: list[str],
+                 config: TrainConfig, rounds: int) -> np.ndarray | None:
+    """Scores of every flow by a model that did not see its capture (None if a fold has one class)."""
+    from training.split import grouped_folds
+
+    scores = np.zeros(len(y))
+    for fold in grouped_folds(groups, y, config.threshold_folds, config.seed):
+        yt = y[fold.train]
+        if yt.sum() == 0 or yt.sum() == len(yt):
+            return None
+        b = fit_booster(X[fold.train], yt, None, None, names, config, w[fold.train], rounds=rounds, quiet=True)
+        scores[fold.valid] = b.predict(X[fold.valid], num_threads=config.num_threads)
+    return scores
+
+
 @dataclass
 class TrainResult:
     booster: object
@@ -80,8 +122,13 @@ class TrainResult:
 
 
 def train_model(table: pa.Table, extract_config: ExtractConfig, config: TrainConfig | None = None,
-                split: Split | None = None) -> TrainResult:
-    """Fit on the training captures, early-stop and pick the threshold on the validation captures."""
+                split: Split | None = None, strata: np.ndarray | None = None) -> TrainResult:
+    """Fit on the training captures, early-stop and pick the threshold on the validation captures.
+
+    strata (per flow, e.g. where its labels came from) makes the threshold meet the target FPR
+    on the validation negatives of every stratum, not only on all of them pooled: the real
+    captures' ordinary flows must not pay for the generated ones being easy.
+    """
     config = config or TrainConfig()
     y = (table.column("label").to_numpy(zero_copy_only=False) == "p2p").astype(np.int8)
     if y.sum() == 0 or y.sum() == len(y):
@@ -102,19 +149,46 @@ def train_model(table: pa.Table, extract_config: ExtractConfig, config: TrainCon
     if yt.sum() == 0 or yt.sum() == len(yt):
         raise BadDatasetError("the training captures hold one class only after the split by capture; "
                               "add captures with both p2p and other flows")
-    booster = fit_booster(X, yt, Xv, yv, names, config)
+    w = capture_weights(groups[split.train], config.capture_weight_power)
+    wv = capture_weights(groups[split.valid], config.capture_weight_power)
+    booster = fit_booster(X, yt, Xv, yv, names, config, w, wv)
     scores = booster.predict(Xv, num_threads=config.num_threads)
-    threshold = threshold_for_fpr(scores, yv, config.target_fpr)
-    recall, fpr = rates_at(scores, yv, threshold)
-    metrics = {"valid_recall": recall, "valid_fpr": fpr, "trees": booster.num_trees(),
-               "valid_p2p_flows": int(yv.sum()), "valid_other_flows": int(len(yv) - yv.sum())}
+    metrics: dict = {"trees": booster.num_trees()}
     try:
         from sklearn.metrics import roc_auc_score
         metrics["valid_auc"] = float(roc_auc_score(yv, scores)) if 0 < yv.sum() < len(yv) else None
     except ValueError:
         metrics["valid_auc"] = None
-    log.info("train: threshold %.6g for target FPR %.3g%%: validation recall %.4f, FPR %.4f%%",
-             threshold, 100 * config.target_fpr, recall, 100 * fpr)
+    strata = None if strata is None else np.asarray(strata).astype(str)
+    t_scores = None
+    if config.threshold_folds >= 2:
+        # threshold from out-of-fold scores of every capture (many more negatives than the
+        # validation side alone), then the final model on all captures with the same rounds
+        rounds = booster.num_trees()
+        Xall = feature_matrix(table, names)
+        wall = capture_weights(groups, config.capture_weight_power)
+        t_scores = _out_of_fold(Xall, y, groups, wall, names, config, rounds)
+        if t_scores is None:
+            log.warning("train: too few captures of each class for %d threshold folds; the threshold comes "
+                        "from the validation captures", config.threshold_folds)
+        else:
+            t_y, t_strata = y, strata
+            basis = f"out-of-fold scores of all captures ({config.threshold_folds} grouped folds)"
+            booster = fit_booster(Xall, y, None, None, names, config, wall, rounds=rounds)
+            log.info("train: final model: %d trees on all %d captures", booster.num_trees(), len(set(groups)))
+    if t_scores is None:
+        t_scores, t_y, basis = scores, yv, "validation captures"
+        t_strata = None if strata is None else strata[split.valid]
+    threshold, per_stratum = pick_threshold(t_scores, t_y, t_strata, config.target_fpr)
+    recall, fpr = rates_at(t_scores, t_y, threshold)
+    metrics.update({"threshold_basis": basis, "threshold_recall": recall, "threshold_fpr": fpr,
+                    "threshold_p2p_flows": int(t_y.sum()), "threshold_other_flows": int(len(t_y) - t_y.sum()),
+                    "threshold_by_stratum": per_stratum, "trees": booster.num_trees()})
+    if t_strata is not None:
+        metrics["fpr_by_stratum"] = {n: rates_at(t_scores[t_strata == n], t_y[t_strata == n], threshold)[1]
+                                     for n in np.unique(t_strata).tolist()}
+    log.info("train: threshold %.6g for target FPR %.3g%% on %s: recall %.4f, FPR %.4f%%",
+             threshold, 100 * config.target_fpr, basis, recall, 100 * fpr)
     metrics["split"] = {k: {kk: vv for kk, vv in v.items() if kk != "capture_names"} for k, v in summ.items()}
     metrics["split"]["valid"]["capture_names"] = summ["valid"]["capture_names"]
     return TrainResult(booster, names, threshold, split, metrics)

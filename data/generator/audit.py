@@ -126,17 +126,19 @@ def audit_capture(pcap: Path, labels_csv: Path, per_flow: int = 8, max_packets: 
 
 
 def audit_dir(directory: Path, max_packets: int = 20000) -> dict[str, Any]:
-    """Audit every ``<name>.pcap`` in ``directory`` that has a ``<name>.labels.csv`` beside it."""
+    """Audit every ``<name>.pcap`` under ``directory`` (recursively) with a ``<name>.labels.csv`` beside it."""
     if not directory.is_dir():
         raise GenerateError(f"{directory} is not a directory; give the folder holding .pcap and .labels.csv files")
-    pairs = [(p, p.with_suffix(".labels.csv")) for p in sorted(directory.glob("*.pcap"))
+    pairs = [(p, p.with_suffix(".labels.csv")) for p in sorted(directory.rglob("*.pcap"))
              if p.with_suffix(".labels.csv").exists()]
     if not pairs:
         raise GenerateError(f"no <name>.pcap with a <name>.labels.csv found in {directory}")
     reports = []
     for pcap, lab in pairs:
         log.info("auditing %s", pcap.name)
-        reports.append(audit_capture(pcap, lab, max_packets=max_packets))
+        report = audit_capture(pcap, lab, max_packets=max_packets)
+        report["pcap"] = str(pcap.relative_to(directory))
+        reports.append(report)
     return {
         "captures": reports,
         "disagreements": sum(r["disagreements"] for r in reports),

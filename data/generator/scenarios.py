@@ -209,7 +209,7 @@ def build(scenario: str, seed: int, duration: int, scale: float) -> Plan:
         apps.append(dns(rng, a, d, clients=hosts, storminess=0.3))
     elif scenario == "dns":
         for _ in range(rng.randint(1, 2)):
-            apps.append(dns(rng, a, d, clients=a.hosts(rng.randint(5, 20)), storminess=rng.choice([1.0, 2.0, 4.0])))
+            apps.append(dns(rng, a, d, clients=a.hosts(rng.randint(4, 12)), storminess=rng.choice([0.5, 1.0, 2.0])))
     elif scenario == "ssh":
         hosts = a.hosts(rng.randint(2, 6))
         modes = [rng.choice(["shell", "shell", "scp"]) for _ in hosts]
