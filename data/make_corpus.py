@@ -8,7 +8,6 @@ generator runs at a time (each in its own namespace), resumable (finished runs a
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import logging
 import os
@@ -19,8 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from data import GenerateError
+from data.generator import scenarios
+from data.generator.generate import missing_requirement
 from data.generator.namespace import require_root
-from data.generator.ssh import SSHD
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 _REPO = Path(__file__).resolve().parents[1]
@@ -91,12 +91,11 @@ def make_corpus(out: Path = CORPUS, quick: bool = False, jobs: int = 2) -> dict:
     require_root()
     out.mkdir(parents=True, exist_ok=True)
     runs = [(sc, seed, d, s) for sc, seeds, d, s in (QUICK if quick else RECIPE) for seed in seeds]
-    if not Path(SSHD).exists():
-        log.warning("openssh-server is not installed: skipping the ssh scenario (apt-get install openssh-server)")
-        runs = [r for r in runs if r[0] != "ssh"]
-    if importlib.util.find_spec("aioquic") is None:
-        log.warning("aioquic is not installed: skipping the quic scenario (pip install aioquic)")
-        runs = [r for r in runs if r[0] != "quic"]
+    for run in list(runs):  # scenarios whose optional requirement (sshd, aioquic) is missing here
+        missing = missing_requirement(scenarios.build(run[0], run[1], run[2], run[3]))
+        if missing:
+            log.warning("skipping %s seed %d: %s", run[0], run[1], missing)
+            runs.remove(run)
     started = time.time()
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         list(pool.map(lambda r: _run_one(out, *r), runs))

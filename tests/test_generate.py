@@ -171,3 +171,33 @@ def test_sigterm_removes_namespace_processes_and_partial_outputs(tmp_path: Path)
     assert ns not in _namespaces()
     assert _procs_mentioning(f"{ns}-") == []
     assert list(tmp_path.iterdir()) == []
+
+
+SAMPLES = REPO / "data" / "samples"
+needs_samples = pytest.mark.skipif(not (SAMPLES / "p2p-tcp-mse.pcap").exists(), reason="no samples (make samples)")
+
+
+@needs_samples
+def test_samples_are_fully_labelled_fit_the_mtu_and_mse_tcp_is_unknown_to_ndpi() -> None:
+    from data.generator.verify import join_flows
+
+    total = sum(p.stat().st_size for p in SAMPLES.iterdir())
+    assert total < 3_500_000, f"data/samples holds {total} bytes; keep it near 3 MB"
+    for pcap in sorted(SAMPLES.glob("*.pcap")):
+        assert scan(pcap, 1514).oversized == 0
+        joined = join_flows(pcap, read_csv(pcap.with_suffix(".labels.csv")))
+        assert joined["unlabelled_share"] == 0.0, pcap.name
+    mse = join_flows(SAMPLES / "p2p-tcp-mse.pcap", read_csv(SAMPLES / "p2p-tcp-mse.labels.csv"))
+    tcp = {k: v for k, v in mse["apps"]["bittorrent-mse"]["ndpi"].items() if k.startswith("tcp/")}
+    assert tcp and set(tcp) == {"tcp/Unknown"}, tcp
+
+
+@needs_samples
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
+def test_audit_agrees_with_sample_labels_and_cannot_see_mse_over_tcp() -> None:
+    from data.generator.audit import audit_capture
+
+    mse = audit_capture(SAMPLES / "p2p-tcp-mse.pcap", SAMPLES / "p2p-tcp-mse.labels.csv", max_packets=3000)
+    assert mse["disagreements"] == 0 and mse["p2p_unidentified_by_tshark"].get("tcp", 0) > 0
+    web = audit_capture(SAMPLES / "web.pcap", SAMPLES / "web.labels.csv", max_packets=3000)
+    assert web["disagreements"] == 0 and web["label_vs_tshark"].get("other->other (udp)", 0) > 0

@@ -32,8 +32,8 @@ class TrainConfig:
     """
 
     num_leaves: int = 15
-    learning_rate: float = 0.15
-    max_rounds: int = 60
+    learning_rate: float = 0.2
+    max_rounds: int = 40
     early_stopping_rounds: int = 10
     min_child_samples: int = 20
     feature_fraction: float = 0.8

@@ -68,6 +68,27 @@ def head_of_flows(pcap: Path, out: Path, per_flow: int, max_packets: int) -> dic
     return kept
 
 
+#: Fields that only a genuine message of the protocol carries (tshark also decodes by port alone,
+#: e.g. a DHT packet to UDP 53 becomes "DNS", MSE bytes on TCP 443 become a TLS "record").
+_EVIDENCE = {
+    "tls": ("record_content_type", "handshake_type"),
+    "http": ("request_method", "response_code"),
+    "ssh": ("protocol", "message_code"),
+    "quic": ("long_packet_type", "version"),
+}
+
+
+def _plausible(pkt: Any, name: str) -> bool:
+    """Whether ``pkt``'s ``name`` layer is the protocol itself rather than a port-based guess."""
+    layer = pkt[name]
+    if name == "dns":  # a standard query or response with one question, as stub resolvers send
+        return str(getattr(layer, "flags_opcode", "")) == "0" and str(getattr(layer, "count_queries", "")) == "1"
+    if name in _EVIDENCE:
+        fields = set(layer.field_names)
+        return any(f in fields for f in _EVIDENCE[name])
+    return True  # BitTorrent dissectors are heuristic or need the plaintext handshake
+
+
 def _dissect(pcap: Path) -> dict[FlowKey, set[str]]:
     """Protocols tshark recognises per flow (only those in P2P_PROTOCOLS | OTHER_PROTOCOLS)."""
     import pyshark
@@ -83,7 +104,12 @@ def _dissect(pcap: Path) -> dict[FlowKey, set[str]]:
             layer = pkt.tcp if proto == 6 else pkt.udp if proto == 17 else None
             sport = int(layer.srcport) if layer is not None else 0
             dport = int(layer.dstport) if layer is not None else 0
-            names = {lyr.layer_name for lyr in pkt.layers} & (P2P_PROTOCOLS | OTHER_PROTOCOLS)
+            layers = {lyr.layer_name for lyr in pkt.layers}
+            names = layers & (P2P_PROTOCOLS | OTHER_PROTOCOLS)
+            # Port-based guesses come out malformed or without the protocol's own fields: not recognition.
+            if "_ws.malformed" in layers:
+                names = set()
+            names = {n for n in names if _plausible(pkt, n)}
             found.setdefault(_key(pkt.ip.src, sport, pkt.ip.dst, dport, proto), set()).update(names)
     finally:
         cap.close()
@@ -109,7 +135,7 @@ def audit_capture(pcap: Path, labels_csv: Path, per_flow: int = 8, max_packets: 
         label = hits.pop()
         protos = seen.get(k, set())
         verdict = "p2p" if protos & P2P_PROTOCOLS else "other" if protos & OTHER_PROTOCOLS else "unidentified"
-        table[f"{label}->{verdict}"] += 1
+        table[f"{label}->{verdict} ({_PROTO.get(k[4], str(k[4]))})"] += 1
         if verdict == "unidentified" and label == "p2p":
             unidentified_p2p[_PROTO.get(k[4], str(k[4]))] += 1
         elif verdict != "unidentified" and verdict != label:
@@ -135,7 +161,7 @@ def audit_dir(directory: Path, max_packets: int = 20000) -> dict[str, Any]:
         raise GenerateError(f"no <name>.pcap with a <name>.labels.csv found in {directory}")
     reports = []
     for pcap, lab in pairs:
-        log.info("auditing %s", pcap.name)
+        log.info("auditing %s", pcap.relative_to(directory))
         report = audit_capture(pcap, lab, max_packets=max_packets)
         report["pcap"] = str(pcap.relative_to(directory))
         reports.append(report)

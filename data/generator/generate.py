@@ -80,7 +80,7 @@ def _make_cert(workdir: Path) -> tuple[str, str]:
     return str(cert), str(key)
 
 
-def _missing_requirement(plan: scenarios.Plan) -> str | None:
+def missing_requirement(plan: scenarios.Plan) -> str | None:
     """What to install before ``plan`` can run (optional apps: SSH, QUIC), or None."""
     kinds = {a.params["kind"] for a in plan.apps}
     if "ssh" in kinds and not Path("/usr/sbin/sshd").exists():
@@ -135,7 +135,7 @@ def _tail(path: Path, n: int = 5) -> str:
 def run_scenario(name: str, config: GenerateConfig) -> dict[str, Any]:
     """Generate one scenario into ``config.out_dir``; returns the summary also written as JSON."""
     plan = scenarios.build(name, config.seed, config.duration, config.scale)
-    missing = _missing_requirement(plan)
+    missing = missing_requirement(plan)
     if missing:
         raise GenerateError(missing)
     out = config.out_dir
@@ -175,7 +175,7 @@ def run_scenario(name: str, config: GenerateConfig) -> dict[str, Any]:
             dropped = capture.stop(cap, workdir / "tcpdump.log")
             ok = True
     except (KeyboardInterrupt, _Interrupted) as err:
-        raise GenerateError(f"interrupted ({err or 'SIGINT'}); the namespace and its processes were removed, "
+        raise GenerateError(f"interrupted ({str(err) or 'SIGINT'}); the namespace and its processes were removed, "
                             "no outputs were written") from err
     finally:
         with _signals_ignored():
@@ -254,7 +254,7 @@ def generate(config: GenerateConfig) -> list[dict[str, Any]]:
     names = list(config.scenarios())
     if config.scenario == "all":  # 'all' means all that can run here; say what is skipped and why
         for name in list(names):
-            missing = _missing_requirement(scenarios.build(name, config.seed, config.duration, config.scale))
+            missing = missing_requirement(scenarios.build(name, config.seed, config.duration, config.scale))
             if missing:
                 log.warning("skipping: %s", missing)
                 names.remove(name)

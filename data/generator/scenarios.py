@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,7 +68,7 @@ def _port(rng: random.Random, common: bool) -> int:
 
 
 def swarm(rng: random.Random, addr: _Addresses, duration: int, scale: float, *, transport: str,
-          n_peers: int, members: list[str] = (), common_ports: float = 0.0, default_ports: float = 0.0,
+          n_peers: int, members: Sequence[str] = (), common_ports: float = 0.0, default_ports: float = 0.0,
           app: str = "") -> AppSpec:
     """A swarm of ``n_peers`` (plus ``members``, hosts shared with other apps).
 

@@ -13,7 +13,6 @@ import math
 import os
 import random
 import select
-import socket
 import ssl
 import struct
 import threading
