@@ -19,11 +19,13 @@ def check_param(owner: str, name: str, value: object, ok: bool, expected: str) -
         )
 
 
-def _is_int(v: object) -> bool:
+def is_int(v: object) -> bool:
+    """An int that is not a bool (True is an int in Python)."""
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _is_num(v: object) -> bool:
+def is_num(v: object) -> bool:
+    """An int or float that is not a bool."""
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
@@ -45,17 +47,17 @@ class ExtractConfig:
 
     def __post_init__(self) -> None:
         own = type(self).__name__
-        check_param(own, "splt_n", self.splt_n, _is_int(self.splt_n) and 1 <= self.splt_n <= 255,
+        check_param(own, "splt_n", self.splt_n, is_int(self.splt_n) and 1 <= self.splt_n <= 255,
                     "an int in [1, 255]")
         check_param(own, "idle_timeout", self.idle_timeout,
-                    _is_int(self.idle_timeout) and self.idle_timeout >= 1, "an int >= 1")
+                    is_int(self.idle_timeout) and self.idle_timeout >= 1, "an int >= 1")
         check_param(own, "active_timeout", self.active_timeout,
-                    _is_int(self.active_timeout) and self.active_timeout >= 1, "an int >= 1")
+                    is_int(self.active_timeout) and self.active_timeout >= 1, "an int >= 1")
         check_param(own, "n_dissections", self.n_dissections,
-                    _is_int(self.n_dissections) and 0 <= self.n_dissections <= 255,
+                    is_int(self.n_dissections) and 0 <= self.n_dissections <= 255,
                     "an int in [0, 255]")
         check_param(own, "host_window_s", self.host_window_s,
-                    _is_num(self.host_window_s) and self.host_window_s > 0, "a number > 0")
+                    is_num(self.host_window_s) and self.host_window_s > 0, "a number > 0")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -4,15 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from features.config import check_param
-
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+from features.config import check_param, is_int, is_num
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,18 +29,18 @@ class ScoreConfig:
     def __post_init__(self) -> None:
         own = type(self).__name__
         check_param(own, "batch_size", self.batch_size,
-                    _is_int(self.batch_size) and 1 <= self.batch_size <= 1_000_000, "an int in [1, 1000000]")
+                    is_int(self.batch_size) and 1 <= self.batch_size <= 1_000_000, "an int in [1, 1000000]")
         check_param(own, "max_wait_s", self.max_wait_s,
-                    _is_num(self.max_wait_s) and 0 < self.max_wait_s <= 60, "a number in (0, 60]")
+                    is_num(self.max_wait_s) and 0 < self.max_wait_s <= 60, "a number in (0, 60]")
         check_param(own, "early_packets", self.early_packets,
-                    _is_int(self.early_packets) and (self.early_packets == 0 or 2 <= self.early_packets <= 1_000_000),
+                    is_int(self.early_packets) and (self.early_packets == 0 or 2 <= self.early_packets <= 1_000_000),
                     "0 (off) or an int in [2, 1000000]")
         check_param(own, "early_seconds", self.early_seconds,
-                    _is_num(self.early_seconds) and 0 <= self.early_seconds <= 86_400,
+                    is_num(self.early_seconds) and 0 <= self.early_seconds <= 86_400,
                     "a number in [0, 86400] (0 = off)")
         check_param(own, "alerts_only", self.alerts_only, isinstance(self.alerts_only, bool), "a bool")
         check_param(own, "queue_chunks", self.queue_chunks,
-                    _is_int(self.queue_chunks) and 1 <= self.queue_chunks <= 32767, "an int in [1, 32767]")
+                    is_int(self.queue_chunks) and 1 <= self.queue_chunks <= 32767, "an int in [1, 32767]")
 
     @property
     def chunk_flows(self) -> int:

@@ -218,3 +218,12 @@ def test_evaluate_cli_bad_inputs_exit_2_one_line(args, needle, tmp_path, real_re
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "report").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".report")]
+
+
+def test_evaluate_refuses_a_dataset_without_labelled_flows():
+    from p2pdetect.errors import BadDatasetError
+
+    empty = _hand_dataset()
+    empty.table = empty.table.slice(0, 0)
+    with pytest.raises(BadDatasetError, match="no labelled flows"):
+        evaluate(_StubBundle(["bytes_ratio"]), empty, early=False)

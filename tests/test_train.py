@@ -255,3 +255,22 @@ def test_pick_threshold_meets_the_target_in_every_stratum():
     assert set(per) == {"gen", "real"} and t == max(per.values()) >= pooled
     assert rates_at(scores[strata == "real"], y[strata == "real"], t)[1] <= 0.01
     assert rates_at(scores[strata == "real"], y[strata == "real"], pooled)[1] > 0.01
+
+
+def test_make_model_prefers_the_manifest_then_corpus_runs_then_samples(tmp_path):
+    from p2pdetect.errors import P2PDetectError
+    from training.make_model import labelled_sources
+
+    corpus, samples = tmp_path / "corpus", tmp_path / "samples"
+    corpus.mkdir(), samples.mkdir()
+    with pytest.raises(P2PDetectError, match="no labelled P2P captures"):
+        labelled_sources(corpus / "manifest.json", samples)
+    (samples / "a.pcap").write_bytes(b"x"), (samples / "a.labels.csv").write_text("x")
+    (samples / "b.pcap").write_bytes(b"x")  # no labels: not used
+    assert [Path(p).name for p in labelled_sources(corpus / "manifest.json", samples)] == ["a.pcap"]
+    run = corpus / "web-s1"
+    run.mkdir()
+    (run / "web.pcap").write_bytes(b"x"), (run / "web.labels.csv").write_text("x")
+    assert [Path(p).name for p in labelled_sources(corpus / "manifest.json", samples)] == ["web.pcap"]
+    (corpus / "manifest.json").write_text("{}")
+    assert [Path(p).name for p in labelled_sources(corpus / "manifest.json", samples)] == ["manifest.json"]

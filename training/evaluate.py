@@ -10,6 +10,7 @@ import logging
 import numpy as np
 
 from features.schema import port_feature_columns
+from p2pdetect.errors import BadDatasetError
 from training import metrics as M
 from training.datasets import Dataset
 from training.early import early_curve
@@ -59,6 +60,9 @@ def evaluate(bundle, dataset: Dataset, *, ablation: bool = False, train_config=N
              n_splits: int = 5, early: bool = True) -> dict:
     """Every metric of the evaluation report, as one JSON-able dict."""
     table = dataset.table
+    if table.num_rows == 0:
+        raise BadDatasetError("no labelled flows to evaluate (every flow was unlabelled); give labels "
+                              "files, or --labels-from-dpi for captures nDPI can name")
     y = dataset.y.astype(int)
     scores = bundle.predict_proba(table)
     thr = bundle.threshold
