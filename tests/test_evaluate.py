@@ -104,6 +104,7 @@ def _hand_dataset() -> Dataset:
         "capture": [r[3] for r in HAND], "label": ["p2p" if r[0] else "other" for r in HAND],
         "app": [r[4] for r in HAND], "hand_score": [r[1] for r in HAND],
         "bidirectional_bytes": [r[2] for r in HAND], "application_name": ["Unknown"] * 4 + ["TLS"] * 6,
+        "protocol": [6, 6, 6, 17] + [6] * 6,
     }
     caps = {"a.pcap": {"sha256": "aa" * 32}, "b.pcap": {"sha256": "bb" * 32}}
     return Dataset(table=pa.table(cols), config=ExtractConfig(), captures=caps)
@@ -115,7 +116,9 @@ def test_evaluate_report_metrics_match_the_hand_case(tmp_path):
     assert (o["flow"]["tp"], o["flow"]["fp"], o["flow"]["fn"], o["flow"]["tn"]) == (3, 1, 1, 5)
     assert o["flow"]["recall"] == pytest.approx(0.75) and o["flow"]["fpr"] == pytest.approx(1 / 6)
     assert o["byte"]["recall"] == pytest.approx(0.9)
-    assert o["p2p_ndpi_unknown"] == {"flows": 4, "recall": pytest.approx(0.75)}
+    assert o["p2p_ndpi_unknown"] == {"flows": 4, "recall": pytest.approx(0.75),
+                                     "tcp": {"flows": 3, "recall": pytest.approx(2 / 3)}}
+    assert {r["name"] for r in m["p2p_by_ndpi_app"]} == {"Unknown over TCP", "Unknown over UDP"}
     # a.pcap's SHA-256 is in the (stub) training fingerprint: flagged, and b.pcap reported alone
     assert m["data"]["seen_in_training"] == {"captures": ["a.pcap"], "flows": 4}
     u = m["unseen_only"]["flow"]

@@ -47,12 +47,18 @@ def by_source(source: np.ndarray, y: np.ndarray, hit: np.ndarray, byts: np.ndarr
             for name in np.unique(source).tolist()}
 
 
-def _section(y, scores, threshold, byts, app, ndpi) -> dict:
+def _unknown(y, hit, ndpi, proto) -> dict:
+    """Recall on P2P flows nDPI calls Unknown (all, and over TCP: MSE-encrypted BitTorrent)."""
+    out = {}
+    for key, m in (("all", (y == 1) & (ndpi == "Unknown")),
+                   ("tcp", (y == 1) & (ndpi == "Unknown") & (proto == 6))):
+        out[key] = {"flows": int(m.sum()), "recall": M._div(float(hit[m].sum()), float(m.sum()))}
+    return {"flows": out["all"]["flows"], "recall": out["all"]["recall"], "tcp": out["tcp"]}
+
+
+def _section(y, scores, threshold, byts, app, ndpi, proto) -> dict:
     out = M.summary(y, scores, threshold, byts)
-    p2p_unknown = (y == 1) & (ndpi == "Unknown")
-    out["p2p_ndpi_unknown"] = {"flows": int(p2p_unknown.sum()),
-                               "recall": M._div(float((scores[p2p_unknown] >= threshold).sum()),
-                                                float(p2p_unknown.sum()))}
+    out["p2p_ndpi_unknown"] = _unknown(y, scores >= threshold, ndpi, proto)
     return out
 
 
@@ -71,6 +77,7 @@ def evaluate(bundle, dataset: Dataset, *, ablation: bool = False, train_config=N
     groups = dataset.groups
     app = np.where(_np(table, "app").astype(str) == "", "(none)", _np(table, "app").astype(str))
     ndpi = _np(table, "application_name").astype(str)
+    proto = _np(table, "protocol")
     seen = seen_in_training(bundle, dataset)
     seen_flow = np.isin(groups, list(seen)) if seen else np.zeros(len(y), dtype=bool)
     log.info("evaluate: %d flows (%d p2p) from %d captures; %d captures seen in training",
@@ -83,13 +90,13 @@ def evaluate(bundle, dataset: Dataset, *, ablation: bool = False, train_config=N
         "data": {"captures": len(dataset.captures), **dataset.label_counts(), "skipped": dataset.skipped,
                  "seen_in_training": {"captures": sorted(seen), "flows": int(seen_flow.sum())},
                  "byte_weight": "bidirectional_bytes (transport payload bytes, nfstream accounting mode 3)"},
-        "overall": _section(y, scores, thr, byts, app, ndpi),
+        "overall": _section(y, scores, thr, byts, app, ndpi, proto),
     }
     source = dataset.label_sources()
     out["overall"]["by_label_source"] = by_source(source, y, hit, byts)
     if seen_flow.any() and not seen_flow.all():
         u = ~seen_flow
-        out["unseen_only"] = _section(y[u], scores[u], thr, byts[u], app[u], ndpi[u])
+        out["unseen_only"] = _section(y[u], scores[u], thr, byts[u], app[u], ndpi[u], proto[u])
     c = M.curves(y, scores)
     out["curves"] = {"roc": c["roc"], "pr": c["pr"], "roc_auc": c["roc_auc"], "pr_auc": c["pr_auc"]}
     out["histograms"] = M.histograms(y, scores)
@@ -97,7 +104,9 @@ def evaluate(bundle, dataset: Dataset, *, ablation: bool = False, train_config=N
     out["per_capture"] = M.by_group(groups, y, hit, byts, extra={"seen_in_training": seen_flow})
     out["per_app"] = M.by_group(app, y, hit, byts)
     p2p = y == 1
-    out["p2p_by_ndpi_app"] = M.by_group(ndpi[p2p], y[p2p], hit[p2p], byts[p2p]) if p2p.any() else []
+    pname = np.where(proto == 6, " over TCP", np.where(proto == 17, " over UDP", ""))
+    key = np.char.add(ndpi.astype(str), pname.astype(str))
+    out["p2p_by_ndpi_app"] = M.by_group(key[p2p], y[p2p], hit[p2p], byts[p2p]) if p2p.any() else []
     imp = importance(bundle, bundle.matrix(table))
     out["importance"] = imp
     out["importance_groups"] = by_group(imp)
@@ -105,11 +114,11 @@ def evaluate(bundle, dataset: Dataset, *, ablation: bool = False, train_config=N
         out["early_detection"] = {"meaning": " ".join(EARLY_DOC.split("\n\n", 1)[1].split()),
                                   "points": early_curve(bundle, table, y)}
     if ablation:
-        out["ablation"] = _ablation(dataset, bundle, train_config, n_splits, y, byts, app, ndpi, source)
+        out["ablation"] = _ablation(dataset, bundle, train_config, n_splits, y, byts, app, ndpi, proto, source)
     return out
 
 
-def _ablation(dataset, bundle, train_config, n_splits, y, byts, app, ndpi, source) -> dict:
+def _ablation(dataset, bundle, train_config, n_splits, y, byts, app, ndpi, proto, source) -> dict:
     from dataclasses import replace
 
     from training.config import TrainConfig
@@ -127,9 +136,7 @@ def _ablation(dataset, bundle, train_config, n_splits, y, byts, app, ndpi, sourc
         # the rates at each fold's own threshold (the verdicts a deployed model would give)
         sec["flow"] = M.rates(y, run["hit"])
         sec["byte"] = M.rates(y, run["hit"], byts)
-        p2p_unknown = (y == 1) & (ndpi == "Unknown")
-        sec["p2p_ndpi_unknown"] = {"flows": int(p2p_unknown.sum()),
-                                   "recall": M._div(float(run["hit"][p2p_unknown].sum()), float(p2p_unknown.sum()))}
+        sec["p2p_ndpi_unknown"] = _unknown(y, run["hit"], ndpi, proto)
         sec["threshold"] = None
         sec["fold_thresholds"] = [float(t) for t in run["thresholds"]]
         sec["folds"] = run["folds"]

@@ -54,6 +54,10 @@ def _fmt(v, pct: bool = False) -> str:
     return html.escape(str(v))
 
 
+def _auc(v) -> str:
+    return "–" if v is None else f"{v:.6f}"
+
+
 def _table(rows: list[dict], cols: list[tuple[str, str, bool]], limit: int | None = None) -> str:
     head = "".join(f"<th>{html.escape(title)}</th>" for _, title, _ in cols)
     body = []
@@ -99,9 +103,10 @@ def render_html(m: dict) -> str:
     # summary
     kpis = [("P2P flow recall", fr["recall"]), ("byte-weighted recall", br.get("recall")),
             ("FPR (other flows)", fr["fpr"]), ("precision", fr["precision"]), ("ROC AUC", o["roc_auc"]),
-            ("MSE/Unknown P2P recall", o["p2p_ndpi_unknown"]["recall"])]
+            ("recall, TCP P2P nDPI calls Unknown (MSE)", o["p2p_ndpi_unknown"].get("tcp", {}).get("recall"))]
     parts.append("<section id='summary'><h2>Summary</h2>" + "".join(
-        f"<div class='kpi'><b>{_fmt(v, pct=name != 'ROC AUC')}</b>{html.escape(name)}</div>" for name, v in kpis))
+        f"<div class='kpi'><b>{_fmt(v, pct=True) if name != 'ROC AUC' else _auc(v)}</b>{html.escape(name)}</div>"
+        for name, v in kpis))
     md = m["model"]
     parts.append(f"<p>Model <code>{html.escape(md['bundle_id'])}</code> ({md['trees']} trees, port features "
                  f"{'on' if md['port_features'] else 'off'}) at its threshold {md['threshold']:.6g} "
@@ -241,7 +246,7 @@ def render_html(m: dict) -> str:
             rows.append({"weight": name.replace("_", " "), "precision": s["flow"]["precision"],
                          "recall": s["flow"]["recall"], "byte_recall": s["byte"]["recall"],
                          "fpr": s["flow"]["fpr"], "roc_auc": s["roc_auc"],
-                         "unknown": s["p2p_ndpi_unknown"]["recall"]})
+                         "unknown": s["p2p_ndpi_unknown"].get("tcp", {}).get("recall")})
         for name in ("with_ports", "without_ports"):
             for sname, r in (ab[name].get("by_label_source") or {}).items():
                 rows.append({"weight": f"{name.replace('_', ' ')}: {sname}", "precision": r["flow"]["precision"],
@@ -253,7 +258,7 @@ def render_html(m: dict) -> str:
                      + _table(rows, [("weight", "model", False), ("precision", "precision", True),
                                      ("recall", "recall", True), ("byte_recall", "byte recall", True),
                                      ("fpr", "FPR", True), ("roc_auc", "ROC AUC", False),
-                                     ("unknown", "recall, nDPI Unknown", True)]) + "</section>")
+                                     ("unknown", "recall, TCP nDPI Unknown", True)]) + "</section>")
     else:
         parts.append("<section id='ablation'><h2>Port ablation</h2><p>Not run; pass <code>--ablation</code>."
                      "</p></section>")
