@@ -55,7 +55,12 @@ samples: setup
 dataset: setup
 	$(PY) -m data.make_corpus
 
-model: setup
+# The shipped model is trained on the generated corpus (built first when absent, ~20 min)
+# plus the real captures in ../shared/captures/ndpi (warned about and skipped when absent).
+data/corpus/manifest.json: | setup
+	$(PY) -m data.make_corpus
+
+model: setup data/corpus/manifest.json
 	$(PY) -m training.make_model
 
 clean:
