@@ -37,9 +37,29 @@ def with_metadata(table: pa.Table, config: ExtractConfig) -> pa.Table:
 def check_output_path(path: str | os.PathLike) -> Path:
     """Fail early (before long work) when an output file cannot be written."""
     path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise OutputError(f"{path}: is a directory; give a file name for the output")
+    return _check_parent(path)
+
+
+def check_output_dir(path: str | os.PathLike, what: str, replaceable) -> Path:
+    """Fail early when an output directory (a model bundle, a report) cannot be written.
+
+    An existing directory may be replaced only when replaceable(path) says it holds an
+    earlier output of the same kind (or nothing); anything else is refused.
+    """
+    path = Path(path)
+    _check_parent(path)
+    if path.exists():
+        if not path.is_dir():
+            raise OutputError(f"{path}: exists and is not a directory; choose another {what} directory")
+        if any(True for _ in path.iterdir()) and not replaceable(path):
+            raise OutputError(f"{path}: directory exists and is not a {what}; choose a new or empty directory")
+    return path
+
+
+def _check_parent(path: Path) -> Path:
+    parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise OutputError(f"{path}: directory {parent} does not exist; create it or choose another output path")
     try:  # a real probe: access() says yes to root even on read-only file systems

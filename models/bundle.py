@@ -26,6 +26,7 @@ import numpy as np
 
 from features.config import ExtractConfig
 from features.schema import SCHEMA_VERSION, feature_columns
+from features.table import check_output_dir
 from p2pdetect.errors import BadConfigError, BadModelError, OutputError
 
 #: The shipped model, inside the package directory.
@@ -214,19 +215,7 @@ def load_bundle(path: str | os.PathLike | None = None, *, num_threads: int = 1) 
 
 def check_bundle_path(path: str | os.PathLike) -> Path:
     """Fail early (before training) when a bundle cannot be written at path."""
-    path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise OutputError(f"{path}: directory {parent} does not exist; create it or choose another path")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"{path}: directory {parent} is not writable; choose another model directory")
-    if path.exists():
-        if not path.is_dir():
-            raise OutputError(f"{path}: exists and is not a directory; choose another model directory")
-        if any(True for _ in path.iterdir()) and not (path / MANIFEST_FILE).is_file():
-            raise OutputError(f"{path}: directory exists and is not a model bundle; "
-                              f"choose a new or empty directory")
-    return path
+    return check_output_dir(path, "model bundle", lambda p: (p / MANIFEST_FILE).is_file())
 
 
 def _replace_dir(tmp: Path, path: Path) -> None:

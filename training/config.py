@@ -4,15 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from features.config import check_param
-
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+from features.config import check_param, is_int, is_num
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,36 +43,36 @@ class TrainConfig:
     def __post_init__(self) -> None:
         own = type(self).__name__
         check_param(own, "num_leaves", self.num_leaves,
-                    _is_int(self.num_leaves) and 2 <= self.num_leaves <= 1024, "an int in [2, 1024]")
+                    is_int(self.num_leaves) and 2 <= self.num_leaves <= 1024, "an int in [2, 1024]")
         check_param(own, "learning_rate", self.learning_rate,
-                    _is_num(self.learning_rate) and 0 < self.learning_rate <= 1, "a number in (0, 1]")
+                    is_num(self.learning_rate) and 0 < self.learning_rate <= 1, "a number in (0, 1]")
         check_param(own, "max_rounds", self.max_rounds,
-                    _is_int(self.max_rounds) and 1 <= self.max_rounds <= 10000, "an int in [1, 10000]")
+                    is_int(self.max_rounds) and 1 <= self.max_rounds <= 10000, "an int in [1, 10000]")
         check_param(own, "early_stopping_rounds", self.early_stopping_rounds,
-                    _is_int(self.early_stopping_rounds) and self.early_stopping_rounds >= 1, "an int >= 1")
+                    is_int(self.early_stopping_rounds) and self.early_stopping_rounds >= 1, "an int >= 1")
         check_param(own, "min_child_samples", self.min_child_samples,
-                    _is_int(self.min_child_samples) and self.min_child_samples >= 1, "an int >= 1")
+                    is_int(self.min_child_samples) and self.min_child_samples >= 1, "an int >= 1")
         for name in ("feature_fraction", "bagging_fraction"):
             v = getattr(self, name)
-            check_param(own, name, v, _is_num(v) and 0 < v <= 1, "a number in (0, 1]")
-        check_param(own, "lambda_l2", self.lambda_l2, _is_num(self.lambda_l2) and self.lambda_l2 >= 0,
+            check_param(own, name, v, is_num(v) and 0 < v <= 1, "a number in (0, 1]")
+        check_param(own, "lambda_l2", self.lambda_l2, is_num(self.lambda_l2) and self.lambda_l2 >= 0,
                     "a number >= 0")
         check_param(own, "balance_classes", self.balance_classes, isinstance(self.balance_classes, bool),
                     "a bool")
         check_param(own, "capture_weight_power", self.capture_weight_power,
-                    _is_num(self.capture_weight_power) and 0 <= self.capture_weight_power <= 1,
+                    is_num(self.capture_weight_power) and 0 <= self.capture_weight_power <= 1,
                     "a number in [0, 1]")
         check_param(own, "valid_fraction", self.valid_fraction,
-                    _is_num(self.valid_fraction) and 0 < self.valid_fraction < 1, "a number in (0, 1)")
+                    is_num(self.valid_fraction) and 0 < self.valid_fraction < 1, "a number in (0, 1)")
         check_param(own, "target_fpr", self.target_fpr,
-                    _is_num(self.target_fpr) and 0 <= self.target_fpr < 1, "a number in [0, 1)")
+                    is_num(self.target_fpr) and 0 <= self.target_fpr < 1, "a number in [0, 1)")
         check_param(own, "threshold_folds", self.threshold_folds,
-                    _is_int(self.threshold_folds) and (self.threshold_folds == 0 or self.threshold_folds >= 2),
+                    is_int(self.threshold_folds) and (self.threshold_folds == 0 or self.threshold_folds >= 2),
                     "0 or an int >= 2")
         check_param(own, "port_features", self.port_features, isinstance(self.port_features, bool), "a bool")
-        check_param(own, "seed", self.seed, _is_int(self.seed) and self.seed >= 0, "an int >= 0")
+        check_param(own, "seed", self.seed, is_int(self.seed) and self.seed >= 0, "an int >= 0")
         check_param(own, "num_threads", self.num_threads,
-                    _is_int(self.num_threads) and self.num_threads >= 1, "an int >= 1")
+                    is_int(self.num_threads) and self.num_threads >= 1, "an int >= 1")
 
     def to_dict(self) -> dict:
         return asdict(self)

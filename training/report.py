@@ -15,6 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from features.table import check_output_dir
 from p2pdetect.errors import OutputError
 
 SECTIONS = ["summary", "data", "metrics", "curves", "confusion", "histograms", "calibration",
@@ -292,20 +293,7 @@ def write_report(out: str | os.PathLike, metrics: dict) -> Path:
 
 def check_report_path(out: str | os.PathLike) -> Path:
     """Fail early when a report directory cannot be written (an earlier report is replaced)."""
-    out = Path(out)
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise OutputError(f"{out}: directory {parent} does not exist; create it or choose another path")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"{out}: directory {parent} is not writable; choose another report directory")
-    if out.exists():
-        if not out.is_dir():
-            raise OutputError(f"{out}: exists and is not a directory; choose another report directory")
-        names = {p.name for p in out.iterdir()}
-        if names and not names <= set(REPORT_FILES):
-            raise OutputError(f"{out}: directory exists and holds other files than a report; "
-                              f"choose a new or empty directory")
-    return out
+    return check_output_dir(out, "report", lambda p: {q.name for q in p.iterdir()} <= set(REPORT_FILES))
 
 
 def _default(o):
