@@ -218,3 +218,24 @@ def test_host_context_snapshots_leave_state_untouched():
     whole = HostContext(window_s=2.5).transform(_cols(FLOWS))
     for name, col in whole.items():
         np.testing.assert_array_equal(np.concatenate([head[name], tail[name]]), col, err_msg=name)
+
+
+def test_sample_mse_flows_unknown_to_ndpi_carry_every_feature(samples):
+    """The committed MSE-over-TCP sample (real libtorrent peers, forced RC4): nDPI sees
+    `Unknown`, and every model feature is there to tell it apart."""
+    from training.labels import label_table
+
+    cap = next(p for p in samples if p.name == "p2p-tcp-mse.pcap")
+    table = label_table(extract_capture(cap), "auto").to_pydict()
+    mse = [i for i, (lab, proto, app) in enumerate(zip(table["label"], table["protocol"],
+                                                        table["application_name"]))
+           if lab == "p2p" and proto == 6 and app == "Unknown"]
+    assert len(mse) >= 5
+    for i in mse:
+        assert table["bidirectional_packets"][i] > 0
+        for c in feature_columns(32):
+            v = table[c][i]
+            assert v is not None, c
+    # the MSE handshake: the first payload is a 96-608 byte Diffie-Hellman key (+ padding)
+    sizes = [table["hs_first_payload_size"][i] for i in mse if table["hs_first_payload_index"][i] >= 0]
+    assert sizes and all(96 <= s <= 608 for s in sizes), sizes
