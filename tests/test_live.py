@@ -15,11 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from test_serve_support import REPO, build_stand_in_bundle, is_root, needs_ndpi_corpus, read_verdicts
+from conftest import ROOT as REPO, needs_root
+from serve_support import build_stand_in_bundle, read_verdicts
 
-pytestmark = [pytest.mark.skipif(not is_root(), reason="live capture needs root (network namespaces, "
-                                                       "packet capture); run the suite as root"),
-              needs_ndpi_corpus()]
+pytestmark = needs_root  # (the stand-in model is trained on the committed samples: no corpus needed)
 
 
 def _ip(*args: str) -> None:

@@ -12,18 +12,36 @@ import pytest
 
 from features.extract import extract_capture
 from p2pdetect.cli import main
-from test_serve_support import REPO, build_stand_in_bundle, ndpi, needs_ndpi_corpus, read_verdicts, run_cli
 
-pytestmark = needs_ndpi_corpus()
+from conftest import ROOT, run_cli
+from serve_support import build_stand_in_bundle, read_verdicts, sample, sample_facts, synthetic_capture
 
-CAPTURE = ndpi("1kxun.pcap")
+# Every input is committed or made here; nothing needs the shared nDPI corpus.
+# mixed-home: real clients, both classes (P2P swarms beside browsing, streaming and DNS).
+CAPTURE = sample("mixed-home")
+FLOWS = sample_facts("mixed-home")["flows"]  # as recorded when the sample was made (124 today)
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
+def model():
+    """The shipped model (models/default), as `p2pdetect score` uses it by default."""
+    from models import load_bundle
+
+    return str(load_bundle().path)
+
+
+@pytest.fixture(scope="module")
+def stand_in(tmp_path_factory):
+    """A stand-in trained on the samples' labelled flows (the live test's kind of model)."""
     path = tmp_path_factory.mktemp("model") / "bundle"
     build_stand_in_bundle(path)
     return str(path)
+
+
+@pytest.fixture(scope="module")
+def big_capture(tmp_path_factory):
+    """600,000 packets: long enough to be stopped by a signal mid-way."""
+    return synthetic_capture(tmp_path_factory.mktemp("cap") / "big.pcap", 600_000)
 
 
 def _one_line_error(res, fragment: str) -> None:
@@ -34,9 +52,11 @@ def _one_line_error(res, fragment: str) -> None:
     assert "Traceback" not in res.stderr
 
 
-def test_final_verdicts_equal_extract_plus_model(model, tmp_path):
+@pytest.mark.parametrize("which", ["model", "stand_in"])
+def test_final_verdicts_equal_extract_plus_model(which, request, tmp_path):
     from models import load_bundle
 
+    model = request.getfixturevalue(which)
     res = run_cli("score", str(CAPTURE), "--model", model)
     assert res.returncode == 0, res.stderr
     final = [v for v in read_verdicts(res.stdout) if v["stage"] == "final"]
@@ -49,17 +69,23 @@ def test_final_verdicts_equal_extract_plus_model(model, tmp_path):
         table.column("src_ip").to_pylist(), table.column("dst_port").to_pylist(),
         table.column("bidirectional_packets").to_pylist()))
     summary = res.stderr.strip().splitlines()[-1]
-    assert "197 flows metered = 197 final verdicts" in summary and "MISMATCH" not in summary
+    assert f"{FLOWS:,} flows metered = {FLOWS:,} final verdicts" in summary and "MISMATCH" not in summary
 
 
 def test_output_file_and_alerts_only(model, tmp_path):
+    from models import load_bundle
+
     out = tmp_path / "v.jsonl"
-    res = run_cli("score", str(ndpi("bittorrent_tcp_miss.pcapng")), "--model", model, "-o", str(out),
-                  "--alerts-only")
+    # mixed-home holds both classes, so --alerts-only has verdicts to keep and verdicts to drop
+    res = run_cli("score", str(CAPTURE), "--model", model, "-o", str(out), "--alerts-only")
     assert res.returncode == 0, res.stderr
     assert res.stdout == ""
     verdicts = read_verdicts(out.read_text())
     assert verdicts and all(v["verdict"] == "p2p" for v in verdicts)
+    bundle = load_bundle(model)
+    p2p = int((bundle.verdicts(bundle.predict_proba(extract_capture(CAPTURE, bundle.extract_config)))
+               == "p2p").sum())
+    assert 0 < sum(v["stage"] == "final" for v in verdicts) == p2p < FLOWS
     assert not list(tmp_path.glob(".v.jsonl.*"))  # no temporary left behind
 
 
@@ -120,21 +146,14 @@ def test_full_disk_is_one_line_exit_2(model):
 def test_stdout_on_a_full_device_is_one_line_exit_2(model):
     with open("/dev/full", "w") as full:
         res = subprocess.run([sys.executable, "-m", "p2pdetect", "score", str(CAPTURE), "--model", model],
-                             cwd=REPO, stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
+                             cwd=ROOT, stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
     _one_line_error(res, "standard output")
 
 
-def _synthetic(path, packets):
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    from synth_capture import make_capture
-
-    return make_capture(path, packets, seed=3)
-
-
 def test_closed_pipe_ends_the_run_without_traceback(model, tmp_path):
-    cap = _synthetic(tmp_path / "s.pcap", 60_000)  # enough verdicts to outgrow the pipe buffer
+    cap = synthetic_capture(tmp_path / "s.pcap", 60_000)  # enough verdicts to outgrow the pipe buffer
     proc = subprocess.Popen([sys.executable, "-m", "p2pdetect", "score", str(cap), "--model", model],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     proc.stdout.readline()
     proc.stdout.close()  # the reader goes away, like `| head -1`
     err = proc.stderr.read()
@@ -144,10 +163,9 @@ def test_closed_pipe_ends_the_run_without_traceback(model, tmp_path):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_on_a_capture_flushes_every_flow(sig, model, tmp_path):
-    cap = _synthetic(tmp_path / "big.pcap", 600_000)
-    proc = subprocess.Popen([sys.executable, "-m", "p2pdetect", "score", str(cap), "--model", model],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def test_a_signal_on_a_capture_flushes_every_flow(sig, model, big_capture):
+    proc = subprocess.Popen([sys.executable, "-m", "p2pdetect", "score", str(big_capture), "--model", model],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     first = proc.stdout.readline()  # scoring has begun
     proc.send_signal(sig)
     out = proc.stdout.read()

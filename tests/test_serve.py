@@ -14,16 +14,32 @@ from p2pdetect.errors import BadConfigError
 from serve import (EARLY, FINAL, JsonLinesSink, MeterChunk, ScoreConfig, ScoreMetrics, StreamScorer,
                    VERDICT_KEYS, capture_source, chunks_from_flows, micro_batches, run_scoring,
                    score_stream, verdict_lines)
-from test_serve_support import build_stand_in_bundle, ndpi, needs_ndpi_corpus
+from serve_support import build_stand_in_bundle, one_flow_capture, sample, sample_facts
 
-pytestmark = needs_ndpi_corpus()
-
-CAPTURE = ndpi("1kxun.pcap")          # 197 flows, many longer than 10 s
-TORRENT = ndpi("bittorrent_tcp_miss.pcapng")  # one 100-packet BitTorrent flow
+# Every input is committed or made here; nothing needs the shared nDPI corpus.
+# mixed-home: real clients browsing, streaming, resolving names and joining swarms, both classes.
+# (It replaces nDPI's 1kxun.pcap, whose many flows longer than 10 s made early_seconds=10 fire:
+# mixed-home spans more than 10 s, so that trigger fires here too, for every flow still open in
+# the meter 10 s after it began, beside early_packets=32 for its larger flows.)
+CAPTURE = sample("mixed-home")
+FACTS = sample_facts("mixed-home")  # its own packet and flow counts, as recorded when it was made
+FLOWS, PACKETS = FACTS["flows"], FACTS["packets"]  # 124 flows, 6,306 packets today
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
+def one_flow(tmp_path_factory):
+    """Exactly one 100-packet TCP flow, crafted (it replaces nDPI's bittorrent_tcp_miss.pcapng, one
+    100-packet BitTorrent flow: the samples hold no capture of a single flow)."""
+    return one_flow_capture(tmp_path_factory.mktemp("cap") / "one-flow.pcap", packets=100)
+
+
+@pytest.fixture(scope="module", params=["shipped", "stand-in"])
+def bundle(request, tmp_path_factory):
+    """The shipped model (models/default), and a stand-in trained on the samples' labelled flows."""
+    from models import load_bundle
+
+    if request.param == "shipped":
+        return load_bundle()
     return build_stand_in_bundle(tmp_path_factory.mktemp("model") / "bundle")
 
 
@@ -95,7 +111,7 @@ def test_score_stream_from_a_list_equals_batch_extraction(bundle):
     scored = list(score_stream(micro_batches(chunks, batch_size=64, max_wait_s=1), scorer))
     scores = np.concatenate([s.scores for s in scored])
     offline = bundle.predict_proba(extract_capture(CAPTURE, bundle.extract_config))
-    assert len(scores) == len(offline) == 197
+    assert len(scores) == len(offline) == FLOWS
     np.testing.assert_array_equal(scores, offline)
 
 
@@ -119,12 +135,13 @@ def test_meter_gives_early_then_final_and_final_equals_offline(bundle, tmp_path)
     summary, verdicts = _run(capture_source(CAPTURE, bundle.extract_config, config), bundle, config, tmp_path)
     final = [v for v in verdicts if v["stage"] == "final"]
     early = [v for v in verdicts if v["stage"] == "early"]
-    assert summary.flows == summary.final_verdicts == len(final) == 197
+    assert summary.flows == summary.final_verdicts == len(final) == FLOWS
     assert summary.early_verdicts == len(early) > 0
-    assert summary.packets == 1723
+    assert summary.packets == PACKETS
     offline = extract_capture(CAPTURE, bundle.extract_config)
     assert [v["score"] for v in final] == np.round(bundle.predict_proba(offline), 6).tolist()
     assert [v["src_port"] for v in final] == offline.column("src_port").to_pylist()
+    assert any(v["packets"] < 32 for v in early)  # the 10 s trigger fired too, not only the 32-packet one
     # an early verdict is a snapshot: at most 32 packets or about 10 s of flow, before its final one
     for v in early:
         assert v["packets"] <= 32 or v["last_seen_ms"] - v["first_seen_ms"] <= 10_000 + 1000
@@ -134,9 +151,9 @@ def test_meter_gives_early_then_final_and_final_equals_offline(bundle, tmp_path)
                in keys for v in early)
 
 
-def test_early_packet_trigger_fires_at_exactly_n_packets(bundle, tmp_path):
+def test_early_packet_trigger_fires_at_exactly_n_packets(bundle, one_flow, tmp_path):
     config = ScoreConfig(early_packets=8, early_seconds=0)
-    summary, verdicts = _run(capture_source(TORRENT, bundle.extract_config, config), bundle, config, tmp_path)
+    summary, verdicts = _run(capture_source(one_flow, bundle.extract_config, config), bundle, config, tmp_path)
     # (order: early snapshots are scored in groups, so a short flow's final line may come first)
     assert sorted((v["stage"], v["packets"]) for v in verdicts) == [("early", 8), ("final", 100)]
 
@@ -150,7 +167,8 @@ def test_no_early_verdicts_when_both_triggers_are_off(bundle, tmp_path):
 # verdicts and metrics ------------------------------------------------------------------
 def test_verdict_records_are_flat_with_stable_keys(bundle, tmp_path):
     config = ScoreConfig()
-    _, verdicts = _run(capture_source(TORRENT, bundle.extract_config, config), bundle, config, tmp_path)
+    _, verdicts = _run(capture_source(CAPTURE, bundle.extract_config, config), bundle, config, tmp_path)
+    assert len(verdicts) >= FLOWS
     for v in verdicts:
         assert list(v) == VERDICT_KEYS
         assert v["model"] == bundle.bundle_id and v["verdict"] in ("p2p", "other")
@@ -174,12 +192,12 @@ def test_metrics_count_packets_flows_and_verdicts(bundle, tmp_path):
     summary, verdicts = _run(capture_source(CAPTURE, bundle.extract_config, config), bundle, config,
                              tmp_path, metrics)
     get = registry.get_sample_value
-    assert get("p2pdetect_packets_total") == 1723
-    assert get("p2pdetect_flows_total") == 197
+    assert get("p2pdetect_packets_total") == PACKETS
+    assert get("p2pdetect_flows_total") == FLOWS
     total = sum(get("p2pdetect_verdicts_total", {"verdict": v, "stage": s}) or 0
                 for v in ("p2p", "other") for s in ("early", "final"))
     assert total == len(verdicts)
     assert get("p2pdetect_verdicts_total", {"verdict": "other", "stage": "final"}) + \
-        get("p2pdetect_verdicts_total", {"verdict": "p2p", "stage": "final"}) == 197
+        get("p2pdetect_verdicts_total", {"verdict": "p2p", "stage": "final"}) == FLOWS
     assert get("p2pdetect_scoring_latency_seconds_count") > 0
     assert get("p2pdetect_batch_flows_sum") == len(verdicts)
