@@ -14,8 +14,15 @@ from p2pdetect.errors import P2PDetectError
 COMMANDS = ["demo", "extract", "generate", "train", "evaluate", "score", "inspect"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors (exit 2), like every other user error here."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="p2pdetect",
         description="Detect peer-to-peer traffic (including encrypted BitTorrent) from flow statistics.")
     parser.add_argument("--version", action="version", version=f"p2pdetect {__version__}")

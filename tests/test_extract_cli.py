@@ -34,7 +34,7 @@ def capdir(tmp_path_factory):
 def _no_traceback(r):
     assert r.returncode == 2, (r.returncode, r.stderr)
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("p2pdetect: error: "), r.stderr
+    assert len(lines) == 1 and lines[0].startswith("p2pdetect") and ": error: " in lines[0], r.stderr
     assert "Traceback" not in r.stderr
 
 
@@ -149,3 +149,8 @@ def test_real_captures_extract_with_bad_ones_skipped(tmp_path):
     t = pq.read_table(out, columns=["application_name", "capture"])
     assert t.num_rows > 2000
     assert r.stderr.count("skipped:") == 2  # the two fuzzed captures in the corpus
+
+
+def test_usage_errors_are_one_line():
+    for args in (["extract"], ["nosuch"], ["score", "--batch-size", "x", "a.pcap"]):
+        _no_traceback(run_cli(*args))
