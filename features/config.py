@@ -37,6 +37,9 @@ class ExtractConfig:
     idle_timeout / active_timeout: nfstream flow expiry, seconds.
     n_dissections: packets nDPI may inspect per flow (audit labels only, never a feature).
     host_window_s: how far back host context looks, seconds of packet time.
+    snapshot_packets: when > 0, extraction also writes an *early* row per flow that reaches
+        this many packets: the flow as the live scorer's early verdict sees it (counters so
+        far, host context as it stands). Models train on both stages; 0 = final rows only.
     """
 
     splt_n: int = 32
@@ -44,6 +47,7 @@ class ExtractConfig:
     active_timeout: int = 1800
     n_dissections: int = 20
     host_window_s: float = 300.0
+    snapshot_packets: int = 0
 
     def __post_init__(self) -> None:
         own = type(self).__name__
@@ -58,6 +62,16 @@ class ExtractConfig:
                     "an int in [0, 255]")
         check_param(own, "host_window_s", self.host_window_s,
                     is_num(self.host_window_s) and self.host_window_s > 0, "a number > 0")
+        check_param(own, "snapshot_packets", self.snapshot_packets,
+                    is_int(self.snapshot_packets) and (self.snapshot_packets == 0 or self.snapshot_packets >= 2),
+                    "0 (off) or an int >= 2")
+
+    def same_features(self, other: "ExtractConfig") -> bool:
+        """True when both give the same feature values (snapshot_packets only adds early rows)."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        mine.pop("snapshot_packets")
+        theirs.pop("snapshot_packets")
+        return mine == theirs
 
     def to_dict(self) -> dict:
         return asdict(self)

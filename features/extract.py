@@ -16,6 +16,7 @@ from features.captures import CaptureInfo, find_captures, validate_capture
 from features.config import ExtractConfig
 from features.featurize import FlowFeaturizer
 from features.meter import flow_row, make_streamer
+from features.snapshot_meter import FINAL, MeterSpec, run_meter
 from features.table import to_arrow
 from p2pdetect.errors import BadCaptureError
 
@@ -75,6 +76,8 @@ def _extract(path: Path, config: ExtractConfig, name: str) -> tuple[CaptureInfo,
     validate_capture(path, full=False)
     walk = _Walk(path)
     featurizer = FlowFeaturizer(config, capture=name)
+    if config.snapshot_packets:
+        return _extract_with_snapshots(path, config, featurizer, walk)
     pieces: list[pa.Table] = []
     rows: list[tuple] = []
     try:
@@ -90,6 +93,53 @@ def _extract(path: Path, config: ExtractConfig, name: str) -> tuple[CaptureInfo,
     if rows or not pieces:
         pieces.append(to_arrow(featurizer.transform_rows(rows)))
     return info, pa.concat_tables(pieces)
+
+
+class _Chunks:
+    """The snapshot meter's channel, in process: featurises each chunk as it is handed over.
+
+    Rows keep the meter's order; a run of early snapshots reads host context as it stands
+    (remember=False), a run of final flows enters it: what the live scorer does.
+    """
+
+    def __init__(self, featurizer: FlowFeaturizer) -> None:
+        self.featurizer = featurizer
+        self.pieces: list[pa.Table] = []
+        self.error: str | None = None
+
+    def put(self, msg: tuple) -> None:
+        if msg[0] == "error":
+            self.error = msg[1]
+        if msg[0] != "flows":
+            return
+        rows, stages = msg[1], msg[2]
+        start = 0
+        for i in range(1, len(rows) + 1):
+            if i == len(rows) or stages[i] != stages[start]:
+                self.pieces.append(to_arrow(self.featurizer.transform_rows(
+                    rows[start:i], remember=stages[start] == FINAL)))
+                start = i
+
+
+def _extract_with_snapshots(path: Path, config: ExtractConfig, featurizer: FlowFeaturizer,
+                            walk: "_Walk") -> tuple[CaptureInfo, pa.Table]:
+    """Final rows identical to the plain meter's, plus an early row per flow that reaches
+    config.snapshot_packets packets (features.snapshot_meter, run in this process)."""
+    spec = MeterSpec(source=str(path), live=False, streamer_kwargs=config.streamer_kwargs(),
+                     early_packets=config.snapshot_packets, early_seconds=0.0,
+                     chunk_flows=CHUNK, chunk_wait_s=3600.0)
+    chunks = _Chunks(featurizer)
+    try:
+        run_meter(spec, chunks, [False])
+    except (ValueError, OSError, RuntimeError) as err:
+        walk.result()
+        raise BadCaptureError(f"{path}: the meter cannot read this capture ({err})") from err
+    info = walk.result()
+    if chunks.error:
+        raise BadCaptureError(f"{path}: the meter cannot read this capture ({chunks.error})")
+    if not chunks.pieces:
+        chunks.pieces.append(to_arrow(featurizer.transform_rows([])))
+    return info, pa.concat_tables(chunks.pieces)
 
 
 def _worker(path: Path, config: ExtractConfig, skip_bad: bool) -> CaptureResult:

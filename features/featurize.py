@@ -60,15 +60,18 @@ class FlowFeaturizer:
         out: dict[str, np.ndarray] = {
             "capture": np.full(n, self.capture, dtype=object),
             "flow_index": np.arange(self.flows_seen, self.flows_seen + n, dtype=np.int64),
+            "stage": np.full(n, "final" if remember else "early", dtype=object),
         }
         if remember:
             self.flows_seen += n
-        for c in IDENTITY_COLUMNS[2:] + AUDIT_COLUMNS + COUNTER_FEATURES + STAT_FEATURES + FLAG_FEATURES:
+        for c in IDENTITY_COLUMNS[3:] + AUDIT_COLUMNS + COUNTER_FEATURES + STAT_FEATURES + FLAG_FEATURES:
             out[c] = meter[c]
         for kind in SPLT_KINDS:
             block = meter[f"splt_{kind}"]
             for i in range(self.config.splt_n):
                 out[f"splt_{kind}_{i}"] = block[:, i]
         out.update(derive_features(meter))
+        # a snapshot's counters stop at the snapshot: the model may treat the stages apart
+        out["is_snapshot"] = np.full(n, 0 if remember else 1, dtype=np.int64)
         out.update(self.host_context.transform(meter, remember=remember))
         return {c: out[c] for c in self.columns}

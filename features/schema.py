@@ -8,7 +8,7 @@ numeric only; identity columns (addresses, raw ports, times, capture) never feed
 from __future__ import annotations
 
 #: Bump when a column's meaning, unit or the column set changes. Bundles record it.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: Parquet metadata keys.
 META_SCHEMA_VERSION = b"p2pdetect.schema_version"
@@ -17,6 +17,7 @@ META_CONFIG = b"p2pdetect.extract_config"
 IDENTITY_COLUMNS = [
     "capture",            # source file name (or interface) the flow came from
     "flow_index",         # order in which the meter reported the flow, per capture
+    "stage",              # "final": the whole flow; "early": a snapshot at ExtractConfig.snapshot_packets
     "src_ip", "src_port", "dst_ip", "dst_port", "protocol", "ip_version",
     "bidirectional_first_seen_ms", "bidirectional_last_seen_ms",
 ]
@@ -46,6 +47,7 @@ FLAG_FEATURES = [
 
 #: Derived flow-shape features, vectorised from the columns above and the first-N packets.
 DERIVED_FEATURES = [
+    "is_snapshot",
     "is_udp",
     "bytes_ratio", "packets_ratio",
     "splt_packets", "splt_ps_entropy", "splt_dir_changes", "splt_up_share",

@@ -37,6 +37,10 @@ def add_parser(sub) -> None:
                    help="false-positive rate on validation flows the threshold aims at (default 0.005)")
     p.add_argument("--no-port-features", action="store_true",
                    help="train without the coarse port facts (the port ablation)")
+    p.add_argument("--early-packets", type=int, default=32, metavar="N",
+                   help="also train on each flow as it looks after N packets, so the scorer's early "
+                        "verdicts (made at N packets) are as good as its final ones; 0 = final flows only "
+                        "(default 32)")
     p.add_argument("--seed", type=int, default=0, help="split and LightGBM seed (default 0)")
     p.add_argument("--threads", type=int, default=2, metavar="N", help="LightGBM threads (default 2)")
     p.set_defaults(func=run)
@@ -46,12 +50,14 @@ def run(args: argparse.Namespace) -> int:
     from models.bundle import check_bundle_path
     from training.build import build_bundle
     from training.config import TrainConfig
+    from features.config import ExtractConfig
     from training.datasets import load_dataset
 
+    extract = ExtractConfig(snapshot_packets=args.early_packets)
     config = TrainConfig(target_fpr=args.target_fpr, port_features=not args.no_port_features,
                          seed=args.seed, num_threads=args.threads)
     check_bundle_path(args.output)
-    dataset = load_dataset(args.datasets, labels_from_dpi=args.labels_from_dpi, n_jobs=args.jobs,
+    dataset = load_dataset(args.datasets, extract, labels_from_dpi=args.labels_from_dpi, n_jobs=args.jobs,
                            skip_bad=args.skip_bad, use_cache=not args.no_cache)
     build_bundle(dataset, args.output, config, sources=[str(d) for d in args.datasets],
                  command="p2pdetect " + shlex.join(sys.argv[1:]) if sys.argv else None)

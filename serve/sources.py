@@ -1,5 +1,5 @@
 """Flow sources for the scorer: a capture file or a live interface (through the meter
-process in serve.meter), or a plain list of chunks in tests. Each yields MeterChunks, and
+process in features.snapshot_meter), or a plain list of chunks in tests. Each yields MeterChunks, and
 None when nothing more is queued (so a partial micro-batch is scored without waiting).
 """
 
@@ -19,7 +19,7 @@ from features.config import ExtractConfig
 from features.meter import flow_row
 from p2pdetect.errors import BadCaptureError, P2PDetectError
 from serve.config import ScoreConfig
-from serve.meter import EARLY, FINAL, MeterSpec, meter_process
+from features.snapshot_meter import EARLY, FINAL, MeterSpec, meter_process
 
 
 __all__ = ["EARLY", "FINAL", "MeterChunk", "MeterSource", "MeterStats", "SourceError",
@@ -124,7 +124,7 @@ def check_bpf(expression: str, snaplen: int = 128) -> None:
 
 
 class MeterSource:
-    """Runs serve.meter in a child process and yields its chunks; stop() ends it cleanly.
+    """Runs features.snapshot_meter in a child process and yields its chunks; stop() ends it cleanly.
 
     Iterating yields MeterChunk objects, and None whenever the queue is empty (the batcher
     then scores what it holds).

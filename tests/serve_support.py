@@ -80,3 +80,13 @@ def synthetic_capture(path: Path, packets: int, seed: int = 3) -> Path:
     spec.loader.exec_module(module)
     return module.make_capture(path, packets, seed=seed)
 
+
+
+def offline_flows(path, bundle):
+    """Batch extraction of a capture with the bundle's settings: one final row per flow
+    (a bundle trained on early snapshots records snapshot_packets; scoring compares finals)."""
+    from dataclasses import replace
+
+    from features.extract import extract_capture
+
+    return extract_capture(path, replace(bundle.extract_config, snapshot_packets=0))

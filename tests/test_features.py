@@ -239,3 +239,24 @@ def test_sample_mse_flows_unknown_to_ndpi_carry_every_feature(samples):
     # the MSE handshake: the first payload is a 96-608 byte Diffie-Hellman key (+ padding)
     sizes = [table["hs_first_payload_size"][i] for i in mse if table["hs_first_payload_index"][i] >= 0]
     assert sizes and all(96 <= s <= 608 for s in sizes), sizes
+
+
+def test_snapshot_extraction_adds_early_rows_and_keeps_final_rows(samples):
+    """snapshot_packets=k: one early row per flow reaching k packets, seen at exactly k packets;
+    the final rows are those of plain extraction, row for row."""
+    import pyarrow.compute as pc
+
+    cap = next(p for p in samples if p.name == "mixed-home.pcap")
+    plain = extract_capture(cap)
+    both = extract_capture(cap, ExtractConfig(snapshot_packets=16))
+    final = both.filter(pc.equal(both.column("stage"), "final"))
+    early = both.filter(pc.equal(both.column("stage"), "early"))
+    assert set(plain.column("stage").to_pylist()) == {"final"}
+    assert final.num_rows == plain.num_rows
+    for name in plain.column_names:
+        a, b = plain.column(name).to_pylist(), final.column(name).to_pylist()
+        assert a == b or np.allclose(np.array(a, float), np.array(b, float), equal_nan=True), name
+    long_flows = sum(p >= 16 for p in plain.column("bidirectional_packets").to_pylist())
+    assert early.num_rows == long_flows > 0
+    assert set(early.column("bidirectional_packets").to_pylist()) == {16}
+    assert set(early.column("splt_ps_16").to_pylist()) == {-1}  # nothing after the 16th packet

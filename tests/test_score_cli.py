@@ -10,11 +10,11 @@ import sys
 import numpy as np
 import pytest
 
-from features.extract import extract_capture
 from p2pdetect.cli import main
 
 from conftest import ROOT, run_cli
-from serve_support import build_stand_in_bundle, read_verdicts, sample, sample_facts, synthetic_capture
+from serve_support import (build_stand_in_bundle, offline_flows, read_verdicts, sample, sample_facts,
+                           synthetic_capture)
 
 # Every input is committed or made here; nothing needs the shared nDPI corpus.
 # mixed-home: real clients, both classes (P2P swarms beside browsing, streaming and DNS).
@@ -61,7 +61,7 @@ def test_final_verdicts_equal_extract_plus_model(which, request, tmp_path):
     assert res.returncode == 0, res.stderr
     final = [v for v in read_verdicts(res.stdout) if v["stage"] == "final"]
     bundle = load_bundle(model)
-    table = extract_capture(CAPTURE, bundle.extract_config)
+    table = offline_flows(CAPTURE, bundle)
     scores = bundle.predict_proba(table)
     assert [v["score"] for v in final] == np.round(scores, 6).tolist()
     assert [v["verdict"] for v in final] == bundle.verdicts(scores).tolist()
@@ -83,7 +83,7 @@ def test_output_file_and_alerts_only(model, tmp_path):
     verdicts = read_verdicts(out.read_text())
     assert verdicts and all(v["verdict"] == "p2p" for v in verdicts)
     bundle = load_bundle(model)
-    p2p = int((bundle.verdicts(bundle.predict_proba(extract_capture(CAPTURE, bundle.extract_config)))
+    p2p = int((bundle.verdicts(bundle.predict_proba(offline_flows(CAPTURE, bundle)))
                == "p2p").sum())
     assert 0 < sum(v["stage"] == "final" for v in verdicts) == p2p < FLOWS
     assert not list(tmp_path.glob(".v.jsonl.*"))  # no temporary left behind

@@ -8,13 +8,12 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from features.extract import extract_capture
 from features.meter import make_streamer
 from p2pdetect.errors import BadConfigError
 from serve import (EARLY, FINAL, JsonLinesSink, MeterChunk, ScoreConfig, ScoreMetrics, StreamScorer,
                    VERDICT_KEYS, capture_source, chunks_from_flows, micro_batches, run_scoring,
                    score_stream, verdict_lines)
-from serve_support import build_stand_in_bundle, one_flow_capture, sample, sample_facts
+from serve_support import build_stand_in_bundle, offline_flows, one_flow_capture, sample, sample_facts
 
 # Every input is committed or made here; nothing needs the shared nDPI corpus.
 # mixed-home: real clients browsing, streaming, resolving names and joining swarms, both classes.
@@ -110,7 +109,7 @@ def test_score_stream_from_a_list_equals_batch_extraction(bundle):
     scorer = StreamScorer(bundle, capture=str(CAPTURE))
     scored = list(score_stream(micro_batches(chunks, batch_size=64, max_wait_s=1), scorer))
     scores = np.concatenate([s.scores for s in scored])
-    offline = bundle.predict_proba(extract_capture(CAPTURE, bundle.extract_config))
+    offline = bundle.predict_proba(offline_flows(CAPTURE, bundle))
     assert len(scores) == len(offline) == FLOWS
     np.testing.assert_array_equal(scores, offline)
 
@@ -124,7 +123,7 @@ def test_early_snapshots_do_not_change_final_scores(bundle):
     scored = list(score_stream(micro_batches(mixed, batch_size=100, max_wait_s=1), scorer))
     stages = np.concatenate([s.stages for s in scored])
     scores = np.concatenate([s.scores for s in scored])
-    offline = bundle.predict_proba(extract_capture(CAPTURE, bundle.extract_config))
+    offline = bundle.predict_proba(offline_flows(CAPTURE, bundle))
     assert (stages == EARLY).sum() == 30
     np.testing.assert_array_equal(scores[stages == FINAL], offline)
 
@@ -138,7 +137,7 @@ def test_meter_gives_early_then_final_and_final_equals_offline(bundle, tmp_path)
     assert summary.flows == summary.final_verdicts == len(final) == FLOWS
     assert summary.early_verdicts == len(early) > 0
     assert summary.packets == PACKETS
-    offline = extract_capture(CAPTURE, bundle.extract_config)
+    offline = offline_flows(CAPTURE, bundle)
     assert [v["score"] for v in final] == np.round(bundle.predict_proba(offline), 6).tolist()
     assert [v["src_port"] for v in final] == offline.column("src_port").to_pylist()
     assert any(v["packets"] < 32 for v in early)  # the 10 s trigger fired too, not only the 32-packet one

@@ -219,7 +219,7 @@ def load_dataset(inputs: list[str | os.PathLike], config: ExtractConfig | None =
         table, tconf = read_flow_table(tp)
         if config is None:
             config = tconf
-        elif tconf != config:
+        elif not tconf.same_features(config):
             raise BadDatasetError(f"{tp}: extracted with {tconf.to_dict()}, other inputs with "
                                   f"{config.to_dict()}; re-extract with the same settings")
         if "label" not in table.column_names:

@@ -6,8 +6,10 @@ The result is one JSON-able dict (metrics.json); training.report renders it as H
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import numpy as np
+import pyarrow as pa
 
 from features.schema import port_feature_columns
 from p2pdetect.errors import BadDatasetError
@@ -64,7 +66,18 @@ def _section(y, scores, threshold, byts, app, ndpi, proto) -> dict:
 
 def evaluate(bundle, dataset: Dataset, *, ablation: bool = False, train_config=None,
              n_splits: int = 5, early: bool = True) -> dict:
-    """Every metric of the evaluation report, as one JSON-able dict."""
+    """Every metric of the evaluation report, as one JSON-able dict.
+
+    Final rows (whole flows) give every metric; early rows (snapshots at the bundle's
+    snapshot_packets, when its extract config has them) give the early-verdict section.
+    """
+    early_rows, full, final_mask = None, dataset, None
+    if "stage" in dataset.table.column_names:
+        stage = _np(dataset.table, "stage").astype(str)
+        if (stage == "early").any():
+            early_rows = dataset.table.filter(pa.array(stage == "early"))
+            final_mask = stage == "final"
+            dataset = replace(dataset, table=dataset.table.filter(pa.array(final_mask)))
     table = dataset.table
     if table.num_rows == 0:
         raise BadDatasetError("no labelled flows to evaluate (every flow was unlabelled); give labels "
@@ -110,16 +123,32 @@ def evaluate(bundle, dataset: Dataset, *, ablation: bool = False, train_config=N
     imp = importance(bundle, bundle.matrix(table))
     out["importance"] = imp
     out["importance_groups"] = by_group(imp)
+    if early_rows is not None:
+        ye = (_np(early_rows, "label").astype(str) == "p2p").astype(int)
+        se = bundle.predict_proba(early_rows)
+        eb = _np(early_rows, "bidirectional_bytes").astype(np.float64)
+        ea = np.where(_np(early_rows, "app").astype(str) == "", "(none)", _np(early_rows, "app").astype(str))
+        out["early_verdicts"] = {
+            "packets": bundle.extract_config.snapshot_packets,
+            "flows_reaching": int(len(ye)),
+            **_section(ye, se, thr, eb, ea, _np(early_rows, "application_name").astype(str),
+                       _np(early_rows, "protocol")),
+            "meaning": "Flows as the scorer's early verdict sees them: a snapshot at the packet "
+                       "count above (counters so far, host context as it stands), scored at the "
+                       "bundle's threshold. Flows that end before it only get a final verdict."}
     if early:
         out["early_detection"] = {"meaning": " ".join(EARLY_DOC.split("\n\n", 1)[1].split()),
                                   "points": early_curve(bundle, table, y)}
     if ablation:
-        out["ablation"] = _ablation(dataset, bundle, train_config, n_splits, y, byts, app, ndpi, proto, source)
+        out["ablation"] = _ablation(full, final_mask, bundle, train_config, n_splits, y, byts, app, ndpi, proto,
+                                    source)
     return out
 
 
-def _ablation(dataset, bundle, train_config, n_splits, y, byts, app, ndpi, proto, source) -> dict:
-    from dataclasses import replace
+def _ablation(dataset, final_mask, bundle, train_config, n_splits, y, byts, app, ndpi, proto, source) -> dict:
+    """Grouped CV with and without port features. The folds train on every row the dataset
+    has (early snapshots too, like the shipped model); the metrics are on final rows, with the
+    early rows' recall and FPR beside them."""
 
     from training.config import TrainConfig
     from training.crossval import port_ablation
@@ -130,7 +159,14 @@ def _ablation(dataset, bundle, train_config, n_splits, y, byts, app, ndpi, proto
     runs = port_ablation(dataset, cfg, n_splits)
     res: dict = {"method": ABLATION_METHOD, "port_features": port_feature_columns(),
                  "train_config": cfg.to_dict()}
+    early_y = None
+    if final_mask is not None:
+        early_y = dataset.y[~final_mask].astype(int)
     for name, run in runs.items():
+        early_sec = None
+        if final_mask is not None:
+            early_sec = M.rates(early_y, run["hit"][~final_mask])
+            run = {**run, "scores": run["scores"][final_mask], "hit": run["hit"][final_mask]}
         s = run["scores"]
         sec = M.summary(y, s, 0.5, byts)
         # the rates at each fold's own threshold (the verdicts a deployed model would give)
@@ -142,6 +178,8 @@ def _ablation(dataset, bundle, train_config, n_splits, y, byts, app, ndpi, proto
         sec["folds"] = run["folds"]
         sec["per_app"] = M.by_group(app, y, run["hit"], byts)
         sec["by_label_source"] = by_source(source, y, run["hit"], byts)
+        if early_sec is not None:
+            sec["early_verdicts"] = early_sec
         res[name] = sec
     a, b = res["with_ports"]["flow"], res["without_ports"]["flow"]
     if a["recall"] is not None and b["recall"] is not None:

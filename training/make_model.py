@@ -59,6 +59,7 @@ def labelled_sources(corpus: Path = CORPUS, samples: Path = SAMPLES) -> list[str
 
 
 def main(argv: list[str] | None = None) -> int:
+    from features.config import ExtractConfig
     from training.build import build_bundle
     from training.config import TrainConfig
     from training.datasets import concat_datasets, load_dataset
@@ -68,11 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--corpus", default=str(CORPUS))
     ap.add_argument("--ndpi", default=str(NDPI))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--early-packets", type=int, default=32,
+                    help="also train on flows as they look after N packets (the scorer's early verdicts)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="p2pdetect: %(message)s", stream=sys.stderr)
     try:
         sources = labelled_sources(Path(args.corpus))
-        parts = [load_dataset(sources)]
+        parts = [load_dataset(sources, ExtractConfig(snapshot_packets=args.early_packets))]
         ndpi = Path(args.ndpi)
         if ndpi.is_dir():
             parts.append(load_dataset([_rel(ndpi)], parts[0].config, labels_from_dpi=True, skip_bad=True))

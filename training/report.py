@@ -20,6 +20,8 @@ from p2pdetect.errors import OutputError
 
 SECTIONS = ["summary", "data", "metrics", "curves", "confusion", "histograms", "calibration",
             "per-capture", "per-app", "importance", "early-detection", "ablation"]
+#: Sections present only when the data has them.
+OPTIONAL_SECTIONS = ["early-verdicts"]
 REPORT_FILES = ("metrics.json", "report.html")
 
 
@@ -220,6 +222,14 @@ def render_html(m: dict) -> str:
                                             ("gain_share", "gain share", True),
                                             ("mean_abs_shap", "mean |SHAP|", False)], limit=40)
                  + "</section>")
+    # early verdicts (real snapshots)
+    ev = m.get("early_verdicts")
+    if ev:
+        rows = [{"weight": w, **ev[w]} for w in ("flow", "byte") if w in ev]
+        parts.append(f"<section id='early-verdicts'><h2>Early verdicts at {ev['packets']} packets</h2>"
+                     f"<p class='note'>{html.escape(ev['meaning'])} {ev['flows_reaching']:,} flows reach it.</p>"
+                     + _table(rows, [("weight", "", False), ("precision", "precision", True),
+                                     ("recall", "recall", True), ("fpr", "FPR", True)]) + "</section>")
     # early detection
     ed = m.get("early_detection")
     if ed:

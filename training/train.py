@@ -149,8 +149,11 @@ def train_model(table: pa.Table, extract_config: ExtractConfig, config: TrainCon
     if yt.sum() == 0 or yt.sum() == len(yt):
         raise BadDatasetError("the training captures hold one class only after the split by capture; "
                               "add captures with both p2p and other flows")
-    w = capture_weights(groups[split.train], config.capture_weight_power)
-    wv = capture_weights(groups[split.valid], config.capture_weight_power)
+    stage_w = np.ones(len(y))
+    if "stage" in table.column_names:
+        stage_w[table.column("stage").to_numpy(zero_copy_only=False) == "early"] = config.early_weight
+    w = capture_weights(groups[split.train], config.capture_weight_power) * stage_w[split.train]
+    wv = capture_weights(groups[split.valid], config.capture_weight_power) * stage_w[split.valid]
     booster = fit_booster(X, yt, Xv, yv, names, config, w, wv)
     scores = booster.predict(Xv, num_threads=config.num_threads)
     metrics: dict = {"trees": booster.num_trees()}
@@ -166,7 +169,7 @@ def train_model(table: pa.Table, extract_config: ExtractConfig, config: TrainCon
         # validation side alone), then the final model on all captures with the same rounds
         rounds = booster.num_trees()
         Xall = feature_matrix(table, names)
-        wall = capture_weights(groups, config.capture_weight_power)
+        wall = capture_weights(groups, config.capture_weight_power) * stage_w
         t_scores = _out_of_fold(Xall, y, groups, wall, names, config, rounds)
         if t_scores is None:
             log.warning("train: too few captures of each class for %d threshold folds; the threshold comes "
@@ -179,6 +182,16 @@ def train_model(table: pa.Table, extract_config: ExtractConfig, config: TrainCon
     if t_scores is None:
         t_scores, t_y, basis = scores, yv, "validation captures"
         t_strata = None if strata is None else strata[split.valid]
+    if "stage" in table.column_names:
+        # the threshold is for whole flows (final verdicts); early snapshots are scored with it
+        # too, and their rates are reported beside
+        final = table.column("stage").to_numpy(zero_copy_only=False) == "final"
+        if t_scores is scores:
+            final = final[split.valid]
+        if (~final).any():
+            e_scores, e_y = t_scores[~final], t_y[~final]
+            t_scores, t_y = t_scores[final], t_y[final]
+            t_strata = None if t_strata is None else t_strata[final]
     threshold, per_stratum = pick_threshold(t_scores, t_y, t_strata, config.target_fpr)
     recall, fpr = rates_at(t_scores, t_y, threshold)
     metrics.update({"threshold_basis": basis, "threshold_recall": recall, "threshold_fpr": fpr,
@@ -189,6 +202,10 @@ def train_model(table: pa.Table, extract_config: ExtractConfig, config: TrainCon
                                      for n in np.unique(t_strata).tolist()}
     log.info("train: threshold %.6g for target FPR %.3g%% on %s: recall %.4f, FPR %.4f%%",
              threshold, 100 * config.target_fpr, basis, recall, 100 * fpr)
+    if "e_scores" in locals():
+        e_recall, e_fpr = rates_at(e_scores, e_y, threshold)
+        metrics.update({"early_recall": e_recall, "early_fpr": e_fpr})
+        log.info("train: early snapshots at that threshold: recall %.4f, FPR %.4f%%", e_recall, 100 * e_fpr)
     metrics["split"] = {k: {kk: vv for kk, vv in v.items() if kk != "capture_names"} for k, v in summ.items()}
     metrics["split"]["valid"]["capture_names"] = summ["valid"]["capture_names"]
     return TrainResult(booster, names, threshold, split, metrics)

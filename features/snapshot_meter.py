@@ -98,12 +98,13 @@ def meter_process(spec: MeterSpec, channel) -> None:
     signal.signal(signal.SIGINT, _stop)
     os.dup2(2, 1)  # the engine's C printf warnings must never reach the verdict stream
     try:
-        _meter(spec, channel, stop)
+        run_meter(spec, channel, stop)
     except Exception as err:  # the parent turns it into one line and stops the run
         channel.put(("error", f"{type(err).__name__}: {err}"))
 
 
-def _meter(spec: MeterSpec, channel, stop: list) -> None:
+def run_meter(spec: MeterSpec, channel, stop: list) -> None:
+    """Meter spec.source in this process, putting messages on channel (anything with put)."""
     from nfstream.engine import activate_capture, create_engine, setup_capture, setup_dissector
     from nfstream.flow import NFlow
     from nfstream.meter import NFCache, get_flow_key_from_pkt, meter_scan
