@@ -21,6 +21,9 @@ def add_parser(sub) -> None:
                    help="first packets kept per flow as columns (default 32)")
     p.add_argument("--window", type=float, default=300.0, metavar="S",
                    help="host-context window in seconds (default 300)")
+    p.add_argument("--early-packets", type=int, default=0, metavar="N",
+                   help="also write each flow as it looked after N packets (stage 'early'), as the "
+                        "scorer's early verdict sees it; for training (default 0: final rows only)")
     p.add_argument("--jobs", type=int, default=-1, metavar="N",
                    help="captures metered in parallel (default: one per core)")
     p.add_argument("--skip-bad", action="store_true",
@@ -35,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from p2pdetect.progress import Progress
     from training.labels import label_table, read_labels
 
-    config = ExtractConfig(splt_n=args.splt, host_window_s=args.window)
+    config = ExtractConfig(splt_n=args.splt, host_window_s=args.window, snapshot_packets=args.early_packets)
     check_output_path(args.output)
     if args.labels and args.labels != "auto":
         read_labels(args.labels)  # fail before metering, not after
@@ -58,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
     if args.labels:
         table = label_table(table, args.labels)
     write_flow_table(table, args.output, config)
-    log.info("wrote %s: %d flows from %d captures, %d columns (%.1f s)", args.output, table.num_rows,
+    early = table.num_rows - sum(s == "final" for s in table.column("stage").to_pylist())
+    what = f"{table.num_rows - early} flows" + (f" + {early} early snapshots" if early else "")
+    log.info("wrote %s: %s from %d captures, %d columns (%.1f s)", args.output, what,
              len(set(table.column("capture").to_pylist())), table.num_columns, progress.elapsed())
     return 0
