@@ -16,6 +16,7 @@ trains a bigger stand-in on the capture (300 trees, 31 leaves) to see how infere
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import json
 import statistics
 import subprocess
@@ -262,7 +263,7 @@ def main() -> int:
         bundle, table = _stand_in(cap, work / "model")
     else:
         bundle = load_bundle(a.model)
-        table = extract_capture(cap, bundle.extract_config)
+        table = extract_capture(cap, replace(bundle.extract_config, snapshot_packets=0))
     assert bundle.extract_config == ExtractConfig() or not a.stand_in
     py = sys.executable
     score_cmd = [py, "-m", "p2pdetect", "score", str(cap), "--model", str(bundle.path),
@@ -301,7 +302,7 @@ def main() -> int:
     print(f"model inference, one thread, batches of 100k, synthetic-capture flows: predict_proba "
           f"{full:,.0f} flows/s; booster.predict alone {booster_only:,.0f} flows/s (target >= 1,000,000)")
     from features.extract import extract_paths
-    real = extract_paths([str(SAMPLES)], bundle.extract_config)
+    real = extract_paths([str(SAMPLES)], replace(bundle.extract_config, snapshot_packets=0))
     real_full, real_booster = _inference(bundle, real, 1_000_000, 100_000)
     print(f"model inference, one thread, batches of 100k, generated real-client flows (data/samples, "
           f"{real.num_rows} flows repeated): predict_proba {real_full:,.0f} flows/s; booster.predict alone "
