@@ -1,4 +1,4 @@
-"""Scoring throughput of a bundle on one thread: python -m models.bench [MODEL_DIR] [--flows T.parquet].
+"""Scoring throughput of a bundle on one thread: python benchmarks/inference.py [MODEL_DIR] [--flows T.parquet].
 
 Times ModelBundle.predict_proba (matrix build + booster.predict) on large batches, the way
 the scorer calls it. Columns come from a flow table when given (tiled up to --rows), else
@@ -16,7 +16,7 @@ from models.bundle import load_bundle
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m models.bench")
+    ap = argparse.ArgumentParser(prog="benchmarks/inference.py")
     ap.add_argument("model", nargs="?", default=None, help="bundle (default: the shipped model)")
     ap.add_argument("--flows", help="Parquet flow table to take columns from")
     ap.add_argument("--rows", type=int, default=1_000_000)
