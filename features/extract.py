@@ -160,7 +160,9 @@ def extract_paths(paths: Iterable[str | os.PathLike], config: ExtractConfig | No
     """One flow table from capture files and directories (each capture its own host context).
 
     Files run in parallel (joblib, one meter per file: every meter reads its whole file, so
-    splitting one file across meters does not pay). With skip_bad, unreadable captures are
+    splitting one file across meters does not pay). The workers are threads: each file's meter
+    is already its own process, the thread only featurises what it hands over, and threads
+    skip the start-up and result pickling of worker processes (1.42x vs 1.25x on 2 cores). With skip_bad, unreadable captures are
     reported through on_result and left out instead of stopping the run.
     """
     config = config or ExtractConfig()
@@ -173,7 +175,7 @@ def extract_paths(paths: Iterable[str | os.PathLike], config: ExtractConfig | No
     if n_workers == 1:
         results = (_worker(f, config, skip_bad) for f in files)
     else:
-        results = Parallel(n_jobs=n_workers, return_as="generator")(
+        results = Parallel(n_jobs=n_workers, backend="threading", return_as="generator")(
             delayed(_worker)(f, config, skip_bad) for f in files)
     for done, res in enumerate(results, 1):
         if res.table is not None:
