@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 
 from features.captures import CAPTURE_SUFFIXES, find_captures
 from features.config import ExtractConfig
-from features.extract import extract_capture
+from features.extract import extract_each
 from features.table import read_flow_table
 from p2pdetect.errors import BadCaptureError, BadDatasetError, BadLabelsError
 from training import cache
@@ -142,20 +142,9 @@ def resolve(inputs: list[str | os.PathLike], labels_from_dpi: bool = False) -> t
     return tables, captures
 
 
-def _extract_worker(path: Path, config: ExtractConfig, skip_bad: bool) -> tuple[pa.Table | None, str | None]:
-    try:
-        return extract_capture(path, config, name=str(path)), None
-    except BadCaptureError as err:
-        if not skip_bad:
-            raise
-        return None, str(err)
-
-
 def extract_cached(paths: list[Path], config: ExtractConfig, *, n_jobs: int = -1, skip_bad: bool = False,
                    use_cache: bool = True) -> tuple[dict[Path, pa.Table], dict[Path, str], list[str]]:
     """Flow tables per capture (from the cache where possible), their SHA-256, skipped errors."""
-    from joblib import Parallel, delayed
-
     shas = {p: cache.file_sha256(p) for p in paths}
     tables: dict[Path, pa.Table] = {}
     todo = []
@@ -169,17 +158,14 @@ def extract_cached(paths: list[Path], config: ExtractConfig, *, n_jobs: int = -1
     skipped: list[str] = []
     if todo:
         t0 = time.perf_counter()
-        workers = min(len(todo), os.cpu_count() or 1) if n_jobs == -1 else max(1, min(n_jobs, len(todo)))
-        results = (Parallel(n_jobs=workers)(delayed(_extract_worker)(p, config, skip_bad) for p in todo)
-                   if workers > 1 else [_extract_worker(p, config, skip_bad) for p in todo])
-        for p, (table, err) in zip(todo, results):
-            if err is not None:
-                log.warning("skipped: %s", err)
-                skipped.append(err)
+        for res in extract_each(todo, config, n_jobs=n_jobs, skip_bad=skip_bad):
+            if res.error is not None:
+                log.warning("skipped: %s", res.error)
+                skipped.append(res.error)
                 continue
-            tables[p] = table
+            tables[res.path] = res.table
             if use_cache:
-                cache.put(shas[p], config, table)
+                cache.put(shas[res.path], config, res.table)
         log.info("dataset: metered %d captures in %.1f s", len(todo) - len(skipped), time.perf_counter() - t0)
     return tables, shas, skipped
 
