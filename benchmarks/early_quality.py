@@ -33,6 +33,8 @@ def first_verdicts(cap: Path, bundle, k: int) -> list[dict]:
         run_scoring(capture_source(cap, bundle.extract_config, config), bundle, JsonLinesSink(out), config)
         seen, first = set(), []
         for v in map(json.loads, out.read_text().splitlines()):
+            if v["event_type"] != "flow":
+                continue
             key = (v["src_ip"], v["src_port"], v["dst_ip"], v["dst_port"], v["protocol"], v["first_seen_ms"])
             if key not in seen:
                 seen.add(key)
@@ -58,7 +60,7 @@ def main() -> int:
                 hit = labels.lookup(v["src_ip"], v["src_port"], v["dst_ip"], v["dst_port"], v["protocol"])
                 if hit is None:
                     continue
-                early += v["stage"] == "early"
+                early += v.get("stage") == "early"
                 p2p = v["verdict"] == "p2p"
                 if hit[0] == "p2p":
                     tp, fn = tp + p2p, fn + (not p2p)

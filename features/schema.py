@@ -8,7 +8,7 @@ numeric only; identity columns (addresses, raw ports, times, capture) never feed
 from __future__ import annotations
 
 #: Bump when a column's meaning, unit or the column set changes. Bundles record it.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: Parquet metadata keys.
 META_SCHEMA_VERSION = b"p2pdetect.schema_version"
@@ -60,14 +60,17 @@ DERIVED_FEATURES = [
 PORT_FEATURES = [
     "both_ports_ephemeral", "src_port_wellknown", "dst_port_wellknown",
     "src_tcp_udp_same_port", "dst_tcp_udp_same_port",
+    "src_host_high_port_peers", "dst_host_high_port_peers",
 ]
 
-#: Host context: how each endpoint is used across earlier flows (causal, windowed).
+#: Endpoint and host evidence: how each endpoint (ip, port, proto) and host (ip) of the flow
+#: behaved across earlier flows (causal, windowed; features/host_context.py).
 HOST_FEATURES = [
-    "src_ep_remote_ips", "src_ep_remote_ports", "src_ep_ip_port_ratio", "src_host_fanout",
-    "dst_ep_remote_ips", "dst_ep_remote_ports", "dst_ep_ip_port_ratio", "dst_host_fanout",
-    "pair_tcp_and_udp",
-]
+    f"{side}_{name}" for side in ("src", "dst") for name in (
+        "ep_remote_ips", "ep_remote_ports", "ep_ip_port_ratio", "ep_flows", "ep_failed_share",
+        "ep_lifetime_s", "host_fanout", "host_flows", "host_failed_share", "host_small_udp_peers",
+        "host_tcp_udp_peers", "host_up_share")
+] + ["pair_tcp_and_udp"]
 
 SPLT_KINDS = ("ps", "dir", "piat_ms")
 

@@ -18,11 +18,11 @@ from serve.sources import (
     chunks_from_flows,
     interface_source,
 )
-from serve.verdicts import VERDICT_KEYS, verdict_lines
+from serve.verdicts import HOST_KEYS, VERDICT_KEYS, verdict_lines
 
 __all__ = [
     "Batch", "EARLY", "FINAL", "JsonLinesSink", "MeterChunk", "MeterSource", "RunSummary",
-    "ScoreConfig", "ScoreMetrics", "ScoredBatch", "SourceError", "StreamScorer", "VERDICT_KEYS",
+    "HOST_KEYS", "ScoreConfig", "ScoreMetrics", "ScoredBatch", "SourceError", "StreamScorer", "VERDICT_KEYS",
     "capture_source", "check_bpf", "check_interface", "chunks_from_flows", "interface_source", "micro_batches",
     "run_scoring", "score_stream", "serve_metrics", "verdict_lines",
 ]

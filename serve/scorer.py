@@ -5,6 +5,10 @@ uses (DESIGN.md invariant 1): final flows go through it in meter order and feed 
 context. Early snapshots are scored against the host context as it stands, without being
 remembered: a flow enters host context once, when it ends, as in batch extraction, so the
 final verdict of every flow equals the offline one.
+
+Model scores then pass through ONE models.HostEvidence per stream (the class batch evaluation
+uses): a flow on an endpoint already known to be P2P is flagged from its first verdict, and
+host records come out when a host's evidence crosses the threshold.
 """
 
 from __future__ import annotations
@@ -15,13 +19,15 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from features.featurize import FlowFeaturizer
+from models.host_evidence import EVIDENCE_COLUMNS, HostEvidence
 from serve.batching import Batch
 from serve.sources import EARLY, FINAL, MeterStats
 
 #: Flow-table columns a verdict record carries (identity and size; never payload).
 RECORD_COLUMNS = ["src_ip", "src_port", "dst_ip", "dst_port", "protocol",
                   "bidirectional_first_seen_ms", "bidirectional_last_seen_ms",
-                  "bidirectional_packets", "bidirectional_bytes"]
+                  "bidirectional_packets", "bidirectional_bytes", "src2dst_bytes", "dst2src_bytes"]
+assert set(EVIDENCE_COLUMNS) <= set(RECORD_COLUMNS)
 
 
 @dataclass
@@ -30,10 +36,11 @@ class ScoredBatch:
 
     cols: dict[str, np.ndarray]   # RECORD_COLUMNS
     stages: np.ndarray            # uint8: EARLY / FINAL
-    scores: np.ndarray            # P(p2p)
+    scores: np.ndarray            # P(p2p), after endpoint evidence
     verdicts: np.ndarray          # "p2p" / "other"
     t_first: list[float] = field(default_factory=list)
     stats: MeterStats = field(default_factory=MeterStats)
+    hosts: list[dict] = field(default_factory=list)   # host records due (models.HostEvidence)
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -45,9 +52,10 @@ class StreamScorer:
     def __init__(self, bundle, *, capture: str = "") -> None:
         self.bundle = bundle
         self.featurizer = FlowFeaturizer(bundle.extract_config, capture=capture)
+        self.evidence = HostEvidence(bundle.threshold, model_id=bundle.bundle_id)
 
     def _part(self, cols: dict[str, np.ndarray], stage: int) -> tuple:
-        scores = self.bundle.predict_proba(cols)
+        scores = self.evidence.update(cols, self.bundle.predict_proba(cols), remember=stage == FINAL)
         return {c: cols[c] for c in RECORD_COLUMNS}, np.full(len(scores), stage, np.uint8), scores
 
     def score(self, batch: Batch) -> ScoredBatch:
@@ -65,11 +73,19 @@ class StreamScorer:
         scores = np.concatenate([p[2] for p in parts])
         return ScoredBatch({c: np.concatenate([p[0][c] for p in parts]) for c in RECORD_COLUMNS},
                            np.concatenate([p[1] for p in parts]), scores, self.bundle.verdicts(scores),
-                           batch.t_first, batch.stats)
+                           batch.t_first, batch.stats, self.evidence.pop_records())
+
+    def finish(self) -> ScoredBatch:
+        """No flows: the host records due at the end of the stream (one per P2P host)."""
+        empty = {c: np.empty(0, dtype=object if c.endswith("_ip") else np.int64) for c in RECORD_COLUMNS}
+        return ScoredBatch(empty, np.empty(0, np.uint8), np.empty(0), np.empty(0, dtype=object),
+                           hosts=self.evidence.finish())
 
 
 def score_stream(batches: Iterable[Batch], scorer: StreamScorer) -> Iterator[ScoredBatch]:
-    """Flows in, scored flows out: the generator every source and sink wraps."""
+    """Flows in, scored flows out: the generator every source and sink wraps. Once the batches
+    end, one last flow-less batch carries the closing host records."""
     for batch in batches:
         if len(batch):
             yield scorer.score(batch)
+    yield scorer.finish()

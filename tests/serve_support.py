@@ -90,3 +90,13 @@ def offline_flows(path, bundle):
     from features.extract import extract_capture
 
     return extract_capture(path, replace(bundle.extract_config, snapshot_packets=0))
+
+
+def offline_scores(path, bundle):
+    """What the scorer's final verdicts must say: batch extraction, the model, then the endpoint
+    and host evidence in meter order. Returns (flow table, scores, host records)."""
+    from models.host_evidence import score_table
+
+    table = offline_flows(path, bundle)
+    scores, hosts = score_table(bundle, table)
+    return table, scores, next(iter(hosts.values()), [])

@@ -68,7 +68,11 @@ def _cols(rows: list[tuple]) -> dict[str, np.ndarray]:
     sip, sport, dip, dport, proto, end = zip(*rows)
     return {"src_ip": np.array(sip, dtype=object), "src_port": np.array(sport),
             "dst_ip": np.array(dip, dtype=object), "dst_port": np.array(dport),
-            "protocol": np.array(proto), "bidirectional_last_seen_ms": np.array(end)}
+            "protocol": np.array(proto), "bidirectional_last_seen_ms": np.array(end),
+            # every flow an answered exchange of 10 packets, 50 bytes each way
+            "bidirectional_packets": np.full(len(rows), 10), "dst2src_packets": np.full(len(rows), 5),
+            "bidirectional_bytes": np.full(len(rows), 100), "src2dst_bytes": np.full(len(rows), 50),
+            "dst2src_bytes": np.full(len(rows), 50)}
 
 
 PEER, WEB = "127.0.0.10", "127.0.0.20"
@@ -260,3 +264,45 @@ def test_snapshot_extraction_adds_early_rows_and_keeps_final_rows(samples):
     assert early.num_rows == long_flows > 0
     assert set(early.column("bidirectional_packets").to_pylist()) == {16}
     assert set(early.column("splt_ps_16").to_pylist()) == {-1}  # nothing after the 16th packet
+
+
+def test_host_evidence_by_hand():
+    """Failed connects, small-UDP fan-out, TCP+UDP peers, high-port peers, up share, lifetime."""
+    H = "127.0.0.50"
+    rows = [
+        (H, 6881, "127.0.3.1", 51000, 17, 1000),   # DHT-like query, answered
+        (H, 6881, "127.0.3.2", 52000, 17, 2000),   # another
+        (H, 40001, "127.0.3.1", 51000, 6, 3000),   # TCP to a peer already met over UDP
+        (H, 40002, "127.0.3.9", 53000, 6, 4000),   # TCP attempt nobody answered
+        (H, 40003, "127.0.4.1", 443, 6, 5000),     # web
+        (H, 6881, "127.0.3.3", 54000, 17, 6000),   # the flow whose context we read
+    ]
+    cols = _cols(rows)
+    cols["bidirectional_packets"] = np.array([2, 2, 40, 1, 30, 2])
+    cols["dst2src_packets"] = np.array([1, 1, 20, 0, 15, 1])
+    cols["bidirectional_bytes"] = np.array([180, 180, 9000, 0, 5000, 180])
+    cols["src2dst_bytes"] = np.array([80, 80, 8000, 0, 500, 80])
+    cols["dst2src_bytes"] = np.array([100, 100, 1000, 0, 4500, 100])
+    out = HostContext(window_s=300).transform(cols)
+    i = 5
+    assert out["src_host_flows"][i] == 5
+    assert out["src_host_failed_share"][i] == pytest.approx(1 / 5)
+    assert out["src_host_small_udp_peers"][i] == 2
+    assert out["src_host_tcp_udp_peers"][i] == 1          # 127.0.3.1 over TCP and UDP
+    assert out["src_host_high_port_peers"][i] == 3         # not the web server on 443
+    assert out["src_host_up_share"][i] == pytest.approx(8660 / (8660 + 5700))
+    assert out["src_ep_flows"][i] == 2 and out["src_ep_failed_share"][i] == 0.0
+    assert out["src_ep_lifetime_s"][i] == pytest.approx(5.0)  # 6881/udp first ended at 1 s
+    assert out["dst_host_flows"][i] == 0 and np.isnan(out["dst_host_failed_share"][i])
+    # the unanswered TCP attempt is a failed flow for its endpoint too
+    assert out["dst_ep_flows"][3] == 0
+    # once the window forgets the UDP flows, the TCP+UDP peer count falls back to 0
+    late = HostContext(window_s=2.5).transform(cols)
+    assert late["src_host_tcp_udp_peers"][i] == 0 and late["src_host_small_udp_peers"][i] == 0
+
+
+def test_host_context_max_flows_bounds_memory():
+    rows = [(f"127.0.{i % 7}.1", 40000 + i, "127.1.0.1", 6881, 6, 1000 + i) for i in range(100)]
+    ctx = HostContext(window_s=3600, max_flows=10)
+    ctx.transform(_cols(rows))
+    assert ctx.active_events == 10

@@ -70,7 +70,7 @@ def _stop(proc: subprocess.Popen) -> str:
 
 
 def _balanced(summary: str, verdicts: list[dict]) -> None:
-    n = sum(v["stage"] == "final" for v in verdicts)
+    n = sum(v.get("stage") == "final" for v in verdicts)
     assert f"{n:,} flows metered = {n:,} final verdicts" in summary, summary
 
 
@@ -98,7 +98,7 @@ def test_idle_flow_expires_without_traffic_and_sigterm_flushes(netns, tmp_path):
         final = []
         while time.time() < deadline and not final:
             time.sleep(0.25)
-            final = [v for v in read_verdicts(out.read_text()) if v["stage"] == "final"
+            final = [v for v in read_verdicts(out.read_text()) if v.get("stage") == "final"
                      and v["src_port"] == 40000 and v["dst_port"] == 40001]
         assert final and final[0]["packets"] == 5, "idle flow not expired within idle timeout + 6 s"
         scrape = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c",
@@ -117,7 +117,7 @@ def test_idle_flow_expires_without_traffic_and_sigterm_flushes(netns, tmp_path):
         if scorer.poll() is None:
             scorer.kill()
     verdicts = read_verdicts(out.read_text())
-    assert any(v["stage"] == "final" and v["src_port"] == 40010 and v["packets"] == 3 for v in verdicts)
+    assert any(v.get("stage") == "final" and v["src_port"] == 40010 and v["packets"] == 3 for v in verdicts)
     _balanced(summary, verdicts)
 
 
@@ -208,7 +208,7 @@ def test_live_bittorrent_flagged_and_https_not(netns, tmp_path):
                 p.kill()
     verdicts = read_verdicts(out.read_text())
     _balanced(summary, verdicts)
-    final = [v for v in verdicts if v["stage"] == "final"]
+    final = [v for v in verdicts if v.get("stage") == "final"]
     # BitTorrent connections that exchanged pieces (short duplicate connections that
     # libtorrent closes after the handshake are left out of the assertion)
     p2p = [v for v in final if v["protocol"] == 6 and {v["src_ip"], v["dst_ip"]} == {"127.0.0.2", "127.0.0.3"}
@@ -216,7 +216,7 @@ def test_live_bittorrent_flagged_and_https_not(netns, tmp_path):
     https = [v for v in final if 8443 in (v["src_port"], v["dst_port"])]
     assert p2p, f"no BitTorrent flow metered (leecher progress {progress})"
     assert len(https) >= 10, "HTTPS flows missing"
-    assert any(v["stage"] == "early" for v in verdicts)
+    assert any(v.get("stage") == "early" for v in verdicts)
     if not competent:
         pytest.skip("the shipped model (models/default) is not built yet: scorer mechanics checked, "
                     "P2P/HTTPS verdicts not asserted with a stand-in model")

@@ -13,7 +13,7 @@ import pytest
 from p2pdetect.cli import main
 
 from conftest import ROOT, run_cli
-from serve_support import (build_stand_in_bundle, offline_flows, read_verdicts, sample, sample_facts,
+from serve_support import (build_stand_in_bundle, offline_flows, offline_scores, read_verdicts, sample, sample_facts,
                            synthetic_capture)
 
 # Every input is committed or made here; nothing needs the shared nDPI corpus.
@@ -59,10 +59,9 @@ def test_final_verdicts_equal_extract_plus_model(which, request, tmp_path):
     model = request.getfixturevalue(which)
     res = run_cli("score", str(CAPTURE), "--model", model)
     assert res.returncode == 0, res.stderr
-    final = [v for v in read_verdicts(res.stdout) if v["stage"] == "final"]
+    final = [v for v in read_verdicts(res.stdout) if v.get("stage") == "final"]
     bundle = load_bundle(model)
-    table = offline_flows(CAPTURE, bundle)
-    scores = bundle.predict_proba(table)
+    table, scores, hosts = offline_scores(CAPTURE, bundle)
     assert [v["score"] for v in final] == np.round(scores, 6).tolist()
     assert [v["verdict"] for v in final] == bundle.verdicts(scores).tolist()
     assert [(v["src_ip"], v["dst_port"], v["packets"]) for v in final] == list(zip(
@@ -83,9 +82,8 @@ def test_output_file_and_alerts_only(model, tmp_path):
     verdicts = read_verdicts(out.read_text())
     assert verdicts and all(v["verdict"] == "p2p" for v in verdicts)
     bundle = load_bundle(model)
-    p2p = int((bundle.verdicts(bundle.predict_proba(offline_flows(CAPTURE, bundle)))
-               == "p2p").sum())
-    assert 0 < sum(v["stage"] == "final" for v in verdicts) == p2p < FLOWS
+    p2p = int((bundle.verdicts(offline_scores(CAPTURE, bundle)[1]) == "p2p").sum())
+    assert 0 < sum(v.get("stage") == "final" for v in verdicts) == p2p < FLOWS
     assert not list(tmp_path.glob(".v.jsonl.*"))  # no temporary left behind
 
 
@@ -174,6 +172,6 @@ def test_a_signal_on_a_capture_flushes_every_flow(sig, model, big_capture):
     summary = err.strip().splitlines()[-1]
     assert "score stopped:" in summary and "MISMATCH" not in summary
     verdicts = read_verdicts(first + out)
-    n_final = sum(v["stage"] == "final" for v in verdicts)
+    n_final = sum(v.get("stage") == "final" for v in verdicts)
     assert f"{n_final:,} flows metered = {n_final:,} final verdicts" in summary
     assert "600,000 packets" not in summary  # it did stop early

@@ -11,9 +11,9 @@ from prometheus_client import CollectorRegistry
 from features.meter import make_streamer
 from p2pdetect.errors import BadConfigError
 from serve import (EARLY, FINAL, JsonLinesSink, MeterChunk, ScoreConfig, ScoreMetrics, StreamScorer,
-                   VERDICT_KEYS, capture_source, chunks_from_flows, micro_batches, run_scoring,
+                   VERDICT_KEYS, HOST_KEYS, capture_source, chunks_from_flows, micro_batches, run_scoring,
                    score_stream, verdict_lines)
-from serve_support import build_stand_in_bundle, offline_flows, one_flow_capture, sample, sample_facts
+from serve_support import build_stand_in_bundle, offline_flows, offline_scores, one_flow_capture, sample, sample_facts
 
 # Every input is committed or made here; nothing needs the shared nDPI corpus.
 # mixed-home: real clients browsing, streaming, resolving names and joining swarms, both classes.
@@ -42,10 +42,12 @@ def bundle(request, tmp_path_factory):
     return build_stand_in_bundle(tmp_path_factory.mktemp("model") / "bundle")
 
 
-def _run(source, bundle, config, tmp_path, metrics=None):
+def _run(source, bundle, config, tmp_path, metrics=None, *, event_type="flow"):
+    """Score a source into a file; the summary and its records of one event_type."""
     out = tmp_path / "v.jsonl"
     summary = run_scoring(source, bundle, JsonLinesSink(out), config, metrics)
-    return summary, [json.loads(line) for line in out.read_text().splitlines()]
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    return summary, [r for r in records if r["event_type"] == event_type]
 
 
 # config ------------------------------------------------------------------------------
@@ -109,7 +111,7 @@ def test_score_stream_from_a_list_equals_batch_extraction(bundle):
     scorer = StreamScorer(bundle, capture=str(CAPTURE))
     scored = list(score_stream(micro_batches(chunks, batch_size=64, max_wait_s=1), scorer))
     scores = np.concatenate([s.scores for s in scored])
-    offline = bundle.predict_proba(offline_flows(CAPTURE, bundle))
+    offline = offline_scores(CAPTURE, bundle)[1]
     assert len(scores) == len(offline) == FLOWS
     np.testing.assert_array_equal(scores, offline)
 
@@ -123,7 +125,7 @@ def test_early_snapshots_do_not_change_final_scores(bundle):
     scored = list(score_stream(micro_batches(mixed, batch_size=100, max_wait_s=1), scorer))
     stages = np.concatenate([s.stages for s in scored])
     scores = np.concatenate([s.scores for s in scored])
-    offline = bundle.predict_proba(offline_flows(CAPTURE, bundle))
+    offline = offline_scores(CAPTURE, bundle)[1]
     assert (stages == EARLY).sum() == 30
     np.testing.assert_array_equal(scores[stages == FINAL], offline)
 
@@ -132,13 +134,13 @@ def test_early_snapshots_do_not_change_final_scores(bundle):
 def test_meter_gives_early_then_final_and_final_equals_offline(bundle, tmp_path):
     config = ScoreConfig(early_packets=32, early_seconds=10)
     summary, verdicts = _run(capture_source(CAPTURE, bundle.extract_config, config), bundle, config, tmp_path)
-    final = [v for v in verdicts if v["stage"] == "final"]
-    early = [v for v in verdicts if v["stage"] == "early"]
+    final = [v for v in verdicts if v.get("stage") == "final"]
+    early = [v for v in verdicts if v.get("stage") == "early"]
     assert summary.flows == summary.final_verdicts == len(final) == FLOWS
     assert summary.early_verdicts == len(early) > 0
     assert summary.packets == PACKETS
-    offline = offline_flows(CAPTURE, bundle)
-    assert [v["score"] for v in final] == np.round(bundle.predict_proba(offline), 6).tolist()
+    offline, scores, _ = offline_scores(CAPTURE, bundle)
+    assert [v["score"] for v in final] == np.round(scores, 6).tolist()
     assert [v["src_port"] for v in final] == offline.column("src_port").to_pylist()
     assert any(v["packets"] < 32 for v in early)  # the 10 s trigger fired too, not only the 32-packet one
     # an early verdict is a snapshot: at most 32 packets or about 10 s of flow, before its final one
@@ -154,13 +156,13 @@ def test_early_packet_trigger_fires_at_exactly_n_packets(bundle, one_flow, tmp_p
     config = ScoreConfig(early_packets=8, early_seconds=0)
     summary, verdicts = _run(capture_source(one_flow, bundle.extract_config, config), bundle, config, tmp_path)
     # (order: early snapshots are scored in groups, so a short flow's final line may come first)
-    assert sorted((v["stage"], v["packets"]) for v in verdicts) == [("early", 8), ("final", 100)]
+    assert sorted((v.get("stage"), v["packets"]) for v in verdicts) == [("early", 8), ("final", 100)]
 
 
 def test_no_early_verdicts_when_both_triggers_are_off(bundle, tmp_path):
     config = ScoreConfig(early_packets=0, early_seconds=0)
     summary, verdicts = _run(capture_source(CAPTURE, bundle.extract_config, config), bundle, config, tmp_path)
-    assert {v["stage"] for v in verdicts} == {"final"} and summary.early_verdicts == 0
+    assert {v.get("stage") for v in verdicts} == {"final"} and summary.early_verdicts == 0
 
 
 # verdicts and metrics ------------------------------------------------------------------
@@ -179,9 +181,11 @@ def test_alerts_only_keeps_p2p_verdicts(bundle):
     scored = list(score_stream(micro_batches(chunks_from_flows(flows), 512, 1),
                                StreamScorer(bundle, capture="x")))[0]
     scored.verdicts[:3] = "p2p"
-    lines = verdict_lines(scored, "m", alerts_only=True)
-    assert len(lines) == int((scored.verdicts == "p2p").sum()) >= 3
-    assert all(json.loads(x)["verdict"] == "p2p" for x in lines)
+    records = [json.loads(x) for x in verdict_lines(scored, "m", alerts_only=True)]
+    flows = [r for r in records if r["event_type"] == "flow"]
+    assert len(flows) == int((scored.verdicts == "p2p").sum()) >= 3
+    assert all(r["verdict"] == "p2p" for r in records)
+    assert len(records) == len(flows) + len(scored.hosts)  # host records are alerts too
 
 
 def test_metrics_count_packets_flows_and_verdicts(bundle, tmp_path):
@@ -195,8 +199,19 @@ def test_metrics_count_packets_flows_and_verdicts(bundle, tmp_path):
     assert get("p2pdetect_flows_total") == FLOWS
     total = sum(get("p2pdetect_verdicts_total", {"verdict": v, "stage": s}) or 0
                 for v in ("p2p", "other") for s in ("early", "final"))
-    assert total == len(verdicts)
+    assert total == len(verdicts)  # flow verdicts
     assert get("p2pdetect_verdicts_total", {"verdict": "other", "stage": "final"}) + \
         get("p2pdetect_verdicts_total", {"verdict": "p2p", "stage": "final"}) == FLOWS
     assert get("p2pdetect_scoring_latency_seconds_count") > 0
     assert get("p2pdetect_batch_flows_sum") == len(verdicts)
+
+
+def test_host_records_batch_equals_stream(bundle, tmp_path):
+    """Host records from the scorer equal those of batch extraction + model + evidence."""
+    config = ScoreConfig(early_packets=0, early_seconds=0)
+    _, hosts = _run(capture_source(CAPTURE, bundle.extract_config, config), bundle, config, tmp_path,
+                    event_type="host")
+    _, _, offline = offline_scores(CAPTURE, bundle)
+    assert [{k: v for k, v in h.items() if k != "ts_ms"} for h in hosts] == offline
+    for h in hosts:
+        assert list(h) == HOST_KEYS and h["verdict"] == "p2p" and h["endpoints"]

@@ -1,0 +1,252 @@
+"""Host verdicts and endpoint evidence from the scores earlier flows got.
+
+The flow model sees one flow (plus how its endpoints behaved before it). Most real P2P flows
+are tiny — a DHT query, a failed connect — and no per-flow model can call a 2-packet flow
+P2P with confidence. The endpoint it belongs to can: once a host has exchanged flows the
+model calls P2P with `host_peers` distinct peers, the host is a P2P host, and each of its
+endpoints (ip, port, proto) on which `endpoint_peers` distinct peers' flows were called P2P
+is a P2P endpoint. Every later flow on a P2P endpoint is flagged from its first verdict,
+early ones included, with the endpoint's score (the `endpoint_peers`-th best peer score on it).
+
+Only the model's own scores feed the evidence, never propagated ones: one P2P endpoint cannot
+make its peers P2P by itself, so evidence does not spread along a chain of hosts.
+
+The host record is what an operator acts on: which address runs P2P, on which endpoints,
+with how many peers, since when. It is emitted when the host's evidence first crosses the
+threshold and again every `report_s` seconds of packet time while it lasts; `finish()`
+gives a last record for every P2P host at the end of a stream. A host's P2P state lapses
+after `idle_s` seconds without a flow the model called P2P.
+
+State is per host, bounded: at most `max_hosts` hosts (least recently active leave first)
+and at most `max_peers` distinct peers remembered per host (counts go on beyond it).
+Batch evaluation and the live scorer use this same class, fed in meter order.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Iterator
+
+import numpy as np
+
+_PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp6"}
+
+#: Flow columns the evidence reads.
+EVIDENCE_COLUMNS = ["src_ip", "src_port", "dst_ip", "dst_port", "protocol",
+                    "bidirectional_first_seen_ms", "bidirectional_last_seen_ms",
+                    "src2dst_bytes", "dst2src_bytes"]
+
+
+def endpoint_name(ip: str, port: int, proto: int) -> str:
+    """'ip:port/proto' ('[v6]:port/proto' for IPv6), as an operator writes it."""
+    host = f"[{ip}]" if ":" in ip else ip
+    return f"{host}:{port}/{_PROTO_NAMES.get(proto, str(proto))}"
+
+
+def _kth(scores, k: int) -> float:
+    """The k-th largest of scores (0 when there are fewer than k)."""
+    if len(scores) < k:
+        return 0.0
+    return sorted(scores, reverse=True)[k - 1]
+
+
+class _Host:
+    __slots__ = ("first_ms", "last_ms", "flows", "up", "down", "peers", "n_peers", "flagged",
+                 "endpoints", "score", "p2p", "last_flag_ms", "last_report_ms")
+
+    def __init__(self, t0: int) -> None:
+        self.first_ms = self.last_ms = t0
+        self.flows = self.up = self.down = self.n_peers = 0
+        self.peers: set = set()
+        self.flagged: dict = {}     # peer -> best model score among its flows called P2P
+        self.endpoints: dict = {}   # (port, proto) -> {peer: best score}
+        self.score = 0.0
+        self.p2p = False
+        self.last_flag_ms = self.last_report_ms = t0
+
+
+class HostEvidence:
+    """Causal endpoint and host evidence from flow scores; emits host records.
+
+    threshold: the model's decision threshold (a flow "called P2P" scores >= it).
+    """
+
+    def __init__(self, threshold: float, *, host_peers: int = 3, endpoint_peers: int = 2,
+                 idle_s: float = 900.0, report_s: float = 300.0, max_hosts: int = 200_000,
+                 max_peers: int = 4096, model_id: str = "") -> None:
+        self.threshold = float(threshold)
+        self.host_peers = host_peers
+        self.endpoint_peers = endpoint_peers
+        self.idle_ms = idle_s * 1000.0
+        self.report_ms = report_s * 1000.0
+        self.max_hosts = max_hosts
+        self.max_peers = max_peers
+        self.model_id = model_id
+        self._hosts: OrderedDict = OrderedDict()
+        self._records: list[dict] = []
+
+    # evidence --------------------------------------------------------------------------
+    def endpoint_score(self, ip: str, port: int, proto: int) -> float:
+        """The evidence that (ip, port, proto) is a P2P endpoint (0 when there is none)."""
+        h = self._hosts.get(ip)
+        if h is None or not h.p2p:
+            return 0.0
+        peers = h.endpoints.get((port, proto))
+        return _kth(peers.values(), self.endpoint_peers) if peers else 0.0
+
+    def _host(self, ip: str, t: int) -> _Host:
+        h = self._hosts.get(ip)
+        if h is None:
+            h = self._hosts[ip] = _Host(t)
+            while len(self._hosts) > self.max_hosts:
+                self._hosts.popitem(last=False)
+        else:
+            self._hosts.move_to_end(ip)
+        return h
+
+    def _expire(self, now: float) -> None:
+        """Forget hosts idle for idle_s (they are at the front: least recently active)."""
+        horizon = now - self.idle_ms
+        hosts = self._hosts
+        while hosts:
+            ip, h = next(iter(hosts.items()))
+            if h.last_ms >= horizon:
+                break
+            del hosts[ip]
+
+    def _see(self, h: _Host, ip: str, port: int, proto: int, peer: str, first: int, last: int,
+             up: int, down: int, score: float) -> None:
+        h.first_ms = min(h.first_ms, first)
+        h.last_ms = max(h.last_ms, last)
+        h.flows += 1
+        h.up += up
+        h.down += down
+        if peer not in h.peers:
+            h.n_peers += 1
+            if len(h.peers) < self.max_peers:
+                h.peers.add(peer)
+        if h.p2p and last - h.last_flag_ms > self.idle_ms:   # the P2P evidence lapsed
+            h.flagged.clear()
+            h.endpoints.clear()
+            h.p2p, h.score = False, 0.0
+        if score < self.threshold:
+            if h.p2p and last - h.last_report_ms >= self.report_ms:
+                self._report(ip, h, last)
+            return
+        h.last_flag_ms = max(h.last_flag_ms, last)
+        if peer in h.flagged or len(h.flagged) < self.max_peers:
+            h.flagged[peer] = max(score, h.flagged.get(peer, 0.0))
+        ep = h.endpoints.setdefault((port, proto), {})
+        if peer in ep or len(ep) < self.max_peers:
+            ep[peer] = max(score, ep.get(peer, 0.0))
+        h.score = _kth(h.flagged.values(), self.host_peers)
+        if not h.p2p and h.score >= self.threshold:
+            h.p2p = True
+            self._report(ip, h, last)
+        elif h.p2p and last - h.last_report_ms >= self.report_ms:
+            self._report(ip, h, last)
+
+    def update(self, cols: dict[str, np.ndarray], scores: np.ndarray, *, remember: bool = True) -> np.ndarray:
+        """Final scores for a batch of flows in meter order: max(model score, endpoint evidence).
+
+        remember=True (flows that ended) also feeds each flow's model score into its hosts'
+        evidence, in order; remember=False (early snapshots) only reads the evidence.
+        """
+        scores = np.asarray(scores, dtype=np.float64)
+        n = len(scores)
+        out = scores.copy()
+        if not n:
+            return out
+        c = {k: cols[k].tolist() for k in EVIDENCE_COLUMNS}
+        sip, sport, dip, dport, proto = c["src_ip"], c["src_port"], c["dst_ip"], c["dst_port"], c["protocol"]
+        first, last = c["bidirectional_first_seen_ms"], c["bidirectional_last_seen_ms"]
+        up, down = c["src2dst_bytes"], c["dst2src_bytes"]
+        s = scores.tolist()
+        ep_score = self.endpoint_score
+        for i in range(n):
+            prior = max(ep_score(sip[i], sport[i], proto[i]), ep_score(dip[i], dport[i], proto[i]))
+            if prior > s[i]:
+                out[i] = prior
+            if not remember:
+                continue
+            t = last[i]
+            self._expire(t)
+            self._see(self._host(sip[i], first[i]), sip[i], sport[i], proto[i], dip[i], first[i], t,
+                      up[i], down[i], s[i])
+            self._see(self._host(dip[i], first[i]), dip[i], dport[i], proto[i], sip[i], first[i], t,
+                      down[i], up[i], s[i])
+        return out
+
+    # host records ----------------------------------------------------------------------
+    def _report(self, ip: str, h: _Host, ts: int) -> None:
+        h.last_report_ms = ts
+        self._records.append(self.record(ip, h, ts))
+
+    def record(self, ip: str, h: _Host, ts: int) -> dict:
+        """One host record (DESIGN.md verdict format, flat, stable keys; the writer adds ts_ms).
+        ts (packet time) is when it became due."""
+        eps = sorted(((len(p), port, proto) for (port, proto), p in h.endpoints.items()
+                      if len(p) >= self.endpoint_peers), reverse=True)
+        if not eps and h.endpoints:   # evidence spread over endpoints: name the busiest one
+            eps = [max((len(p), port, proto) for (port, proto), p in h.endpoints.items())]
+        return {"event_type": "host", "ip": ip,
+                "endpoints": [endpoint_name(ip, port, proto) for _, port, proto in eps[:16]],
+                "peers": h.n_peers, "p2p_peers": len(h.flagged), "flows": h.flows,
+                "bytes_up": h.up, "bytes_down": h.down,
+                "first_seen_ms": int(h.first_ms), "last_seen_ms": int(h.last_ms),
+                "score": round(float(h.score), 6), "verdict": "p2p", "model": self.model_id}
+
+    def pop_records(self) -> list[dict]:
+        """Host records due since the last call, in the order they became due."""
+        out, self._records = self._records, []
+        return out
+
+    def finish(self) -> list[dict]:
+        """Records due, then a last record for every host still P2P (end of a stream)."""
+        out = self.pop_records()
+        out.extend(self.record(ip, h, h.last_ms) for ip, h in self._hosts.items() if h.p2p)
+        return out
+
+    def p2p_hosts(self) -> Iterator[str]:
+        """Addresses currently judged P2P hosts."""
+        return (ip for ip, h in self._hosts.items() if h.p2p)
+
+
+def evidence_scores(cols: dict[str, np.ndarray], scores: np.ndarray, threshold: float,
+                    **kwargs) -> tuple[np.ndarray, dict[str, list[dict]]]:
+    """Final scores for a flow table's rows, as the scorer gives them, and each capture's host records.
+
+    cols holds EVIDENCE_COLUMNS plus `capture`, `flow_index` and (optionally) `stage`. Each
+    capture runs through its own HostEvidence in meter order; an early row (a snapshot) reads
+    the evidence of the final flows reported before it and does not enter it, as the scorer's
+    early verdicts do.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    out = scores.copy()
+    records: dict[str, list[dict]] = {}
+    capture = np.asarray(cols["capture"]).astype(str)
+    early = (np.asarray(cols["stage"]).astype(str) == "early") if "stage" in cols else np.zeros(len(out), bool)
+    # meter order: by flow index; a snapshot with index k comes before final flow k
+    order = np.lexsort((~early, np.asarray(cols["flow_index"]), capture))
+    bounds = np.flatnonzero(capture[order][1:] != capture[order][:-1]) + 1
+    for idx in np.split(order, bounds):
+        if not len(idx):
+            continue
+        ev = HostEvidence(threshold, **kwargs)
+        sub = {k: np.asarray(cols[k])[idx] for k in EVIDENCE_COLUMNS}
+        e = early[idx]
+        # consecutive runs of one stage go through together (same result as one by one)
+        cuts = np.flatnonzero(e[1:] != e[:-1]) + 1
+        for run in np.split(np.arange(len(idx)), cuts):
+            part = {k: v[run] for k, v in sub.items()}
+            out[idx[run]] = ev.update(part, scores[idx[run]], remember=not e[run[0]])
+        records[capture[idx[0]]] = ev.finish()
+    return out, records
+
+
+def score_table(bundle, table) -> tuple[np.ndarray, dict[str, list[dict]]]:
+    """A flow table's rows scored as the scorer scores them: the bundle's model, then the
+    endpoint and host evidence per capture in meter order. Returns (scores, host records per capture)."""
+    need = EVIDENCE_COLUMNS + ["capture", "flow_index"] + (["stage"] if "stage" in table.column_names else [])
+    cols = {c: table.column(c).to_numpy(zero_copy_only=False) for c in need}
+    return evidence_scores(cols, bundle.predict_proba(table), bundle.threshold, model_id=bundle.bundle_id)
