@@ -19,6 +19,7 @@ from pathlib import Path
 
 from data import GenerateError
 from data.generator import scenarios
+from data.generator.clients import implementations_in
 from data.generator.generate import missing_requirement
 from data.generator.namespace import require_root
 
@@ -78,7 +79,9 @@ def write_manifest(out: Path) -> dict:
         captures.append({"pcap": f"{rel}/{s['pcap']}", "labels": f"{rel}/{s['labels']}", "scenario": s["scenario"],
                          "seed": s["seed"], "flows": s["flows"],
                          "p2p_flows": s["by_label"].get("p2p", {}).get("flows", 0),
-                         "unlabelled_share": s["unlabelled_share"]})
+                         "unlabelled_share": s["unlabelled_share"],
+                         "implementations": s.get("implementations") or implementations_in(s.get("apps", {})),
+                         "network": s.get("network", "loopback")})
     manifest = {"captures": captures}
     tmp = out / ".manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=1) + "\n")

@@ -188,7 +188,7 @@ def test_samples_are_fully_labelled_fit_the_mtu_and_mse_tcp_is_unknown_to_ndpi()
         joined = join_flows(pcap, read_csv(pcap.with_suffix(".labels.csv")))
         assert joined["unlabelled_share"] == 0.0, pcap.name
     mse = join_flows(SAMPLES / "p2p-tcp-mse.pcap", read_csv(SAMPLES / "p2p-tcp-mse.labels.csv"))
-    tcp = {k: v for k, v in mse["apps"]["bittorrent-mse"]["ndpi"].items() if k.startswith("tcp/")}
+    tcp = {k: v for k, v in mse["apps"]["libtorrent-mse"]["ndpi"].items() if k.startswith("tcp/")}
     assert tcp and set(tcp) == {"tcp/Unknown"}, tcp
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from data import GenerateError
-from data.generator import capture, labels, namespace, scenarios, verify
+from data.generator import capture, clients, labels, namespace, scenarios, verify
 from data.generator.config import MAX_FRAME, GenerateConfig
 
 log = logging.getLogger(__name__)
@@ -87,6 +87,9 @@ def missing_requirement(plan: scenarios.Plan) -> str | None:
         return f"scenario {plan.scenario} runs an SSH server; run 'apt-get install openssh-server' first"
     if "quic" in kinds and importlib.util.find_spec("aioquic") is None:
         return f"scenario {plan.scenario} runs QUIC clients; run 'pip install aioquic' first"
+    need = clients.missing(plan.implementations())
+    if need:
+        return f"scenario {plan.scenario} runs {', '.join(plan.implementations())}; {need}"
     return None
 
 
@@ -223,7 +226,8 @@ def _finish(name: str, config: GenerateConfig, plan: scenarios.Plan, tmp_pcap: P
         "labels": f"{name}.labels.csv",
         "tbf_rate_mbit": plan.rate_mbit,
         "snaplen": capture.SNAPLEN,
-        "versions": _versions(),
+        "versions": {**_versions(), **clients.versions(plan.implementations())},
+        "implementations": clients.implementations_in(joined["apps"]),
         "packets": scan.packets,
         "max_frame_bytes": scan.max_frame,
         "dropped_by_kernel": dropped,

@@ -40,6 +40,11 @@ class Plan:
     def rows(self) -> list[LabelRow]:
         return [r for a in self.apps for r in a.rows]
 
+    def implementations(self) -> list[str]:
+        """Sorted BitTorrent implementations that run in this plan (a swarm peer's ``impl``)."""
+        return sorted({p.get("impl", "libtorrent") for a in self.apps if a.params["kind"] == "bt-swarm"
+                       for p in a.params["peers"]})
+
 
 class _Addresses:
     """Hands out unique /24 blocks per app family and hosts inside them."""
@@ -108,7 +113,7 @@ def swarm(rng: random.Random, addr: _Addresses, duration: int, scale: float, *, 
         "piece_size": rng.choice([16384, 32768, 65536, 262144]),
         "seed": rng.getrandbits(32),
     }
-    name = app or ("bittorrent-utp" if transport == "utp" else "bittorrent-mse")
+    name = app or ("libtorrent-utp" if transport == "utp" else "libtorrent-mse")
     return AppSpec(name=name, label="p2p", params=params, rows=pair_rows(ips, ips, (6, 17, 1), "p2p", name))
 
 
@@ -175,9 +180,9 @@ def build(scenario: str, seed: int, duration: int, scale: float) -> Plan:
             apps.append(swarm(rng, a, d, s, transport="utp", n_peers=_peers(rng, s)))
     elif scenario == "p2p-mixed-ports":
         apps.append(swarm(rng, a, d, s, transport="tcp", n_peers=_peers(rng, s), common_ports=0.7,
-                          app="bittorrent-mse"))
+                          app="libtorrent-mse"))
         apps.append(swarm(rng, a, d, s, transport="utp", n_peers=_peers(rng, s), common_ports=0.7,
-                          app="bittorrent-utp"))
+                          app="libtorrent-utp"))
     elif scenario == "web":
         hosts = a.hosts(rng.randint(4, 12))
         apps.append(web(rng, a, d, s, tls=True, port=443, clients=hosts, modes=["browse"] * len(hosts),

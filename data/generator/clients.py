@@ -1,0 +1,74 @@
+"""The BitTorrent implementations the generator drives, their versions, and how labels name them.
+
+Why one registry: labels name the implementation in ``app`` (``<implementation>-<variant>``, with
+``a+b-<variant>`` for connections between two implementations), the capture summary lists the
+implementations whose traffic it holds and every client version used, and a model's quality is
+reported per implementation it did not see. All three read the names from here.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+#: Every BitTorrent engine the generator runs, each an independent implementation of the protocol.
+IMPLEMENTATIONS: tuple[str, ...] = ("libtorrent", "biglybt", "ctorrent")
+
+#: Debian package (and the command that proves it is installed) of each implementation run as a program.
+PACKAGES: dict[str, tuple[str, str]] = {"biglybt": ("biglybt", "/usr/share/java/biglybt-core.jar"),
+                                        "ctorrent": ("ctorrent", "ctorrent")}
+
+
+#: App names of captures made before labels named the implementation (all were libtorrent swarms).
+_LEGACY = {"bittorrent": "libtorrent"}
+
+
+def implementations_of(app: str) -> list[str]:
+    """The implementations an ``app`` label names: ``biglybt+libtorrent-mse`` -> biglybt, libtorrent."""
+    names = [_LEGACY.get(n, n) for n in app.split("-", 1)[0].split("+")]
+    return [n for n in names if n in IMPLEMENTATIONS]
+
+
+def implementations_in(apps: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Sorted implementations whose P2P traffic a capture holds, from its per-app flow counts."""
+    found: set[str] = set()
+    for app, stats in apps.items():
+        if stats.get("label") == "p2p" and stats.get("flows", 0) > 0:
+            found.update(implementations_of(app))
+    return sorted(found)
+
+
+def missing(impls: Iterable[str]) -> str | None:
+    """What to install before ``impls`` can run, as an instruction, or None when all are there."""
+    need = []
+    for impl in sorted(set(impls)):
+        if impl in PACKAGES:
+            pkg, probe = PACKAGES[impl]
+            if not (Path(probe).exists() if probe.startswith("/") else shutil.which(probe)):
+                need.append(pkg)
+    return f"run 'apt-get install {' '.join(need)}' first" if need else None
+
+
+def _dpkg_version(package: str) -> str | None:
+    res = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", package], capture_output=True, text=True)
+    return res.stdout.strip() or None if res.returncode == 0 else None
+
+
+def versions(impls: Iterable[str]) -> dict[str, str]:
+    """Version strings of the clients behind ``impls`` (libtorrent's comes with the Python versions)."""
+    out: dict[str, str] = {}
+    for impl in sorted(set(impls)):
+        if impl == "biglybt":
+            out["biglybt"] = _dpkg_version("biglybt") or "?"
+            res = subprocess.run(["java", "-version"], capture_output=True, text=True)
+            first = (res.stderr or res.stdout).splitlines()
+            out["java"] = first[0].strip() if first else "?"
+        elif impl == "ctorrent":
+            res = subprocess.run(["ctorrent", "-h"], capture_output=True, text=True)
+            m = re.search(r"CTorrent (\S+)", res.stdout + res.stderr)
+            out["ctorrent"] = m.group(1) if m else (_dpkg_version("ctorrent") or "?")
+    return out
