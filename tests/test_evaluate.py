@@ -105,6 +105,9 @@ def _hand_dataset() -> Dataset:
         "app": [r[4] for r in HAND], "hand_score": [r[1] for r in HAND],
         "bidirectional_bytes": [r[2] for r in HAND], "application_name": ["Unknown"] * 4 + ["TLS"] * 6,
         "protocol": [6, 6, 6, 17] + [6] * 6,
+        # ten one-flow conversations between distinct hosts: the heuristic baseline flags none
+        "src_ip": [f"10.0.0.{i}" for i in range(10)], "dst_ip": [f"10.1.0.{i}" for i in range(10)],
+        "src_port": [40000 + i for i in range(10)], "dst_port": [443] * 10, "bidirectional_packets": [10] * 10,
     }
     caps = {"a.pcap": {"sha256": "aa" * 32}, "b.pcap": {"sha256": "bb" * 32}}
     return Dataset(table=pa.table(cols), config=ExtractConfig(), captures=caps)

@@ -1,4 +1,5 @@
-"""Grouped cross-validation over captures: out-of-fold scores for the full and the no-port model.
+"""Grouped cross-validation over captures: out-of-fold scores for the full and the no-port model,
+and leave-one-group-out models (an implementation, a scenario, a network left out of training).
 
 Each fold trains on the other folds' captures (with its own inner capture split for early
 stopping and threshold, exactly like `p2pdetect train`) and scores captures it never saw,
@@ -14,6 +15,7 @@ from dataclasses import replace
 import numpy as np
 import pyarrow as pa
 
+from p2pdetect.errors import BadDatasetError
 from training.config import TrainConfig
 from training.datasets import Dataset
 from training.split import grouped_folds
@@ -48,3 +50,47 @@ def port_ablation(dataset: Dataset, config: TrainConfig | None = None, n_splits:
     config = config or TrainConfig()
     return {name: out_of_fold(dataset, replace(config, port_features=ports), n_splits)
             for name, ports in (("with_ports", True), ("without_ports", False))}
+
+
+def leave_group_out(dataset: Dataset, units: list[dict], config: TrainConfig) -> list[dict]:
+    """One model per unit (training.groups.group_units), trained by `p2pdetect train`'s recipe on
+    every capture the unit does not hold out, scoring the final rows of the unit's test captures.
+
+    Each result: the unit's keys, rows (indices into dataset.table), scores, hit (at that
+    model's own threshold), threshold, booster and feature_names; or skipped (a reason) when
+    the captures left for training lack a class.
+    """
+    groups, strata = dataset.groups, dataset.label_sources()
+    y = dataset.y
+    final = np.ones(len(y), dtype=bool)
+    if "stage" in dataset.table.column_names:
+        final = dataset.table.column("stage").to_numpy(zero_copy_only=False) == "final"
+    out = []
+    for i, unit in enumerate(units, 1):
+        held = np.isin(groups, unit["held_out"])
+        train = np.flatnonzero(~held)
+        rows = np.flatnonzero(np.isin(groups, unit["test"]) & final)
+        res = {**unit, "rows": rows}
+        yt = y[train]
+        if len(np.unique(groups[train])) < 2 or yt.sum() == 0 or yt.sum() == len(yt):
+            res["skipped"] = (f"the captures left for training hold {int(yt.sum())} p2p and "
+                              f"{int(len(yt) - yt.sum())} other flows in {len(np.unique(groups[train]))} captures: "
+                              f"no model can be trained without this group")
+            log.warning("group-out %s: %s", unit["group"], res["skipped"])
+            out.append(res)
+            continue
+        log.info("group-out %d/%d: %s left out (%d captures); training on %d captures",
+                 i, len(units), unit["group"], len(unit["held_out"]), len(np.unique(groups[train])))
+        try:
+            result = train_model(dataset.table.take(pa.array(train)), dataset.config, config, strata=strata[train])
+        except BadDatasetError as err:
+            res["skipped"] = str(err)
+            log.warning("group-out %s: %s", unit["group"], err)
+            out.append(res)
+            continue
+        s = result.booster.predict(feature_matrix(dataset.table, result.feature_names, rows),
+                                   num_threads=config.num_threads) if len(rows) else np.zeros(0)
+        res.update({"scores": s, "hit": s >= result.threshold, "threshold": float(result.threshold),
+                    "booster": result.booster, "feature_names": result.feature_names, "skipped": None})
+        out.append(res)
+    return out

@@ -67,3 +67,55 @@ def early_curve(bundle, table, y: np.ndarray, ks: list[int] | None = None) -> li
         out.append({"k": k, "recall": r["recall"], "fpr": r["fpr"], "precision": r["precision"],
                     "roc_auc": curves(y, scores)["roc_auc"]})
     return out
+
+
+#: Packet counts at which the report gives first-verdict recall through the real scorer.
+FIRST_VERDICT_PACKETS = (4, 8, 16, 32)
+
+FIRST_VERDICT_MEANING = ("Each flow's first verdict as `p2pdetect score` writes it with --early-packets k "
+                         "(early at the k-th packet from the meter's snapshot, or final for a flow that ends "
+                         "sooner), compared with the flow's label. Measured through the real scorer on the "
+                         "evaluated captures that exist as files, with the evaluated model.")
+
+
+def first_verdict_rates(table, score_capture, ks=FIRST_VERDICT_PACKETS) -> list[dict]:
+    """Recall, FPR and share decided early, per k, of each flow's first verdict.
+
+    table: labelled whole flows (capture, 5-tuple, bidirectional_first_seen_ms, label);
+    score_capture(capture_path, k) -> verdict dicts (flow records) as the scorer writes them.
+    The layering keeps the scorer out of training/: the command line passes it in.
+    """
+    from pathlib import Path
+
+    key_cols = ("src_ip", "src_port", "dst_ip", "dst_port", "protocol", "bidirectional_first_seen_ms")
+    caps = _col(table, "capture").astype(str)
+    labels = _col(table, "label").astype(str)
+    keys = list(zip(caps.tolist(), *(_col(table, c).tolist() for c in key_cols)))
+    lookup = dict(zip(keys, labels.tolist()))
+    files = [c for c in dict.fromkeys(caps.tolist()) if Path(c).is_file()]
+    out = []
+    for k in ks:
+        tp = fn = fp = tn = early = 0
+        for cap in files:
+            seen = set()
+            for v in score_capture(cap, k):
+                if v.get("event_type", "flow") != "flow":
+                    continue
+                key = (cap, v["src_ip"], v["src_port"], v["dst_ip"], v["dst_port"], v["protocol"], v["first_seen_ms"])
+                if key in seen:
+                    continue
+                seen.add(key)
+                label = lookup.get(key)
+                if label is None:
+                    continue
+                early += v.get("stage") == "early"
+                p2p = v["verdict"] == "p2p"
+                if label == "p2p":
+                    tp, fn = tp + p2p, fn + (not p2p)
+                else:
+                    fp, tn = fp + p2p, tn + (not p2p)
+        n = tp + fn + fp + tn
+        out.append({"k": k, "captures": len(files), "p2p_flows": tp + fn, "other_flows": fp + tn,
+                    "recall": tp / (tp + fn) if tp + fn else None, "fpr": fp / (fp + tn) if fp + tn else None,
+                    "decided_early": early / n if n else None})
+    return out

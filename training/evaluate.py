@@ -17,6 +17,10 @@ from training import metrics as M
 from training.datasets import Dataset
 from training.early import early_curve
 from training.early import __doc__ as EARLY_DOC
+from training.baseline import __doc__ as BASELINE_DOC
+from training.baseline import karagiannis
+from training.group_eval import flow_list
+from training.groups import capture_meta, scenario_of
 from training.importance import by_group, importance
 
 log = logging.getLogger("p2pdetect.evaluate")
@@ -25,6 +29,21 @@ ABLATION_METHOD = ("grouped cross-validation over the evaluated captures: the tr
                    "`p2pdetect train` (TrainConfig defaults, the bundle's target FPR) is run per fold "
                    "with and without the port features; every flow is scored by a model that never "
                    "saw its capture")
+
+
+BASELINE_METHOD = " ".join(BASELINE_DOC.split("\n\n", 1)[0].split())
+
+
+def in_distribution(bundle, dataset: Dataset) -> dict:
+    """Whether these captures are fresh seeds of scenarios the bundle trained on ("in distribution")."""
+    train = bundle.metadata.get("training") or {}
+    names = [c.get("name") for c in train.get("captures", []) if isinstance(c, dict) and c.get("name")]
+    trained = {scenario_of(n) for n in names}
+    here = capture_meta(dataset)
+    evaluated = {m["scenario"] for m in here.values() if not m["real"]}
+    return {"training_scenarios": sorted(trained), "evaluated_scenarios": sorted(evaluated),
+            "in_distribution": bool(evaluated) and evaluated <= trained,
+            "real_captures": sum(m["real"] for m in here.values())}
 
 
 def _np(table, name):
@@ -64,13 +83,33 @@ def _section(y, scores, threshold, byts, app, ndpi, proto) -> dict:
     return out
 
 
+def baseline_verdicts(dataset: Dataset) -> tuple[Dataset, np.ndarray]:
+    """The heuristic baseline's verdict per row, judged over every whole flow of each capture
+    (unlabelled ones too: they are part of how endpoints behave); returns the dataset with
+    labelled rows only and the verdicts aligned to it (early snapshots get their flow's verdict
+    via nothing: False, they are never scored against the baseline)."""
+    t = dataset.table
+    final = np.ones(t.num_rows, dtype=bool)
+    if "stage" in t.column_names:
+        final = _np(t, "stage").astype(str) == "final"
+    hit = np.zeros(t.num_rows, dtype=bool)
+    hit[final] = karagiannis(t.filter(pa.array(final))).flow
+    labelled = _np(t, "label").astype(str) != ""
+    if not labelled.all():
+        dataset = replace(dataset, table=t.filter(pa.array(labelled)))
+    return dataset, hit[labelled]
+
+
 def evaluate(bundle, dataset: Dataset, *, ablation: bool = False, train_config=None,
-             n_splits: int = 5, early: bool = True) -> dict:
+             n_splits: int = 5, early: bool = True, group_by: str | None = None, inputs=()) -> dict:
     """Every metric of the evaluation report, as one JSON-able dict.
 
     Final rows (whole flows) give every metric; early rows (snapshots at the bundle's
     snapshot_packets, when its extract config has them) give the early-verdict section.
+    Unlabelled rows (load_dataset(keep_unlabelled=True)) only inform the heuristic baseline.
+    With group_by, the out-of-distribution section (training.group_eval) leads the report.
     """
+    dataset, base_all = baseline_verdicts(dataset)
     early_rows, full, final_mask = None, dataset, None
     if "stage" in dataset.table.column_names:
         stage = _np(dataset.table, "stage").astype(str)
@@ -78,6 +117,7 @@ def evaluate(bundle, dataset: Dataset, *, ablation: bool = False, train_config=N
             early_rows = dataset.table.filter(pa.array(stage == "early"))
             final_mask = stage == "final"
             dataset = replace(dataset, table=dataset.table.filter(pa.array(final_mask)))
+    base = base_all if final_mask is None else base_all[final_mask]
     table = dataset.table
     if table.num_rows == 0:
         raise BadDatasetError("no labelled flows to evaluate (every flow was unlabelled); give labels "
@@ -107,6 +147,29 @@ def evaluate(bundle, dataset: Dataset, *, ablation: bool = False, train_config=N
     }
     source = dataset.label_sources()
     out["overall"]["by_label_source"] = by_source(source, y, hit, byts)
+    cap, sip, dip = groups, _np(table, "src_ip").astype(str), _np(table, "dst_ip").astype(str)
+    out["overall"]["host"] = M.host_rates(cap, sip, dip, y == 1, y == 1, hit)
+    out["overall"]["recall_at_fpr"] = M.recall_at_fpr(y, scores)
+    out["overall"]["distribution"] = in_distribution(bundle, dataset)
+    out["baseline"] = {"method": BASELINE_METHOD, "flow": M.rates(y, base), "byte": M.rates(y, base, byts),
+                       "host": M.host_rates(cap, sip, dip, y == 1, y == 1, base),
+                       "by_label_source": by_source(source, y, base, byts)}
+    out["per_capture_baseline"] = M.by_group(groups, y, base, byts)
+    if group_by:
+        from training.config import TrainConfig
+        from training.group_eval import group_out
+
+        cfg = train_config or TrainConfig()
+        cfg = replace(cfg, port_features=bool(bundle.port_features),
+                      **({"target_fpr": float(bundle.target_fpr)} if bundle.target_fpr is not None else {}))
+        out["out_of_distribution"] = group_out(full, base_all, group_by, cfg, inputs=inputs, n_splits=n_splits)
+    def matrix(rows):
+        return bundle.matrix(table.take(pa.array(rows)))
+
+    for key, kind, m in (("flows_missed", "missed", (y == 1) & ~hit), ("flows_false_positive", "false_positive",
+                                                                     (y == 0) & hit)):
+        out[key] = flow_list(table, np.flatnonzero(m), scores[m], thr, bundle.booster, bundle.feature_names,
+                             base[m], "this model", kind, limit=60, matrix=matrix)
     if seen_flow.any() and not seen_flow.all():
         u = ~seen_flow
         out["unseen_only"] = _section(y[u], scores[u], thr, byts[u], app[u], ndpi[u], proto[u])

@@ -122,3 +122,53 @@ def summary(y: np.ndarray, scores: np.ndarray, threshold: float, byte_weights: n
     c = curves(y, scores)
     out["roc_auc"], out["pr_auc"] = c["roc_auc"], c["pr_auc"]
     return out
+
+
+def host_rates(capture: np.ndarray, src_ip: np.ndarray, dst_ip: np.ndarray, positive: np.ndarray,
+               p2p: np.ndarray, hit: np.ndarray, host_hit: np.ndarray | None = None) -> dict:
+    """Host-level recall and FPR; a host is an IP in a capture (either end of its flows).
+
+    A P2P host has a flow in positive (the P2P flows counted); an ordinary host has no P2P
+    flow at all (p2p: any p2p-labelled flow); hosts with only uncounted P2P flows are left
+    out. A host is flagged when any of its flows is a hit, or host_hit (per flow: a host-level
+    verdict for the flow's source or destination) says so.
+    """
+    cap2 = np.r_[np.asarray(capture), np.asarray(capture)].astype(str)
+    ip2 = np.r_[np.asarray(src_ip), np.asarray(dst_ip)].astype(str)
+    if len(cap2) == 0:
+        return {"p2p_hosts": 0, "other_hosts": 0, "found": 0, "flagged_other": 0, "recall": None, "fpr": None}
+    code = np.unique(np.char.add(np.char.add(cap2, "\x00"), ip2), return_inverse=True)[1]
+    k = int(code.max()) + 1
+
+    def anyof(m: np.ndarray) -> np.ndarray:
+        m = np.asarray(m, dtype=bool)
+        m2 = m if len(m) == len(code) else np.r_[m, m]
+        return np.bincount(code, weights=m2.astype(float), minlength=k) > 0
+
+    pos, other = anyof(positive), ~anyof(p2p)
+    flag = anyof(hit) | (anyof(host_hit) if host_hit is not None else False)
+    return {"p2p_hosts": int(pos.sum()), "other_hosts": int(other.sum()), "found": int((pos & flag).sum()),
+            "flagged_other": int((other & flag).sum()), "recall": _div((pos & flag).sum(), pos.sum()),
+            "fpr": _div((other & flag).sum(), other.sum())}
+
+
+#: False-positive rates the report gives recall at.
+RECALL_AT_FPR = (0.001, 0.005, 0.01)
+
+
+def recall_at_fpr(y: np.ndarray, scores: np.ndarray, fprs=RECALL_AT_FPR) -> list[dict]:
+    """Recall at the most permissive threshold whose FPR on these flows stays within each rate."""
+    from training.threshold import threshold_for_fpr
+
+    y = np.asarray(y).astype(int)
+    scores = np.asarray(scores, dtype=np.float64)
+    out = []
+    for f in fprs:
+        if not 0 < y.sum() < len(y):
+            out.append({"fpr_target": f, "threshold": None, "recall": None, "fpr": None})
+            continue
+        t = threshold_for_fpr(scores, y, f)
+        hit = scores >= t
+        out.append({"fpr_target": f, "threshold": float(t), "recall": float(hit[y == 1].mean()),
+                    "fpr": float(hit[y == 0].mean())})
+    return out
