@@ -159,7 +159,7 @@ def real_report(tmp_path_factory):
     r = _cli("train", str(flows), "-o", str(d / "model"), "--threads", "1")
     assert r.returncode == 0, r.stderr
     r = _cli("evaluate", "--model", str(d / "model"), str(flows), "-o", str(d / "report"), "--ablation",
-             "--folds", "2", "--threads", "1")
+             "--folds", "2", "--threads", "1", "--group-by", "implementation")
     assert r.returncode == 0, r.stderr
     return d / "report"
 
@@ -233,3 +233,101 @@ def test_evaluate_refuses_a_dataset_without_labelled_flows():
     empty.table = empty.table.slice(0, 0)
     with pytest.raises(BadDatasetError, match="no labelled flows"):
         evaluate(_StubBundle(["bytes_ratio"]), empty, early=False)
+
+
+# ---- leave-one-group-out (--group-by) and the heuristic baseline beside it ----
+
+def _two_implementations() -> Dataset:
+    """Synthetic captures: two hold libtorrent, two biglybt, three hold no P2P at all."""
+    import pyarrow.compute as pc
+
+    from training.datasets import Dataset as DS
+
+    def renamed(t, prefix, app):
+        caps = t.column("capture").to_numpy(zero_copy_only=False).astype(str)
+        t = t.set_column(t.column_names.index("capture"), "capture",
+                         pa.array(np.char.replace(caps, "synthetic-", prefix).tolist()))
+        if app:
+            lab = t.column("label").to_numpy(zero_copy_only=False)
+            apps = np.where(lab == "p2p", app, t.column("app").to_numpy(zero_copy_only=False))
+            t = t.set_column(t.column_names.index("app"), "app", pa.array(apps.tolist(), pa.string()))
+        return t
+
+    lt = renamed(synthetic_table(n_captures=2, flows_per_capture=120, seed=11), "lt-", "libtorrent-mse")
+    bg = renamed(synthetic_table(n_captures=2, flows_per_capture=120, seed=12), "bg-", "biglybt-mse")
+    od = renamed(synthetic_table(n_captures=3, flows_per_capture=120, p2p_share=0.0, seed=13), "od-", None)
+    table = pa.concat_tables([lt, bg, od])
+    names = dict.fromkeys(table.column("capture").to_numpy(zero_copy_only=False).tolist())
+    assert pc.sum(pc.equal(od.column("label"), "p2p")).as_py() in (0, None)
+    return DS(table=table, config=ExtractConfig(), captures={n: {"sha256": None, "labels": "table"} for n in names})
+
+
+def test_group_units_hold_out_every_capture_of_an_implementation(tmp_path):
+    from training.groups import ORDINARY, REAL, capture_meta, group_units, implementation_of
+
+    assert implementation_of("libtorrent-mse") == "libtorrent" and implementation_of("bittorrent-utp") == "libtorrent"
+    assert implementation_of("biglybt-mse") == "biglybt"
+    ds = _two_implementations()
+    ds.captures["od-02.pcap"]["labels"] = "dpi"          # a real capture: its own group
+    meta = capture_meta(ds)
+    assert meta["lt-00.pcap"]["implementations"] == ["libtorrent"] and meta["od-00.pcap"]["implementations"] == []
+    assert meta["lt-00.pcap"]["network"] == "loopback" and meta["od-02.pcap"]["real"]
+    units = group_units(meta, "implementation", n_splits=2)
+    by = {}
+    for u in units:
+        by.setdefault(u["group"], []).append(u)
+    assert set(by) == {"libtorrent", "biglybt", ORDINARY, REAL}
+    assert by["libtorrent"][0]["held_out"] == ["lt-00.pcap", "lt-01.pcap"]
+    assert sorted(c for u in by[ORDINARY] for c in u["test"]) == ["od-00.pcap", "od-01.pcap"]
+    assert len(by[ORDINARY]) == 2 and by[REAL][0]["test"] == ["od-02.pcap"]
+    # a manifest entry (or the capture's JSON summary) names scenario, implementations and network
+    (tmp_path / "x.pcap").write_bytes(b"")
+    (tmp_path / "m.json").write_text(json.dumps({"captures": [{"pcap": "x.pcap", "scenario": "p2p-wan",
+                                                               "implementations": ["biglybt", "libtorrent"],
+                                                               "network": "wan-mid"}]}))
+    one = Dataset(table=ds.table.slice(0, 0), config=ExtractConfig(), captures={str(tmp_path / "x.pcap"): {}})
+    m = capture_meta(one, [tmp_path / "m.json"])[str(tmp_path / "x.pcap")]
+    assert m == {"scenario": "p2p-wan", "implementations": ["biglybt", "libtorrent"], "network": "wan-mid",
+                 "real": False}
+    with pytest.raises(Exception, match="--group-by must be one of"):
+        group_units(meta, "colour")
+
+
+def test_leave_one_implementation_out_beside_the_baseline():
+    from training.baseline import karagiannis
+    from training.config import TrainConfig
+    from training.group_eval import group_out
+
+    ds = _two_implementations()
+    base = karagiannis(ds.table).flow
+    sec = group_out(ds, base, "implementation", TrainConfig(num_threads=1, threshold_folds=0), n_splits=2)
+    groups = {g["group"]: g for g in sec["groups"]}
+    assert set(groups) == {"libtorrent", "biglybt", "ordinary (no P2P)"}
+    y = ds.y
+    caps = ds.groups
+    lt = groups["libtorrent"]
+    assert lt["p2p_flows"] == int(y[np.char.startswith(caps, "lt-")].sum()) and lt["captures"] == 2
+    assert lt["model"] is not None and not lt["skipped"] and len(lt["thresholds"]) == 1
+    for who in ("model", "baseline"):
+        assert 0 <= lt[who]["flow"]["recall"] <= 1 and lt[who]["host"]["p2p_hosts"] > 0
+    assert [p["fpr_target"] for p in lt["model"]["recall_at_fpr"]] == [0.001, 0.005, 0.01]
+    od = groups["ordinary (no P2P)"]
+    assert od["p2p_flows"] == 0 and od["other_flows"] == 360 and od["model"]["flow"]["fpr"] is not None
+    assert od["captures"] == 3 and len(od["thresholds"]) == 2         # two folds, each its own model
+    assert sec["pooled"]["flows"] == sum(g["flows"] for g in sec["groups"])
+    for f in sec["flows_missed"] + sec["flows_false_positive"]:
+        assert f["top_features"].count(",") == 2 and "/" in f["flow"]
+
+
+def test_report_leads_with_out_of_distribution(real_report):
+    m = json.loads((real_report / "metrics.json").read_text())
+    o = m["out_of_distribution"]
+    # every synthetic capture holds the one implementation: no model can be trained without it
+    (g,) = o["groups"]
+    assert g["group"] == "libtorrent" and g["model"] is None and "no model can be trained" in g["skipped"][0]
+    assert g["baseline"]["flow"]["recall"] is not None
+    assert m["baseline"]["flow"]["tp"] + m["baseline"]["flow"]["fn"] == m["data"]["p2p"]
+    assert m["overall"]["host"]["p2p_hosts"] > 0 and len(m["overall"]["recall_at_fpr"]) == 3
+    page = (real_report / "report.html").read_text()
+    assert page.index("id='out-of-distribution'") < page.index("id='summary'")
+    assert "no model can be trained without this group" in page

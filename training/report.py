@@ -18,7 +18,8 @@ from pathlib import Path
 from features.table import check_output_dir
 from p2pdetect.errors import OutputError
 
-SECTIONS = ["summary", "data", "metrics", "curves", "confusion", "histograms", "calibration",
+SECTIONS = ["out-of-distribution", "real-captures", "hosts", "first-verdicts", "recall-at-fpr", "flows",
+            "summary", "data", "metrics", "curves", "confusion", "histograms", "calibration",
             "per-capture", "per-app", "importance", "early-detection", "ablation"]
 #: Sections present only when the data has them.
 OPTIONAL_SECTIONS = ["early-verdicts"]
@@ -103,11 +104,17 @@ def render_html(m: dict) -> str:
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>p2pdetect evaluation "
              f"{html.escape(m['model']['bundle_id'])}</title><style>{CSS}</style></head><body>",
              f"<h1>p2pdetect evaluation report</h1>"]
+    from training.report_ood import lead_sections
+
+    parts.append(lead_sections(m))
+    dist = o.get("distribution") or {}
+    label = ("in distribution: captures the model trained on, or fresh seeds of their scenarios"
+             if dist.get("in_distribution") else "the evaluated model on these captures")
     # summary
     kpis = [("P2P flow recall", fr["recall"]), ("byte-weighted recall", br.get("recall")),
             ("FPR (other flows)", fr["fpr"]), ("precision", fr["precision"]), ("ROC AUC", o["roc_auc"]),
             ("recall, TCP P2P nDPI calls Unknown (MSE)", o["p2p_ndpi_unknown"].get("tcp", {}).get("recall"))]
-    parts.append("<section id='summary'><h2>Summary</h2>" + "".join(
+    parts.append(f"<section id='summary'><h2>Summary ({html.escape(label)})</h2>" + "".join(
         f"<div class='kpi'><b>{_fmt(v, pct=True) if name != 'ROC AUC' else _auc(v)}</b>{html.escape(name)}</div>"
         for name, v in kpis))
     md = m["model"]
