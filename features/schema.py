@@ -53,7 +53,17 @@ DERIVED_FEATURES = [
     "splt_packets", "splt_ps_entropy", "splt_dir_changes", "splt_up_share",
     "hs_first_payload_index", "hs_first_payload_size", "hs_first_payload_dir",
     "hs_second_payload_size", "hs_second_payload_dir",
+    "full_size_share", "ps_mean_over_max",
+    "rtt_ms", "piat_mean_over_rtt", "piat_max_over_rtt", "duration_over_rtt",
 ]
+
+#: Features that measure absolute time: they depend on the network path (its RTT, rate,
+#: loss) more than on the application. A model may be trained without them (timing ablation).
+TIMING_FEATURES = (
+    [f"{d}_duration_ms" for d in _DIRS]
+    + [f"{d}_{s}_piat_ms" for d in _DIRS for s in ("min", "mean", "stddev", "max")]
+    + ["rtt_ms", "src_ep_lifetime_s", "dst_ep_lifetime_s"]
+)
 
 #: Coarse facts derived from port numbers (never the numbers themselves). The port
 #: ablation drops exactly these.
@@ -81,13 +91,23 @@ def splt_columns(splt_n: int, kind: str | None = None) -> list[str]:
     return [f"splt_{k}_{i}" for k in kinds for i in range(splt_n)]
 
 
-def feature_columns(splt_n: int = 32, *, port_features: bool = True) -> list[str]:
-    """Model input columns, in the order a model sees them."""
+def feature_columns(splt_n: int = 32, *, port_features: bool = True,
+                    timing_features: bool = True) -> list[str]:
+    """Model input columns, in the order a model sees them (without the port or the timing
+    group for the ablations)."""
     cols = (COUNTER_FEATURES + STAT_FEATURES + FLAG_FEATURES + splt_columns(splt_n)
             + DERIVED_FEATURES + HOST_FEATURES)
     if port_features:
         cols = cols + PORT_FEATURES
+    if not timing_features:
+        drop = set(timing_feature_columns(splt_n))
+        cols = [c for c in cols if c not in drop]
     return cols
+
+
+def timing_feature_columns(splt_n: int = 32) -> list[str]:
+    """Every model feature that measures absolute time (the timing ablation removes these)."""
+    return TIMING_FEATURES + splt_columns(splt_n, "piat_ms")
 
 
 def port_feature_columns() -> list[str]:

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from features.config import ExtractConfig
-from features.schema import SCHEMA_VERSION, feature_columns
+from features.schema import PORT_FEATURES, SCHEMA_VERSION, TIMING_FEATURES, feature_columns
 from features.table import check_output_dir
 from p2pdetect.errors import BadConfigError, BadModelError, OutputError
 
@@ -78,7 +78,12 @@ class ModelBundle:
     @property
     def port_features(self) -> bool:
         """Whether the model sees the coarse port facts (False for the port-ablation model)."""
-        return self.feature_names == feature_columns(self.extract_config.splt_n, port_features=True)
+        return set(PORT_FEATURES) <= set(self.feature_names)
+
+    @property
+    def timing_features(self) -> bool:
+        """Whether the model sees absolute timings (False for the timing-ablation model)."""
+        return set(TIMING_FEATURES) <= set(self.feature_names)
 
     def matrix(self, cols) -> np.ndarray:
         """(n, F) float32 matrix of the feature columns, in the model's order (NaN for nulls)."""
@@ -171,8 +176,8 @@ def _check_metadata(path: Path, meta: object) -> dict:
     except (BadConfigError, TypeError, AttributeError) as err:
         raise _fail(path, f"bundle's extract config is invalid ({err}); re-create the bundle") from err
     names = meta["feature_names"]
-    allowed = (feature_columns(config.splt_n, port_features=True),
-               feature_columns(config.splt_n, port_features=False))
+    allowed = [feature_columns(config.splt_n, port_features=p, timing_features=t)
+               for p in (True, False) for t in (True, False)]
     if names not in allowed:
         extra = [n for n in names if n not in allowed[0]] if isinstance(names, list) else []
         hint = f" (unknown feature {extra[0]!r})" if extra else ""
@@ -256,7 +261,8 @@ def save_bundle(path: str | os.PathLike, booster, *, feature_names: list[str],
         "created": created.isoformat(timespec="seconds"),
         "schema_version": SCHEMA_VERSION,
         "feature_names": list(feature_names),
-        "port_features": list(feature_names) == feature_columns(extract_config.splt_n, port_features=True),
+        "port_features": set(PORT_FEATURES) <= set(feature_names),
+        "timing_features": set(TIMING_FEATURES) <= set(feature_names),
         "extract_config": extract_config.to_dict(),
         "threshold": float(threshold),
         "target_fpr": None if target_fpr is None else float(target_fpr),

@@ -306,3 +306,17 @@ def test_host_context_max_flows_bounds_memory():
     ctx = HostContext(window_s=3600, max_flows=10)
     ctx.transform(_cols(rows))
     assert ctx.active_events == 10
+
+
+def test_rtt_estimate_from_the_handshake_or_the_first_reply():
+    from features.derived import rtt_estimate_ms
+
+    ps = np.array([[0, 0, 0, 68, 68], [40, 60, 40, -1, -1], [0, 0, 0, 5, -1], [40, 40, -1, -1, -1]])
+    dirs = np.array([[0, 1, 0, 0, 1], [0, 1, 0, -1, -1], [0, 0, 0, 1, -1], [0, 0, -1, -1, -1]])
+    piat = np.array([[0, 30.0, 25.0, 1, 2], [0, 12.5, 3, -1, -1], [0, 5.0, 5, 9, -1], [0, 7.0, -1, -1, -1]])
+    proto = np.array([6, 17, 6, 17])
+    rtt = rtt_estimate_ms(ps, dirs, piat, proto)
+    # TCP handshake: SYN->SYN/ACK + SYN/ACK->ACK = one round trip; UDP: first request to first reply
+    assert rtt[0] == 55.0 and rtt[1] == 12.5
+    # a TCP flow without a clean handshake, a UDP flow never answered: unknown
+    assert np.isnan(rtt[2]) and np.isnan(rtt[3])

@@ -19,6 +19,9 @@ class TrainConfig:
     target_fpr: false-positive rate the decision threshold aims at, on out-of-fold scores of
         every training capture (threshold_folds grouped folds; 0 = on the validation captures).
     port_features: False trains without the coarse port facts (the port ablation).
+    timing_features: False trains without features that measure absolute time (durations,
+        inter-arrival times, the RTT estimate): they describe the network path as much as the
+        application (the timing ablation); RTT-relative timings stay.
     early_weight: weight of an early snapshot row (a flow as it looked after the extract
         config's snapshot_packets packets) against its final row: enough for early verdicts
         to be right (recall 77 % -> 99 % at 32 packets, measured), small enough that final
@@ -42,6 +45,7 @@ class TrainConfig:
     target_fpr: float = 0.005
     threshold_folds: int = 4
     port_features: bool = True
+    timing_features: bool = True
     seed: int = 0
     num_threads: int = 2
 
@@ -77,6 +81,8 @@ class TrainConfig:
                     is_int(self.threshold_folds) and (self.threshold_folds == 0 or self.threshold_folds >= 2),
                     "0 or an int >= 2")
         check_param(own, "port_features", self.port_features, isinstance(self.port_features, bool), "a bool")
+        check_param(own, "timing_features", self.timing_features, isinstance(self.timing_features, bool),
+                    "a bool")
         check_param(own, "seed", self.seed, is_int(self.seed) and self.seed >= 0, "an int >= 0")
         check_param(own, "num_threads", self.num_threads,
                     is_int(self.num_threads) and self.num_threads >= 1, "an int >= 1")
