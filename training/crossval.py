@@ -39,6 +39,7 @@ def out_of_fold(dataset: Dataset, config: TrainConfig, n_splits: int = 5) -> dic
                              strata=strata[fold.train])
         s = result.booster.predict(feature_matrix(dataset.table, result.feature_names, fold.valid),
                                    num_threads=config.num_threads)
+        s = with_host_evidence(dataset.table, fold.valid, s, result.threshold)
         scores[fold.valid] = s
         hit[fold.valid] = s >= result.threshold
         thresholds.append(result.threshold)
@@ -50,6 +51,18 @@ def port_ablation(dataset: Dataset, config: TrainConfig | None = None, n_splits:
     config = config or TrainConfig()
     return {name: out_of_fold(dataset, replace(config, port_features=ports), n_splits)
             for name, ports in (("with_ports", True), ("without_ports", False))}
+
+
+def with_host_evidence(table: pa.Table, rows: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
+    """Scores of final rows as the scorer gives them: the model's, raised by the endpoint and host
+    evidence of earlier flows of the same capture (models.host_evidence), in meter order."""
+    from models.host_evidence import EVIDENCE_COLUMNS, evidence_scores
+
+    if not len(rows):
+        return scores
+    need = EVIDENCE_COLUMNS + ["capture", "flow_index"] + (["stage"] if "stage" in table.column_names else [])
+    cols = {c: table.column(c).take(pa.array(rows)).to_numpy(zero_copy_only=False) for c in need}
+    return evidence_scores(cols, scores, threshold)[0]
 
 
 def leave_group_out(dataset: Dataset, units: list[dict], config: TrainConfig) -> list[dict]:
@@ -90,6 +103,7 @@ def leave_group_out(dataset: Dataset, units: list[dict], config: TrainConfig) ->
             continue
         s = result.booster.predict(feature_matrix(dataset.table, result.feature_names, rows),
                                    num_threads=config.num_threads) if len(rows) else np.zeros(0)
+        s = with_host_evidence(dataset.table, rows, s, result.threshold)
         res.update({"scores": s, "hit": s >= result.threshold, "threshold": float(result.threshold),
                     "booster": result.booster, "feature_names": result.feature_names, "skipped": None})
         out.append(res)

@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from features.schema import port_feature_columns
+from models.host_evidence import score_table
 from p2pdetect.errors import BadDatasetError
 from training import metrics as M
 from training.datasets import Dataset
@@ -123,7 +124,7 @@ def evaluate(bundle, dataset: Dataset, *, ablation: bool = False, train_config=N
         raise BadDatasetError("no labelled flows to evaluate (every flow was unlabelled); give labels "
                               "files, or --labels-from-dpi for captures nDPI can name")
     y = dataset.y.astype(int)
-    scores = bundle.predict_proba(table)
+    scores = score_table(bundle, table)[0]   # model + endpoint/host evidence, as `score` gives
     thr = bundle.threshold
     hit = scores >= thr
     byts = _np(table, "bidirectional_bytes").astype(np.float64)
