@@ -20,6 +20,8 @@ SCENARIOS: tuple[str, ...] = (
     "quic",
     "mixed-office",
     "mixed-home",
+    # hard negatives (data.generator.hard_negatives): ordinary traffic with P2P's shape
+    "game-udp",
 )
 
 #: Largest frame a 1500-byte-MTU Ethernet link carries (without FCS).

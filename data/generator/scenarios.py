@@ -250,5 +250,9 @@ def build(scenario: str, seed: int, duration: int, scale: float) -> Plan:
             apps.append(swarm(rng, a, d, s, transport="utp", n_peers=_peers(rng, s, 3, 10), members=[],
                               default_ports=0.2))
     else:
-        raise ValueError(f"unknown scenario {scenario!r}")
+        from data.generator import hard_negatives  # it imports this module: loaded on first use
+
+        if scenario not in hard_negatives.SCENARIOS:
+            raise ValueError(f"unknown scenario {scenario!r}")
+        apps += hard_negatives.build(scenario, rng, a, d, s)
     return Plan(scenario=scenario, rate_mbit=rate, apps=apps)

@@ -38,7 +38,14 @@ def main(argv: list[str]) -> int:
 
         run_quic(params)
     else:
-        raise SystemExit(f"unknown app kind {kind!r}")
+        from importlib import import_module
+
+        from data.generator.hard_negatives import KINDS
+
+        if kind not in KINDS:
+            raise SystemExit(f"unknown app kind {kind!r}")
+        module, entry = KINDS[kind]
+        getattr(import_module(f"data.generator.{module}"), entry)(params)
     return 0
 
 

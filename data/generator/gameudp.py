@@ -1,0 +1,154 @@
+"""Game-like UDP: a server ticking at 20-60 Hz for several players, and a peer-to-peer lobby.
+
+Why: real-time games are the ordinary traffic with P2P's endpoint shape: high ports on both sides,
+long runs of small UDP datagrams in both directions, and in lobbies (console and fighting games,
+voice chat) a few hosts that exchange UDP directly with one another. A detector that flags
+"many small UDP packets between high ports" would flag them; they must be in the negatives.
+
+Datagrams start with a fixed protocol tag and a sequence number, as game protocols do, then
+random bytes: snapshots (server to player) are larger than inputs (player to server).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import struct
+import threading
+import time
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_NOISE = os.urandom(4096)
+_TAG = b"\xfe\x47"  # a game's protocol tag; never a uTP (0x?1) or STUN (0x00/0x01) first byte
+
+
+def _datagram(kind: int, seq: int, size: int) -> bytes:
+    head = _TAG + struct.pack("!BI", kind, seq & 0xFFFFFFFF)
+    off = seq * 7 % (len(_NOISE) - 1500)
+    return head + _NOISE[off : off + max(0, size - len(head))]
+
+
+def _server(ip: str, port: int, tick_hz: float, stop: threading.Event) -> None:
+    """Send a snapshot to every player heard from in the last 2 s, ``tick_hz`` times a second."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((ip, port))
+    s.setblocking(False)
+    players: dict[tuple[str, int], float] = {}
+    seq = 0
+    next_tick = time.time()
+    rng = random.Random(port)
+    while not stop.is_set():
+        now = time.time()
+        while True:
+            try:
+                _data, addr = s.recvfrom(2048)
+            except BlockingIOError:
+                break
+            players[addr] = now
+        if now >= next_tick:
+            seq += 1
+            n = len(players)
+            for addr, seen in list(players.items()):
+                if now - seen > 2.0:  # timed out: the player left
+                    del players[addr]
+                    continue
+                size = int(rng.gauss(80 + 40 * n, 30)) if seq % 30 else rng.randint(600, 1200)  # periodic full state
+                try:
+                    s.sendto(_datagram(2, seq, max(40, size)), addr)
+                except OSError:
+                    pass
+            next_tick += 1.0 / tick_hz
+            if next_tick < now:
+                next_tick = now + 1.0 / tick_hz
+        time.sleep(max(0.0, min(0.005, next_tick - time.time())))
+    s.close()
+
+
+def _player(ip: str, server: tuple[str, int], rng: random.Random, until: float, tick_hz: float) -> None:
+    """Matches of 10-120 s from a fresh high port each: inputs at ``tick_hz``, pauses between."""
+    while time.time() < until - 2:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((ip, rng.randint(20000, 60999)) if rng.random() < 0.5 else (ip, 0))
+        s.setblocking(False)
+        end = min(until - 1, time.time() + rng.uniform(10, 120))
+        seq = 0
+        try:
+            while time.time() < end:
+                seq += 1
+                s.sendto(_datagram(1, seq, int(rng.gauss(60, 15)) + 20), server)
+                try:
+                    while s.recv(2048):
+                        pass
+                except BlockingIOError:
+                    pass
+                time.sleep(1.0 / tick_hz * rng.uniform(0.8, 1.2))
+        except OSError as err:
+            log.info("player %s: %s", ip, err)
+        finally:
+            s.close()
+        time.sleep(min(max(0.0, until - time.time()), rng.uniform(2, 15)))
+
+
+def _lobby_member(me: dict[str, Any], others: list[dict[str, Any]], rng: random.Random, until: float,
+                  start: float, tick_hz: float) -> None:
+    """Exchange state with every other lobby member directly (a full mesh, as P2P-hosted games do)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((me["ip"], me["port"]))
+    s.setblocking(False)
+    time.sleep(max(0.0, start - time.time()))
+    end = min(until - 1, start + me["stay"])
+    seq = 0
+    try:
+        while time.time() < end:
+            seq += 1
+            for o in others:
+                if rng.random() < 0.97:  # an occasional skipped tick, as under load
+                    s.sendto(_datagram(3, seq, int(rng.gauss(90, 25)) + 30), (o["ip"], o["port"]))
+            if seq % max(1, int(tick_hz)) == 0:  # a voice or chat burst now and then
+                for o in rng.sample(others, k=min(len(others), 1)):
+                    s.sendto(_datagram(4, seq, rng.randint(150, 400)), (o["ip"], o["port"]))
+            try:
+                while s.recv(2048):
+                    pass
+            except (BlockingIOError, ConnectionRefusedError):
+                pass
+            time.sleep(1.0 / tick_hz * rng.uniform(0.85, 1.15))
+    except OSError as err:
+        log.info("lobby member %s: %s", me["ip"], err)
+    finally:
+        s.close()
+
+
+def run_game(params: dict[str, Any]) -> None:
+    """params: ``server`` ({ip, port, tick_hz}) or None, ``players`` (list of {ip, start}), ``lobby``
+    (list of {ip, port, start, stay}), ``lobby_hz``, ``seed``, ``until``, ``t0``."""
+    rng = random.Random(params["seed"])
+    until, t0 = params["until"], params["t0"]
+    stop = threading.Event()
+    threads = []
+    srv = params.get("server")
+    if srv:
+        threads.append(threading.Thread(target=_server, args=(srv["ip"], srv["port"], srv["tick_hz"], stop),
+                                        daemon=True))
+
+    def player(spec: dict[str, Any], seed: int) -> None:
+        time.sleep(max(0.0, t0 + spec["start"] - time.time()))
+        _player(spec["ip"], (srv["ip"], srv["port"]), random.Random(seed), until, srv["tick_hz"] * 0.9)
+
+    for spec in params.get("players", []):
+        threads.append(threading.Thread(target=player, args=(spec, rng.getrandbits(32)), daemon=True))
+    lobby = params.get("lobby", [])
+    for me in lobby:
+        others = [o for o in lobby if o is not me]
+        threads.append(threading.Thread(
+            target=_lobby_member, args=(me, others, random.Random(rng.getrandbits(32)), until, t0 + me["start"],
+                                        params.get("lobby_hz", 30)), daemon=True))
+    for t in threads:
+        t.start()
+    for t in threads[1 if srv else 0:]:
+        t.join(timeout=max(0.0, until - time.time() + 3))
+    stop.set()

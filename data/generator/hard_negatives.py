@@ -1,0 +1,74 @@
+"""Hard-negative scenarios: ordinary traffic with P2P's endpoint and host shape, labelled ``other``.
+
+Why: the detector weighs endpoint and host behaviour (many distinct peers, high ports on both sides,
+TCP and UDP to one peer, small-UDP fan-out, failed connections, upload close to download). WebRTC
+calls, games, parallel range downloads, busy resolvers, multicast discovery, VPN tunnels and sync
+clients share those shapes; without them in the negatives a model learns "UDP between high ports"
+instead of P2P.
+
+Address plan (on top of scenarios.py's): remote parties own blocks of their own, so that a local
+client host (127.50.x) may run several apps while each address pair still names one app.
+K = 60 WebRTC remote peers and TURN relays, 61 range-download and sync servers, 62 game servers and
+lobby peers, 63 resolvers and authoritative servers, 64 NTP servers, 65 discovery devices,
+66 VPN gateways (the tunnel's inner addresses never reach the capture).
+"""
+
+from __future__ import annotations
+
+import random
+from data.generator.labels import pair_rows
+from data.generator.scenarios import AppSpec, _Addresses, _port, dns, web
+
+#: Scenario names this module builds, in the order ``--scenario all`` runs them.
+SCENARIOS: tuple[str, ...] = ("game-udp",)
+
+#: Worker kinds of these apps: kind -> (module under data.generator, its entry function).
+KINDS: dict[str, tuple[str, str]] = {"game": ("gameudp", "run_game")}
+
+_UDP = (17, 1)  # UDP, and the ICMP port-unreachable a closed peer answers with
+
+
+def game(rng: random.Random, addr: _Addresses, duration: int, *, players: list[str], lobby: list[str],
+         n_remote: int) -> list[AppSpec]:
+    """A game server ticking at 20-60 Hz for ``players``, and a lobby mesh of ``lobby`` plus
+    ``n_remote`` remote hosts exchanging UDP directly on high ports."""
+    apps = []
+    if players:
+        server, _ = addr.block(62)
+        tick = rng.choice([20, 30, 60])
+        params = {"kind": "game", "server": {"ip": server, "port": rng.choice([27015, 7777, 3074, _port(rng, False)]),
+                                             "tick_hz": tick},
+                  "players": [{"ip": ip, "start": round(rng.uniform(0, 0.3 * duration), 2)} for ip in players],
+                  "seed": rng.getrandbits(32)}
+        apps.append(AppSpec(name="game-udp", label="other", params=params,
+                            rows=pair_rows(players, [server], _UDP, "other", "game-udp")))
+    if lobby or n_remote:
+        _, host = addr.block(62)
+        members = list(lobby) + [host(h) for h in range(2, 2 + n_remote)]
+        specs = [{"ip": ip, "port": _port(rng, False), "start": round(rng.uniform(0, 0.2 * duration), 2),
+                  "stay": round(rng.uniform(0.5, 1.2) * duration, 2)} for ip in members]
+        params = {"kind": "game", "server": None, "lobby": specs, "lobby_hz": rng.choice([15, 20, 30]),
+                  "seed": rng.getrandbits(32)}
+        apps.append(AppSpec(name="game-udp-lobby", label="other", params=params,
+                            rows=pair_rows(members, members, _UDP, "other", "game-udp-lobby")))
+    return apps
+
+
+def _game_udp(rng: random.Random, a: _Addresses, d: int, s: float) -> list[AppSpec]:
+    hosts = a.hosts(rng.randint(4, 8))
+    players = rng.sample(hosts, k=rng.randint(2, len(hosts)))
+    lobby = rng.sample(hosts, k=rng.randint(1, 2))
+    apps = game(rng, a, d, players=players, lobby=lobby, n_remote=rng.randint(2, 4))
+    apps.append(dns(rng, a, d, clients=hosts, storminess=0.3))
+    apps.append(web(rng, a, d, s, tls=True, port=443, clients=hosts[:2], modes=["browse"] * 2, app="https-browse"))
+    return apps
+
+
+_BUILDERS = {"game-udp": _game_udp}
+
+
+def build(scenario: str, rng: random.Random, addr: _Addresses, duration: int, scale: float) -> list[AppSpec]:
+    """The apps of hard-negative ``scenario`` (one of :data:`SCENARIOS`)."""
+    return _BUILDERS[scenario](rng, addr, duration, scale)
+
+
