@@ -112,10 +112,6 @@ class BaselineVerdicts:
     rule: np.ndarray                 # int8 per flow: RULE_NONE, RULE_TCP_UDP, RULE_IP_PORT
     hosts: frozenset                 # {(capture, ip)} that the heuristics call P2P hosts
 
-    def host_flags(self, capture: np.ndarray, ip: np.ndarray) -> np.ndarray:
-        """Per (capture, ip) row: is it a P2P host by the host verdict."""
-        return np.array([(c, i) in self.hosts for c, i in zip(capture.tolist(), ip.tolist())], dtype=bool)
-
 
 def _col(flows, name: str) -> np.ndarray:
     if isinstance(flows, pa.Table):
