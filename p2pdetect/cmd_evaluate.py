@@ -74,6 +74,7 @@ def _first_verdicts(bundle, dataset, ks: list[int]) -> dict:
     import tempfile
     from pathlib import Path
 
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     from serve import ScoreConfig, capture_source, run_scoring
@@ -87,8 +88,13 @@ def _first_verdicts(bundle, dataset, ks: list[int]) -> dict:
             run_scoring(capture_source(cap, bundle.extract_config, config), bundle, JsonLinesSink(out), config)
             return [json.loads(line) for line in out.read_text().splitlines()]
 
+    from training.datasets import DPI
+
     t = dataset.table
-    keep = pc.not_equal(t.column("label").fill_null(""), "")
+    # captures with labels files (the scorer's verdicts are matched to them); nDPI-labelled real
+    # captures hold a handful of P2P flows and would multiply the scorer runs by hundreds
+    own = [name for name, info in dataset.captures.items() if info.get("labels") != DPI]
+    keep = pc.and_(pc.not_equal(t.column("label").fill_null(""), ""), pc.is_in(t.column("capture"), pa.array(own)))
     if "stage" in t.column_names:
         keep = pc.and_(keep, pc.equal(t.column("stage"), "final"))
     t = t.filter(keep)

@@ -75,7 +75,8 @@ FIRST_VERDICT_PACKETS = (4, 8, 16, 32)
 FIRST_VERDICT_MEANING = ("Each flow's first verdict as `p2pdetect score` writes it with --early-packets k "
                          "(early at the k-th packet from the meter's snapshot, or final for a flow that ends "
                          "sooner), compared with the flow's label. Measured through the real scorer on the "
-                         "evaluated captures that exist as files, with the evaluated model.")
+                         "evaluated captures with labels files (not the nDPI-labelled ones), with the "
+                         "evaluated model.")
 
 
 def first_verdict_rates(table, score_capture, ks=FIRST_VERDICT_PACKETS) -> list[dict]:
