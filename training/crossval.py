@@ -53,35 +53,41 @@ def port_ablation(dataset: Dataset, config: TrainConfig | None = None, n_splits:
             for name, ports in (("with_ports", True), ("without_ports", False))}
 
 
-def with_host_evidence(table: pa.Table, rows: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
+def with_host_evidence(table: pa.Table, rows: np.ndarray, scores: np.ndarray, threshold: float,
+                       records: bool = False):
     """Scores of final rows as the scorer gives them: the model's, raised by the endpoint and host
-    evidence of earlier flows of the same capture (models.host_evidence), in meter order."""
+    evidence of earlier flows of the same capture (models.host_evidence), in meter order; with
+    records, also each capture's host records."""
     from models.host_evidence import EVIDENCE_COLUMNS, evidence_scores
 
     if not len(rows):
-        return scores
+        return (scores, {}) if records else scores
     need = EVIDENCE_COLUMNS + ["capture", "flow_index"] + (["stage"] if "stage" in table.column_names else [])
     cols = {c: table.column(c).take(pa.array(rows)).to_numpy(zero_copy_only=False) for c in need}
-    return evidence_scores(cols, scores, threshold)[0]
+    out, recs = evidence_scores(cols, scores, threshold)
+    return (out, recs) if records else out
 
 
 def leave_group_out(dataset: Dataset, units: list[dict], config: TrainConfig) -> list[dict]:
     """One model per unit (training.groups.group_units), trained by `p2pdetect train`'s recipe on
     every capture the unit does not hold out, scoring the final rows of the unit's test captures.
 
-    Each result: the unit's keys, rows (indices into dataset.table), scores, hit (at that
-    model's own threshold), threshold, booster and feature_names; or skipped (a reason) when
-    the captures left for training lack a class.
+    dataset may hold unlabelled rows (label ''): they never train, but they are scored, so the
+    endpoint and host evidence sees every flow of a capture as the scorer would. Each result: the
+    unit's keys, rows (indices into dataset.table: every final row of the test captures), scores,
+    hit (at that model's own threshold), host_records (per capture), threshold, booster and
+    feature_names; or skipped (a reason) when the captures left for training lack a class.
     """
     groups, strata = dataset.groups, dataset.label_sources()
     y = dataset.y
+    labelled = dataset.table.column("label").to_numpy(zero_copy_only=False).astype(str) != ""
     final = np.ones(len(y), dtype=bool)
     if "stage" in dataset.table.column_names:
         final = dataset.table.column("stage").to_numpy(zero_copy_only=False) == "final"
     out = []
     for i, unit in enumerate(units, 1):
         held = np.isin(groups, unit["held_out"])
-        train = np.flatnonzero(~held)
+        train = np.flatnonzero(~held & labelled)
         rows = np.flatnonzero(np.isin(groups, unit["test"]) & final)
         res = {**unit, "rows": rows}
         yt = y[train]
@@ -103,8 +109,9 @@ def leave_group_out(dataset: Dataset, units: list[dict], config: TrainConfig) ->
             continue
         s = result.booster.predict(feature_matrix(dataset.table, result.feature_names, rows),
                                    num_threads=config.num_threads) if len(rows) else np.zeros(0)
-        s = with_host_evidence(dataset.table, rows, s, result.threshold)
+        s, recs = with_host_evidence(dataset.table, rows, s, result.threshold, records=True)
         res.update({"scores": s, "hit": s >= result.threshold, "threshold": float(result.threshold),
+                    "host_records": recs,
                     "booster": result.booster, "feature_names": result.feature_names, "skipped": None})
         out.append(res)
     return out

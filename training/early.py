@@ -22,7 +22,8 @@ from features.schema import DERIVED_FEATURES, SPLT_KINDS
 #: Derived features computed from the first-N packet sequence (the rest use counters).
 SEQUENCE_FEATURES = [f for f in DERIVED_FEATURES if f.startswith(("splt_", "hs_"))]
 _METER_INPUTS = ("protocol", "src_port", "dst_port", "src2dst_bytes", "dst2src_bytes",
-                 "src2dst_packets", "dst2src_packets")
+                 "src2dst_packets", "dst2src_packets", "bidirectional_duration_ms", "bidirectional_mean_ps",
+                 "bidirectional_max_ps", "bidirectional_mean_piat_ms", "bidirectional_max_piat_ms")
 
 
 def default_ks(splt_n: int) -> list[int]:
@@ -47,7 +48,7 @@ def masked_columns(table, feature_names: list[str], splt_n: int, k: int) -> dict
             if name in cols:
                 cols[name] = blocks[kind][:, i]
     meter = {name: _col(table, name) for name in _METER_INPUTS}
-    meter["splt_ps"], meter["splt_dir"] = blocks["ps"], blocks["dir"]
+    meter["splt_ps"], meter["splt_dir"], meter["splt_piat_ms"] = blocks["ps"], blocks["dir"], blocks["piat_ms"]
     derived = derive_features(meter)
     for name in SEQUENCE_FEATURES:
         if name in cols:

@@ -20,7 +20,7 @@ from training.early import early_curve
 from training.early import __doc__ as EARLY_DOC
 from training.baseline import __doc__ as BASELINE_DOC
 from training.baseline import karagiannis
-from training.group_eval import flow_list
+from training.group_eval import flow_list, host_flags
 from training.groups import capture_meta, scenario_of
 from training.importance import by_group, importance
 
@@ -84,21 +84,24 @@ def _section(y, scores, threshold, byts, app, ndpi, proto) -> dict:
     return out
 
 
-def baseline_verdicts(dataset: Dataset) -> tuple[Dataset, np.ndarray]:
-    """The heuristic baseline's verdict per row, judged over every whole flow of each capture
-    (unlabelled ones too: they are part of how endpoints behave); returns the dataset with
-    labelled rows only and the verdicts aligned to it (early snapshots get their flow's verdict
-    via nothing: False, they are never scored against the baseline)."""
+def _whole_table_verdicts(bundle, dataset: Dataset) -> dict:
+    """What needs every flow of a capture, unlabelled ones too (they are part of how endpoints
+    and hosts behave): the heuristic baseline (over whole flows) and the scorer's scores with
+    endpoint and host evidence (early rows read it, as the scorer's early verdicts do).
+
+    Returns the dataset with labelled rows only, and per labelled row: baseline (bool; False for
+    early rows), scores; plus the host records per capture."""
     t = dataset.table
     final = np.ones(t.num_rows, dtype=bool)
     if "stage" in t.column_names:
         final = _np(t, "stage").astype(str) == "final"
-    hit = np.zeros(t.num_rows, dtype=bool)
-    hit[final] = karagiannis(t.filter(pa.array(final))).flow
+    base = np.zeros(t.num_rows, dtype=bool)
+    base[final] = karagiannis(t.filter(pa.array(final))).flow
+    scores, records = score_table(bundle, t)   # model + endpoint/host evidence, as `score` gives
     labelled = _np(t, "label").astype(str) != ""
     if not labelled.all():
         dataset = replace(dataset, table=t.filter(pa.array(labelled)))
-    return dataset, hit[labelled]
+    return {"dataset": dataset, "baseline": base[labelled], "scores": scores[labelled], "host_records": records}
 
 
 def evaluate(bundle, dataset: Dataset, *, ablation: bool = False, train_config=None,
@@ -110,21 +113,24 @@ def evaluate(bundle, dataset: Dataset, *, ablation: bool = False, train_config=N
     Unlabelled rows (load_dataset(keep_unlabelled=True)) only inform the heuristic baseline.
     With group_by, the out-of-distribution section (training.group_eval) leads the report.
     """
-    dataset, base_all = baseline_verdicts(dataset)
+    everything = dataset
+    whole = _whole_table_verdicts(bundle, dataset)
+    dataset, base_all, scores_all = whole["dataset"], whole["baseline"], whole["scores"]
     early_rows, full, final_mask = None, dataset, None
+    scores, early_scores = scores_all, None
     if "stage" in dataset.table.column_names:
         stage = _np(dataset.table, "stage").astype(str)
         if (stage == "early").any():
             early_rows = dataset.table.filter(pa.array(stage == "early"))
             final_mask = stage == "final"
             dataset = replace(dataset, table=dataset.table.filter(pa.array(final_mask)))
+            scores, early_scores = scores_all[final_mask], scores_all[stage == "early"]
     base = base_all if final_mask is None else base_all[final_mask]
     table = dataset.table
     if table.num_rows == 0:
         raise BadDatasetError("no labelled flows to evaluate (every flow was unlabelled); give labels "
                               "files, or --labels-from-dpi for captures nDPI can name")
     y = dataset.y.astype(int)
-    scores = score_table(bundle, table)[0]   # model + endpoint/host evidence, as `score` gives
     thr = bundle.threshold
     hit = scores >= thr
     byts = _np(table, "bidirectional_bytes").astype(np.float64)
@@ -149,7 +155,8 @@ def evaluate(bundle, dataset: Dataset, *, ablation: bool = False, train_config=N
     source = dataset.label_sources()
     out["overall"]["by_label_source"] = by_source(source, y, hit, byts)
     cap, sip, dip = groups, _np(table, "src_ip").astype(str), _np(table, "dst_ip").astype(str)
-    out["overall"]["host"] = M.host_rates(cap, sip, dip, y == 1, y == 1, hit)
+    hflag = host_flags(whole["host_records"], cap, sip, dip)
+    out["overall"]["host"] = M.host_rates(cap, sip, dip, y == 1, y == 1, hit, hflag)
     out["overall"]["recall_at_fpr"] = M.recall_at_fpr(y, scores)
     out["overall"]["distribution"] = in_distribution(bundle, dataset)
     out["baseline"] = {"method": BASELINE_METHOD, "flow": M.rates(y, base), "byte": M.rates(y, base, byts),
@@ -163,7 +170,7 @@ def evaluate(bundle, dataset: Dataset, *, ablation: bool = False, train_config=N
         cfg = train_config or TrainConfig()
         cfg = replace(cfg, port_features=bool(bundle.port_features),
                       **({"target_fpr": float(bundle.target_fpr)} if bundle.target_fpr is not None else {}))
-        out["out_of_distribution"] = group_out(full, base_all, group_by, cfg, inputs=inputs, n_splits=n_splits)
+        out["out_of_distribution"] = group_out(everything, group_by, cfg, inputs=inputs, n_splits=n_splits)
     def matrix(rows):
         return bundle.matrix(table.take(pa.array(rows)))
 
@@ -189,7 +196,7 @@ def evaluate(bundle, dataset: Dataset, *, ablation: bool = False, train_config=N
     out["importance_groups"] = by_group(imp)
     if early_rows is not None:
         ye = (_np(early_rows, "label").astype(str) == "p2p").astype(int)
-        se = bundle.predict_proba(early_rows)
+        se = early_scores
         eb = _np(early_rows, "bidirectional_bytes").astype(np.float64)
         ea = np.where(_np(early_rows, "app").astype(str) == "", "(none)", _np(early_rows, "app").astype(str))
         out["early_verdicts"] = {

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import pyarrow as pa
 
 from training import metrics as M
 from training.crossval import leave_group_out
@@ -43,10 +44,25 @@ def _impl_per_flow(app: np.ndarray) -> np.ndarray:
     return np.array([implementation_of(a) for a in uniq.tolist()], dtype=object)[inv] if len(app) else app
 
 
-def _figures(y, hit, byts, cap, sip, dip, counted, p2p_any) -> dict:
-    """Flow, byte and host rates of one detector on a group's rows (counted: flows that count)."""
+def host_flags(records: dict[str, list[dict]], capture: np.ndarray, src_ip: np.ndarray,
+               dst_ip: np.ndarray) -> np.ndarray:
+    """Host-level verdicts for each flow's source, then each flow's destination (2n values):
+    does a host record of the scorer (models.host_evidence) call that host P2P."""
+    flagged = {(cap, r["ip"]) for cap, recs in (records or {}).items() for r in recs if r.get("verdict") == "p2p"}
+    if not flagged:
+        return np.zeros(2 * len(capture), dtype=bool)
+    caps = np.asarray(capture).astype(str).tolist()
+    return np.array([(c, ip) in flagged for c, ip in zip(caps + caps, np.r_[src_ip, dst_ip].astype(str).tolist())],
+                    dtype=bool)
+
+
+def _figures(y, hit, byts, cap, sip, dip, counted, labelled, hflag=None) -> dict:
+    """Flow, byte and host rates of one detector on a group's rows (counted: flows that count;
+    hosts are those with a labelled flow, flagged by a hit among those or by hflag)."""
+    lab = labelled
+    hf = None if hflag is None else np.r_[hflag[:len(y)][lab], hflag[len(y):][lab]]
     return {"flow": M.rates(y[counted], hit[counted]), "byte": M.rates(y[counted], hit[counted], byts[counted]),
-            "host": M.host_rates(cap, sip, dip, counted & (y == 1), p2p_any, hit)}
+            "host": M.host_rates(cap[lab], sip[lab], dip[lab], (counted & (y == 1))[lab], (y == 1)[lab], hit[lab], hf)}
 
 
 def _top_features(booster, names, X) -> list[str]:
@@ -85,17 +101,25 @@ def flow_list(table, rows: np.ndarray, scores: np.ndarray, threshold: float, boo
              "top_features": feats[i]} for i in range(len(pick))]
 
 
-def group_out(dataset: Dataset, baseline_hit: np.ndarray, group_by: str, config, *, inputs=(),
-              n_splits: int = 5) -> dict:
+def group_out(dataset: Dataset, group_by: str, config, *, inputs=(), n_splits: int = 5) -> dict:
     """The out-of-distribution section of metrics.json (see module doc).
 
-    dataset: labelled flows, early snapshots included (the folds train on them like `train`);
-    baseline_hit: the baseline's verdict per dataset row (final rows are the ones scored).
+    dataset: every flow, unlabelled ones and early snapshots included (the folds train on the
+    labelled rows like `train`; the baseline and the endpoint/host evidence see every whole flow
+    of a capture; the figures count labelled whole flows).
     """
+    from training.baseline import karagiannis
+
     meta = capture_meta(dataset, inputs)
     units = group_units(meta, group_by, n_splits, config.seed)
-    results = leave_group_out(dataset, units, config)
     t = dataset.table
+    final = np.ones(t.num_rows, dtype=bool)
+    if "stage" in t.column_names:
+        final = _np(t, "stage").astype(str) == "final"
+    baseline_hit = np.zeros(t.num_rows, dtype=bool)
+    baseline_hit[final] = karagiannis(t.filter(pa.array(final))).flow
+    labelled = _np(t, "label").astype(str) != ""
+    results = leave_group_out(dataset, units, config)
     y = dataset.y.astype(int)
     byts = _np(t, "bidirectional_bytes").astype(np.float64)
     cap, sip, dip = _np(t, "capture").astype(str), _np(t, "src_ip").astype(str), _np(t, "dst_ip").astype(str)
@@ -103,55 +127,65 @@ def group_out(dataset: Dataset, baseline_hit: np.ndarray, group_by: str, config,
     acc: dict[str, dict] = {}
     for r in results:
         rows = r["rows"]
-        g = acc.setdefault(r["group"], {"rows": [], "scores": [], "hit": [], "counted": [], "skipped": [],
-                                        "captures": 0, "thresholds": [], "missed": [], "false_positives": []})
+        g = acc.setdefault(r["group"], {"rows": [], "scores": [], "hit": [], "counted": [], "hflag": [],
+                                        "skipped": [], "captures": 0, "thresholds": [], "missed": [],
+                                        "false_positives": []})
         g["captures"] += len(r["test"])
-        counted = (y[rows] == 0) | ((impl[rows] == r["implementation"]) if r["implementation"] else True)
+        counted = labelled[rows] & ((y[rows] == 0) | ((impl[rows] == r["implementation"]) if r["implementation"]
+                                                       else True))
         if r["skipped"]:
             g["skipped"].append(r["skipped"])
             scores, hit = np.full(len(rows), np.nan), np.zeros(len(rows), dtype=bool)
+            hflag = np.zeros((2, len(rows)), dtype=bool)
         else:
             scores, hit = r["scores"], r["hit"]
+            hflag = host_flags(r["host_records"], cap[rows], sip[rows], dip[rows]).reshape(2, -1)
             g["thresholds"].append(r["threshold"])
-            for kind, m in (("missed", counted & (y[rows] == 1) & ~hit), ("false_positive", (y[rows] == 0) & hit)):
+            for kind, m in (("missed", counted & (y[rows] == 1) & ~hit), ("false_positive", counted & (y[rows] == 0) & hit)):
                 key = "missed" if kind == "missed" else "false_positives"
                 g[key] += flow_list(t, rows[m], scores[m], r["threshold"], r["booster"], r["feature_names"],
                                     baseline_hit[rows[m]], r["group"], kind)
-        for k, v in (("rows", rows), ("scores", scores), ("hit", hit), ("counted", counted)):
+        for k, v in (("rows", rows), ("scores", scores), ("hit", hit), ("counted", counted), ("hflag", hflag)):
             g[k].append(v)
-    out_groups, pooled = [], {k: [] for k in ("rows", "scores", "hit", "counted")}
+    keys = ("rows", "scores", "hit", "counted")
+    out_groups, pooled = [], {k: [] for k in keys + ("hflag",)}
     for name, g in acc.items():
-        rows, scores, hit, counted = (np.concatenate(g[k]) for k in ("rows", "scores", "hit", "counted"))
+        rows, scores, hit, counted = (np.concatenate(g[k]) for k in keys)
+        hflag = np.concatenate(g["hflag"], axis=1)
         scored = ~np.isnan(scores)
-        row = _group_row(name, g, rows, scores, hit, counted, scored, y, byts, cap, sip, dip, baseline_hit)
+        row = _group_row(name, g, rows, scores, hit, counted, hflag, scored, y, labelled, byts, cap, sip, dip,
+                         baseline_hit)
         out_groups.append(row)
         if name != REAL:
             for k, v in (("rows", rows), ("scores", scores), ("hit", hit), ("counted", counted)):
                 pooled[k].append(v[scored])
+            pooled["hflag"].append(hflag[:, scored])
     out_groups.sort(key=lambda r: (r["group"] == REAL, r["group"]))
     sec = {"group_by": group_by, "method": METHOD, "train_config": config.to_dict(),
            "captures": {name: m for name, m in sorted(meta.items())}, "groups": out_groups}
     if pooled["rows"]:
-        rows, scores, hit, counted = (np.concatenate(pooled[k]) for k in ("rows", "scores", "hit", "counted"))
+        rows, scores, hit, counted = (np.concatenate(pooled[k]) for k in keys)
         sec["pooled"] = _group_row("all generator groups", {"captures": None, "skipped": [], "thresholds": []},
-                                   rows, scores, hit, counted, np.ones(len(rows), bool), y, byts, cap, sip, dip,
-                                   baseline_hit)
+                                   rows, scores, hit, counted, np.concatenate(pooled["hflag"], axis=1),
+                                   np.ones(len(rows), bool), y, labelled, byts, cap, sip, dip, baseline_hit)
     missed = [f for g in acc.values() for f in g["missed"]]
     fps = [f for g in acc.values() for f in g["false_positives"]]
     sec["flows_missed"], sec["flows_false_positive"] = missed, fps
     return sec
 
 
-def _group_row(name, g, rows, scores, hit, counted, scored, y, byts, cap, sip, dip, baseline_hit) -> dict:
-    yr, br, cr, sr, dr = y[rows], byts[rows], cap[rows], sip[rows], dip[rows]
+def _group_row(name, g, rows, scores, hit, counted, hflag, scored, y, labelled, byts, cap, sip, dip,
+               baseline_hit) -> dict:
+    yr, br, cr, sr, dr, lr = y[rows], byts[rows], cap[rows], sip[rows], dip[rows], labelled[rows]
     # side by side on the same flows: those a model scored (all of them when no model could be trained)
     s = scored if scored.any() else np.ones(len(rows), dtype=bool)
     row = {"group": name, "captures": g["captures"], "flows": int((counted & s).sum()),
            "p2p_flows": int((counted & s & (yr == 1)).sum()), "other_flows": int((counted & s & (yr == 0)).sum()),
            "skipped": g["skipped"], "thresholds": g["thresholds"],
-           "baseline": _figures(yr[s], baseline_hit[rows][s], br[s], cr[s], sr[s], dr[s], counted[s], yr[s] == 1)}
+           "baseline": _figures(yr[s], baseline_hit[rows][s], br[s], cr[s], sr[s], dr[s], counted[s], lr[s])}
     if scored.any():
-        row["model"] = _figures(yr[s], hit[s], br[s], cr[s], sr[s], dr[s], counted[s], yr[s] == 1)
+        row["model"] = _figures(yr[s], hit[s], br[s], cr[s], sr[s], dr[s], counted[s], lr[s],
+                                np.r_[hflag[0][s], hflag[1][s]])
         m = s & counted
         row["model"]["recall_at_fpr"] = M.recall_at_fpr(yr[m], scores[m])
         row["model"]["roc_auc"] = M.curves(yr[m], scores[m])["roc_auc"]

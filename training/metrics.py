@@ -125,13 +125,13 @@ def summary(y: np.ndarray, scores: np.ndarray, threshold: float, byte_weights: n
 
 
 def host_rates(capture: np.ndarray, src_ip: np.ndarray, dst_ip: np.ndarray, positive: np.ndarray,
-               p2p: np.ndarray, hit: np.ndarray, host_hit: np.ndarray | None = None) -> dict:
+               p2p: np.ndarray, hit: np.ndarray, host_flag: np.ndarray | None = None) -> dict:
     """Host-level recall and FPR; a host is an IP in a capture (either end of its flows).
 
     A P2P host has a flow in positive (the P2P flows counted); an ordinary host has no P2P
     flow at all (p2p: any p2p-labelled flow); hosts with only uncounted P2P flows are left
-    out. A host is flagged when any of its flows is a hit, or host_hit (per flow: a host-level
-    verdict for the flow's source or destination) says so.
+    out. A host is flagged when any of its flows is a hit, or host_flag says so (2n values: a
+    host-level verdict for each flow's source, then for each flow's destination).
     """
     cap2 = np.r_[np.asarray(capture), np.asarray(capture)].astype(str)
     ip2 = np.r_[np.asarray(src_ip), np.asarray(dst_ip)].astype(str)
@@ -142,11 +142,11 @@ def host_rates(capture: np.ndarray, src_ip: np.ndarray, dst_ip: np.ndarray, posi
 
     def anyof(m: np.ndarray) -> np.ndarray:
         m = np.asarray(m, dtype=bool)
-        m2 = m if len(m) == len(code) else np.r_[m, m]
+        m2 = m if len(m) == len(code) else np.r_[m, m]   # per flow: counts for both of its hosts
         return np.bincount(code, weights=m2.astype(float), minlength=k) > 0
 
     pos, other = anyof(positive), ~anyof(p2p)
-    flag = anyof(hit) | (anyof(host_hit) if host_hit is not None else False)
+    flag = anyof(hit) | (anyof(host_flag) if host_flag is not None else False)
     return {"p2p_hosts": int(pos.sum()), "other_hosts": int(other.sum()), "found": int((pos & flag).sum()),
             "flagged_other": int((other & flag).sum()), "recall": _div((pos & flag).sum(), pos.sum()),
             "fpr": _div((other & flag).sum(), other.sum())}
