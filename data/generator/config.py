@@ -21,6 +21,7 @@ SCENARIOS: tuple[str, ...] = (
     "mixed-office",
     "mixed-home",
     # hard negatives (data.generator.hard_negatives): ordinary traffic with P2P's shape
+    "webrtc",
     "game-udp",
 )
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from data import GenerateError
-from data.generator import capture, clients, labels, namespace, scenarios, verify
+from data.generator import capture, clients, hard_negatives, labels, namespace, scenarios, verify
 from data.generator.config import MAX_FRAME, GenerateConfig
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,9 @@ def missing_requirement(plan: scenarios.Plan) -> str | None:
     need = clients.missing(plan.implementations())
     if need:
         return f"scenario {plan.scenario} runs {', '.join(plan.implementations())}; {need}"
+    need = hard_negatives.missing(kinds)
+    if need:
+        return f"scenario {plan.scenario} runs {', '.join(sorted(kinds))}; {need}"
     return None
 
 

@@ -15,15 +15,22 @@ lobby peers, 63 resolvers and authoritative servers, 64 NTP servers, 65 discover
 
 from __future__ import annotations
 
+import importlib.util
 import random
+import shutil
 from data.generator.labels import pair_rows
 from data.generator.scenarios import AppSpec, _Addresses, _port, dns, web
 
 #: Scenario names this module builds, in the order ``--scenario all`` runs them.
-SCENARIOS: tuple[str, ...] = ("game-udp",)
+SCENARIOS: tuple[str, ...] = ("webrtc", "game-udp")
 
 #: Worker kinds of these apps: kind -> (module under data.generator, its entry function).
-KINDS: dict[str, tuple[str, str]] = {"game": ("gameudp", "run_game")}
+KINDS: dict[str, tuple[str, str]] = {"game": ("gameudp", "run_game"), "webrtc": ("webrtc", "run_webrtc")}
+
+#: What each kind needs beyond the base generator: Python modules and (command, Debian package) pairs.
+_NEEDS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
+    "webrtc": (("aiortc",), (("turnserver", "coturn"),)),
+}
 
 _UDP = (17, 1)  # UDP, and the ICMP port-unreachable a closed peer answers with
 
@@ -54,6 +61,47 @@ def game(rng: random.Random, addr: _Addresses, duration: int, *, players: list[s
     return apps
 
 
+def webrtc(rng: random.Random, addr: _Addresses, duration: int, *, callers: list[str], n_calls: int,
+           relay: bool) -> list[AppSpec]:
+    """``n_calls`` WebRTC calls from ``callers`` to remote peers: audio, sometimes video, data channels
+    (chat or file transfer); with ``relay``, a TURN server relays some calls."""
+    _, remote = addr.block(60)
+    turn = None
+    if relay:
+        turn_ip, _ = addr.block(60)
+        turn = {"ip": turn_ip, "port": rng.choice([3478, 3478, 19302, _port(rng, False)]), "user": "caller",
+                "password": f"{rng.getrandbits(64):x}"}
+    calls = []
+    for i in range(n_calls):
+        start = rng.uniform(0, 0.5 * duration)
+        calls.append({"caller": rng.choice(callers), "callee": remote(2 + rng.randrange(max(2, n_calls))),
+                      "start": round(start, 2), "length": round(rng.uniform(0.3, 1.0) * (duration - start), 2),
+                      "audio": rng.random() < 0.8, "video": i == 0 or rng.random() < 0.2,
+                      "data": rng.choice([None, "chat", "chat", "file"]),
+                      "relay": turn is not None and rng.random() < 0.5})
+        if not (calls[-1]["audio"] or calls[-1]["video"] or calls[-1]["data"]):
+            calls[-1]["data"] = "chat"
+    if turn is not None and not any(c["relay"] for c in calls):
+        calls[-1]["relay"] = True
+    rows = []
+    for c in calls:
+        rows += pair_rows([c["caller"]], [c["callee"]], _UDP, "other", "webrtc")
+        if c["relay"]:
+            rows += pair_rows([c["caller"]], [turn["ip"]], (17, 6, 1), "other", "webrtc-turn")
+            rows += pair_rows([c["callee"]], [turn["ip"]], _UDP, "other", "webrtc-turn")
+    rows = list({(r.src_ip, r.dst_ip, r.protocol, r.app): r for r in rows}.values())
+    params = {"kind": "webrtc", "calls": calls, "turn": turn, "seed": rng.getrandbits(32)}
+    return [AppSpec(name="webrtc", label="other", params=params, rows=rows)]
+
+
+def _webrtc(rng: random.Random, a: _Addresses, d: int, s: float) -> list[AppSpec]:
+    hosts = a.hosts(rng.randint(2, 5))
+    apps = webrtc(rng, a, d, callers=hosts, n_calls=rng.randint(2, 4), relay=rng.random() < 0.7)
+    apps.append(dns(rng, a, d, clients=hosts, storminess=0.3))
+    apps.append(web(rng, a, d, s, tls=True, port=443, clients=hosts, modes=["chat"] * len(hosts), app="https-chat"))
+    return apps
+
+
 def _game_udp(rng: random.Random, a: _Addresses, d: int, s: float) -> list[AppSpec]:
     hosts = a.hosts(rng.randint(4, 8))
     players = rng.sample(hosts, k=rng.randint(2, len(hosts)))
@@ -64,7 +112,15 @@ def _game_udp(rng: random.Random, a: _Addresses, d: int, s: float) -> list[AppSp
     return apps
 
 
-_BUILDERS = {"game-udp": _game_udp}
+_BUILDERS = {"webrtc": _webrtc, "game-udp": _game_udp}
+
+
+def missing(kinds: set[str]) -> str | None:
+    """What to install before apps of ``kinds`` can run, as an instruction, or None."""
+    mods = sorted({m for k in kinds for m in _NEEDS.get(k, ((), ()))[0] if importlib.util.find_spec(m) is None})
+    pkgs = sorted({p for k in kinds for c, p in _NEEDS.get(k, ((), ()))[1] if shutil.which(c) is None})
+    steps = ([f"'pip install {' '.join(mods)}'"] if mods else []) + ([f"'apt-get install {' '.join(pkgs)}'"] if pkgs else [])
+    return f"run {' and '.join(steps)} first" if steps else None
 
 
 def build(scenario: str, rng: random.Random, addr: _Addresses, duration: int, scale: float) -> list[AppSpec]:
