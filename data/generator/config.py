@@ -23,6 +23,7 @@ SCENARIOS: tuple[str, ...] = (
     # hard negatives (data.generator.hard_negatives): ordinary traffic with P2P's shape
     "webrtc",
     "game-udp",
+    "parallel-downloads",
 )
 
 #: Largest frame a 1500-byte-MTU Ethernet link carries (without FCS).

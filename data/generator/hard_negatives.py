@@ -22,14 +22,17 @@ from data.generator.labels import pair_rows
 from data.generator.scenarios import AppSpec, _Addresses, _port, dns, web
 
 #: Scenario names this module builds, in the order ``--scenario all`` runs them.
-SCENARIOS: tuple[str, ...] = ("webrtc", "game-udp")
+SCENARIOS: tuple[str, ...] = ("webrtc", "game-udp", "parallel-downloads")
 
 #: Worker kinds of these apps: kind -> (module under data.generator, its entry function).
-KINDS: dict[str, tuple[str, str]] = {"game": ("gameudp", "run_game"), "webrtc": ("webrtc", "run_webrtc")}
+KINDS: dict[str, tuple[str, str]] = {"game": ("gameudp", "run_game"), "webrtc": ("webrtc", "run_webrtc"),
+                                     "ranged": ("ranged", "run_ranged")}
 
 #: What each kind needs beyond the base generator: Python modules and (command, Debian package) pairs.
 _NEEDS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
     "webrtc": (("aiortc",), (("turnserver", "coturn"),)),
+    "ranged": ((), (("curl", "curl"), ("lftp", "lftp"))),
+    "ssh": ((), (("rsync", "rsync"),)),
 }
 
 _UDP = (17, 1)  # UDP, and the ICMP port-unreachable a closed peer answers with
@@ -102,6 +105,41 @@ def _webrtc(rng: random.Random, a: _Addresses, d: int, s: float) -> list[AppSpec
     return apps
 
 
+def http_app(rng: random.Random, addr: _Addresses, duration: int, scale: float, *, tls: bool, port: int,
+             clients: list[str], modes: list[str], app: str) -> AppSpec:
+    """A ranged-download and sync server; clients download in parallel ranges ('curl'), with lftp
+    ('pget'), or sync small files over long-lived connections ('sync')."""
+    server, _ = addr.block(61)
+    specs = [{"ip": ip, "mode": m, "start": round(rng.uniform(0, 0.2 * duration), 2)} for ip, m in zip(clients, modes)]
+    params = {"kind": "ranged", "server_ip": server, "port": port, "tls": tls, "clients": specs, "scale": scale,
+              "seed": rng.getrandbits(32)}
+    return AppSpec(name=app, label="other", params=params, rows=pair_rows(sorted(set(clients)), [server], (6,), "other", app))
+
+
+def ssh_app(rng: random.Random, addr: _Addresses, duration: int, scale: float, *, clients: list[str], mode: str,
+            app: str) -> AppSpec:
+    """An OpenSSH server (data.generator.ssh) whose clients all run ``mode`` ('rsync' or 'scp')."""
+    server, _ = addr.block(40)
+    specs = [{"ip": ip, "mode": mode, "start": round(rng.uniform(0, 0.2 * duration), 2)} for ip in clients]
+    params = {"kind": "ssh", "server_ip": server, "port": rng.choice([22, 22, 2222]), "clients": specs, "scale": scale,
+              "seed": rng.getrandbits(32)}
+    return AppSpec(name=app, label="other", params=params, rows=pair_rows(sorted(set(clients)), [server], (6,), "other", app))
+
+
+def _parallel_downloads(rng: random.Random, a: _Addresses, d: int, s: float) -> list[AppSpec]:
+    hosts = a.hosts(rng.randint(3, 6))
+    tls = rng.random() < 0.6
+    getters = rng.sample(hosts, k=min(len(hosts), rng.randint(2, 3)))
+    modes = ["curl", "pget"] + [rng.choice(["curl", "pget"]) for _ in getters[2:]]
+    apps = [http_app(rng, a, d, s, tls=tls, port=rng.choice([443, 80, 8080, _port(rng, False)]) if tls else 80,
+                     clients=getters, modes=modes, app="https-ranged" if tls else "http-ranged"),
+            http_app(rng, a, d, s, tls=True, port=443, clients=hosts, modes=["sync"] * len(hosts), app="cloud-sync"),
+            ssh_app(rng, a, d, s, clients=rng.sample(hosts, k=min(len(hosts), 2)), mode="rsync", app="rsync-ssh"),
+            ssh_app(rng, a, d, 5 * s, clients=rng.sample(hosts, k=1), mode="scp", app="scp-large"),
+            dns(rng, a, d, clients=hosts, storminess=0.3)]
+    return apps
+
+
 def _game_udp(rng: random.Random, a: _Addresses, d: int, s: float) -> list[AppSpec]:
     hosts = a.hosts(rng.randint(4, 8))
     players = rng.sample(hosts, k=rng.randint(2, len(hosts)))
@@ -112,7 +150,7 @@ def _game_udp(rng: random.Random, a: _Addresses, d: int, s: float) -> list[AppSp
     return apps
 
 
-_BUILDERS = {"webrtc": _webrtc, "game-udp": _game_udp}
+_BUILDERS = {"webrtc": _webrtc, "game-udp": _game_udp, "parallel-downloads": _parallel_downloads}
 
 
 def missing(kinds: set[str]) -> str | None:

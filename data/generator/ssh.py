@@ -91,8 +91,31 @@ def copy(workdir: Path, client_ip: str, server: str, port: int, rng: random.Rand
         p.unlink(missing_ok=True)
 
 
+def rsync_tree(workdir: Path, client_ip: str, server: str, port: int, rng: random.Random, scale: float) -> None:
+    """rsync over ssh of a folder of many files: the whole folder the first time, then the changed
+    share of it (rsync's delta transfer), pushed to or pulled from the server."""
+    tree = workdir / f"tree-{client_ip}"
+    if not tree.exists():
+        tree.mkdir(parents=True)
+        for i in range(rng.randint(20, 200)):
+            (tree / f"f{i:04d}.dat").write_bytes(os.urandom(int(min(rng.lognormvariate(10.5, 1.5) * scale, 20e6))))
+    else:  # an edited folder: rewrite part of some files, add a few
+        files = sorted(tree.iterdir())
+        for f in rng.sample(files, k=max(1, len(files) // rng.randint(3, 20))):
+            with open(f, "r+b") as fh:
+                fh.seek(rng.randrange(max(1, f.stat().st_size)))
+                fh.write(os.urandom(rng.randint(100, 200_000)))
+        for i in range(rng.randint(0, 5)):
+            (tree / f"n{rng.getrandbits(32):08x}.dat").write_bytes(os.urandom(int(rng.lognormvariate(10, 1.5))))
+    remote = f"root@{server}:{workdir}/mirror-{client_ip}/"
+    shell = " ".join(["ssh", *_ssh_base(workdir, client_ip, port), "-p", str(port)])
+    pull = rng.random() < 0.3 and (workdir / f"mirror-{client_ip}").exists()
+    cmd = ["rsync", "-a", "--delete", "-e", shell] + ([remote, f"{tree}/"] if pull else [f"{tree}/", remote])
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
+
+
 def run_ssh(params: dict[str, Any]) -> None:
-    """params: ``server_ip``, ``port``, ``clients`` (list of {ip, mode ('shell'|'scp'), start}), ``scale``,
+    """params: ``server_ip``, ``port``, ``clients`` (list of {ip, mode ('shell'|'scp'|'rsync'), start}), ``scale``,
     ``seed``, ``until``, ``t0``, ``workdir``."""
     rng = random.Random(params["seed"])
     workdir = Path(params["workdir"])
@@ -108,6 +131,8 @@ def run_ssh(params: dict[str, Any]) -> None:
             try:
                 if spec["mode"] == "shell":
                     interactive(workdir, spec["ip"], params["server_ip"], params["port"], r, until)
+                elif spec["mode"] == "rsync":
+                    rsync_tree(workdir, spec["ip"], params["server_ip"], params["port"], r, params.get("scale", 1.0))
                 else:
                     copy(workdir, spec["ip"], params["server_ip"], params["port"], r, params.get("scale", 1.0))
             except (OSError, subprocess.SubprocessError) as err:
