@@ -1,9 +1,12 @@
-"""BitTorrent swarm with real libtorrent sessions, one per peer, each on its own 127.x address.
+"""BitTorrent swarm of real clients, one per peer, each on its own 127.x address.
 
-Why libtorrent: the product must catch MSE-encrypted BitTorrent as real clients produce it, so the
-generator runs the real protocol engine (handshakes, choking, piece exchange, DHT) rather than an
-imitation. All sessions of one swarm live in one worker process (libtorrent works in its own C++
-threads), which keeps start-up cheap; peers still join and leave at their own times.
+Why real engines: the product must catch MSE-encrypted BitTorrent as real clients produce it, so the
+generator runs real protocol engines (handshakes, choking, piece exchange, DHT) rather than an
+imitation, and more than one of them: libtorrent-rasterbar sessions (``impl`` ``libtorrent``), and
+peers run by independent implementations as child processes (``biglybt``, ``ctorrent``; see their
+modules). All libtorrent sessions of one swarm live in one worker process (libtorrent works in its
+own C++ threads), which keeps start-up cheap; every peer still joins and leaves at its own times.
+Swarms with a ``tracker`` announce to a small HTTP tracker run by the worker (data.generator.tracker).
 """
 
 from __future__ import annotations
@@ -42,26 +45,35 @@ def make_random_payload(directory: Path, size: int, n_files: int, rng: random.Ra
                 left -= len(chunk[:left])
 
 
-def make_torrent(content: Path, piece_size: int) -> bytes:
-    """Build a (non-private) .torrent for the directory ``content``; returns its bencoded bytes."""
+def make_torrent(content: Path, piece_size: int, tracker: str | None = None, v1_only: bool = False) -> bytes:
+    """Build a (non-private) .torrent for the directory ``content``; returns its bencoded bytes.
+
+    ``v1_only``: a BitTorrent v1 torrent (no v2 hashes, no pad files), which every client reads;
+    libtorrent alone otherwise makes a hybrid v1/v2 torrent.
+    """
     import libtorrent as lt
 
     fs = lt.file_storage()
     lt.add_files(fs, str(content))
-    ct = lt.create_torrent(fs, piece_size)
+    ct = lt.create_torrent(fs, piece_size, flags=lt.create_torrent.v1_only if v1_only else 0)
+    if tracker:
+        ct.add_tracker(tracker)
     lt.set_piece_hashes(ct, str(content.parent))
     return lt.bencode(ct.generate())
 
 
-def session_settings(ip: str, port: int, transport: str, up_rate: int, down_rate: int) -> dict[str, Any]:
-    """libtorrent settings for one peer: bound to ``ip``, RC4 forced, no LAN discovery of any kind.
+def session_settings(ip: str, port: int, transport: str, up_rate: int, down_rate: int,
+                     enc: str = "forced") -> dict[str, Any]:
+    """libtorrent settings for one peer: bound to ``ip``, no LAN discovery of any kind.
 
-    ``transport`` is ``tcp`` (MSE over TCP, uTP off) or ``utp`` (MSE over uTP, TCP off).
+    ``transport`` is ``tcp`` (MSE over TCP, uTP off) or ``utp`` (MSE over uTP, TCP off). ``enc`` is
+    ``forced`` (RC4 required both ways), ``prefer`` (encrypted first, plain accepted) or ``plain``.
     LSD, UPnP, NAT-PMP and DHT bootstrap are off so no traffic leaves the labelled address plan.
     """
     import libtorrent as lt
 
     utp = transport == "utp"
+    policy = {"forced": lt.enc_policy.forced, "prefer": lt.enc_policy.enabled, "plain": lt.enc_policy.disabled}[enc]
     return {
         "listen_interfaces": f"{ip}:{port}",
         "outgoing_interfaces": ip,
@@ -71,9 +83,9 @@ def session_settings(ip: str, port: int, transport: str, up_rate: int, down_rate
         "enable_dht": True,
         "dht_bootstrap_nodes": "",
         "enable_ip_notifier": False,
-        "out_enc_policy": int(lt.enc_policy.forced),
-        "in_enc_policy": int(lt.enc_policy.forced),
-        "allowed_enc_level": int(lt.enc_level.rc4),
+        "out_enc_policy": int(policy),
+        "in_enc_policy": int(policy),
+        "allowed_enc_level": int(lt.enc_level.rc4 if enc == "forced" else lt.enc_level.both),
         "prefer_rc4": True,
         "enable_outgoing_utp": utp,
         "enable_incoming_utp": utp,
@@ -103,9 +115,10 @@ class Peer:
         self.spec = spec
         self.torrent = torrent
         self.workdir = workdir
-        self.transport = transport
+        self.transport = spec.get("transport", transport)
         self.session: Any = None
         self.handle: Any = None
+        self._progress = 0.0
 
     def start(self, seed_dir: Path | None) -> None:
         """Open the session and add the torrent (as a seed when ``seed_dir`` holds the data)."""
@@ -113,7 +126,7 @@ class Peer:
 
         s = self.spec
         self.session = lt.session(
-            session_settings(s["ip"], s["port"], self.transport, s["up_rate"], s["down_rate"])
+            session_settings(s["ip"], s["port"], self.transport, s["up_rate"], s["down_rate"], s.get("enc", "forced"))
         )
         _apply_global_peer_class(self.session)
         # Without NAT a peer learns its own address through DHT and PEX and would dial itself;
@@ -144,30 +157,59 @@ class Peer:
     def stop(self) -> None:
         """Leave the swarm: close the session (peers see the connections end)."""
         if self.session is not None:
+            self._progress = self.progress()
             self.session.pause()
             self.session = None
             self.handle = None
 
     def progress(self) -> float:
-        return 0.0 if self.handle is None else float(self.handle.status().progress)
+        return self._progress if self.handle is None else float(self.handle.status().progress)
+
+
+def _make_peer(spec: dict[str, Any], torrent: bytes, torrent_file: Path, workdir: Path, transport: str) -> Any:
+    """The peer object for ``spec['impl']``: start(seed_dir), connect(others), stop(), progress()."""
+    impl = spec.get("impl", "libtorrent")
+    if impl == "libtorrent":
+        return Peer(spec, torrent, workdir, transport)
+    if impl == "biglybt":
+        from data.generator.biglybt import BiglyPeer
+
+        return BiglyPeer(spec, torrent_file, workdir)
+    if impl == "ctorrent":
+        from data.generator.ctorrent import CTorrentPeer
+
+        return CTorrentPeer(spec, torrent_file, workdir)
+    raise ValueError(f"unknown BitTorrent implementation {impl!r}")
 
 
 def run_swarm(params: dict[str, Any]) -> None:
     """Run one swarm until ``params['until']`` (epoch seconds).
 
-    params: ``peers`` (list of {ip, port, online, seed, up_rate, down_rate}; ``online`` lists the
-    [join, leave] intervals in seconds after ``t0``: a peer may leave and come back later),
-    ``size``, ``n_files``, ``piece_size``, ``transport``, ``workdir``, ``seed``.
+    params: ``peers`` (list of {ip, port, online, seed, up_rate, down_rate} and optionally
+    ``impl``, ``enc``, ``transport``; ``online`` lists the [join, leave] intervals in seconds after
+    ``t0``: a peer may leave and come back later), ``size``, ``n_files``, ``piece_size``,
+    ``transport``, ``workdir``, ``seed``, and optionally ``tracker`` ({ip, port, interval, ghosts:
+    [[ip, port], ...]}) and ``v1_only``.
     """
     rng = random.Random(params["seed"])
     workdir = Path(params["workdir"])
     content = workdir / "seed" / "content"
     make_random_payload(content, params["size"], params["n_files"], rng)
-    torrent = make_torrent(content, params["piece_size"])
+    trk = params.get("tracker")
+    url = f"http://{trk['ip']}:{trk['port']}/announce" if trk else None
+    torrent = make_torrent(content, params["piece_size"], url, params.get("v1_only", False))
+    torrent_file = workdir / "swarm.torrent"
+    torrent_file.write_bytes(torrent)
+    server = None
+    if trk:
+        from data.generator import tracker
+
+        ghosts = [(ip, int(port)) for ip, port in trk.get("ghosts", [])]
+        server = tracker.serve(trk["ip"], trk["port"], tracker.Tracker(ghosts, trk.get("interval", 20), params["seed"]))
     t0 = params["t0"]
     until = params["until"]
     specs = params["peers"]
-    peers = [Peer(p, torrent, workdir, params["transport"]) for p in specs]
+    peers = [_make_peer(p, torrent, torrent_file, workdir, params["transport"]) for p in specs]
     live: set[int] = set()
     next_connect = 0.0
     try:
@@ -179,7 +221,8 @@ def run_swarm(params: dict[str, Any]) -> None:
                     # Seeds share one copy of the content; leechers keep their own (partial) copy.
                     p.start(content if spec["seed"] else None)
                     live.add(i)
-                    log.info("peer %s:%s joined (seed=%s)", spec["ip"], spec["port"], spec["seed"])
+                    log.info("peer %s:%s (%s) joined (seed=%s)", spec["ip"], spec["port"], spec.get("impl", "libtorrent"),
+                             spec["seed"])
                 elif not want and i in live:
                     p.stop()
                     live.discard(i)
@@ -192,7 +235,11 @@ def run_swarm(params: dict[str, Any]) -> None:
                 next_connect = time.time() + 3.0
             time.sleep(0.2)
     finally:
-        log.info("swarm progress at end: %s", [round(p.progress(), 2) for p in peers])
+        for i in live:  # client processes quit in parallel: ask them all first, then wait for each
+            getattr(peers[i], "request_stop", lambda: None)()
         for i in live:
             peers[i].stop()
+        log.info("swarm progress at end: %s", [round(p.progress(), 2) for p in peers])
+        if server is not None:
+            server.shutdown()
         os.sync()

@@ -22,11 +22,16 @@ log = logging.getLogger(__name__)
 
 SNAPLEN = 128  # headers only: Ethernet + IP + TCP with options, a few payload bytes at most
 
+#: A client's talk with itself over 127.0.0.1 (BiglyBT's internal sockets) never reaches a wire; no
+#: generated app uses 127.0.0.1, every host has an address of its own.
+_NOT_HOST_INTERNAL = "not (src host 127.0.0.1 and dst host 127.0.0.1)"
+
 
 def start(ns: str, pcap: Path, log_path: Path) -> subprocess.Popen[bytes]:
     """Start tcpdump on ``lo`` in namespace ``ns`` writing ``pcap``; returns once it listens."""
     proc = namespace.popen_in(
-        ns, ["tcpdump", "-i", "lo", "-n", "-Z", "root", "-s", str(SNAPLEN), "-U", "-w", str(pcap)], log_path
+        ns, ["tcpdump", "-i", "lo", "-n", "-Z", "root", "-s", str(SNAPLEN), "-U", "-w", str(pcap), _NOT_HOST_INTERNAL],
+        log_path,
     )
     deadline = time.time() + 10
     while time.time() < deadline:
@@ -89,3 +94,4 @@ def scan(pcap: Path, max_frame: int) -> PcapSummary:
     if off != end:
         raise GenerateError(f"{pcap} has {end - off} trailing bytes; the capture is damaged")
     return PcapSummary(packets=n, max_frame=biggest, oversized=oversized)
+

@@ -8,7 +8,6 @@ reported per implementation it did not see. All three read the names from here.
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 from collections.abc import Iterable, Mapping
@@ -53,22 +52,19 @@ def missing(impls: Iterable[str]) -> str | None:
     return f"run 'apt-get install {' '.join(need)}' first" if need else None
 
 
-def _dpkg_version(package: str) -> str | None:
-    res = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", package], capture_output=True, text=True)
-    return res.stdout.strip() or None if res.returncode == 0 else None
-
-
 def versions(impls: Iterable[str]) -> dict[str, str]:
     """Version strings of the clients behind ``impls`` (libtorrent's comes with the Python versions)."""
     out: dict[str, str] = {}
-    for impl in sorted(set(impls)):
-        if impl == "biglybt":
-            out["biglybt"] = _dpkg_version("biglybt") or "?"
-            res = subprocess.run(["java", "-version"], capture_output=True, text=True)
-            first = (res.stderr or res.stdout).splitlines()
-            out["java"] = first[0].strip() if first else "?"
-        elif impl == "ctorrent":
-            res = subprocess.run(["ctorrent", "-h"], capture_output=True, text=True)
-            m = re.search(r"CTorrent (\S+)", res.stdout + res.stderr)
-            out["ctorrent"] = m.group(1) if m else (_dpkg_version("ctorrent") or "?")
+    impls = set(impls)
+    if "biglybt" in impls:
+        from data.generator import biglybt
+
+        out["biglybt"] = biglybt.version()
+        res = subprocess.run(["java", "-version"], capture_output=True, text=True)
+        first = (res.stderr or res.stdout).splitlines()
+        out["java"] = first[0].strip() if first else "?"
+    if "ctorrent" in impls:
+        from data.generator import ctorrent
+
+        out["ctorrent"] = ctorrent.version()
     return out

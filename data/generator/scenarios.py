@@ -3,7 +3,7 @@
 Address plan (labels by construction): every server owns a unique 127.K.N.1 address and every
 swarm its 127.K.N.x peers; client hosts may be shared between apps (a home host browses, resolves
 names and seeds a torrent), but a given address *pair* belongs to exactly one app, so the pair
-names the app. K per app family: 10-12 BitTorrent, 20 HTTPS, 22 HTTP, 24 QUIC, 30 DNS, 40 SSH, 50 client hosts.
+names the app. K per app family: 10-12 libtorrent swarms, 13 swarms of several implementations, 20 HTTPS, 22 HTTP, 24 QUIC, 30 DNS, 40 SSH, 50 client hosts.
 """
 
 from __future__ import annotations
@@ -72,10 +72,32 @@ def _port(rng: random.Random, common: bool) -> int:
             return port
 
 
+_RATES = (0, 0, 150_000, 400_000, 1_000_000, 3_000_000)
+
+
+def _schedule(rng: random.Random, duration: int, seed: bool, first: bool, latest: float = 0.5) -> list[list[float]]:
+    """When a peer is online: the first seed from the start, others join in the first ``latest``
+    share of the run; a quarter of leechers leave early, half of those come back later."""
+    start = 0.0 if seed and first else rng.uniform(0, latest * duration)
+    online = [[round(start, 2), duration + 60]]
+    if not seed and rng.random() < 0.25:  # leaves early, and maybe comes back later
+        leave = rng.uniform(start + 0.3 * (duration - start), duration)
+        online[0][1] = round(leave, 2)
+        back = leave + rng.uniform(2, max(3, 0.2 * duration))
+        if rng.random() < 0.5 and back < duration - 3:
+            online.append([round(back, 2), duration + 60])
+    return online
+
+
+def _content(rng: random.Random, scale: float) -> dict[str, Any]:
+    return {"size": int(min(rng.lognormvariate(math.log(3e6 * scale), 0.4), 400e6)), "n_files": rng.randint(1, 4),
+            "piece_size": rng.choice([16384, 32768, 65536, 262144])}
+
+
 def swarm(rng: random.Random, addr: _Addresses, duration: int, scale: float, *, transport: str,
           n_peers: int, members: Sequence[str] = (), common_ports: float = 0.0, default_ports: float = 0.0,
           app: str = "") -> AppSpec:
-    """A swarm of ``n_peers`` (plus ``members``, hosts shared with other apps).
+    """A libtorrent swarm of ``n_peers`` (plus ``members``, hosts shared with other apps).
 
     Each peer listens on a well-known service port with probability ``common_ports``, on
     BitTorrent's classic 6881-6889 with probability ``default_ports``, else on a random port.
@@ -83,38 +105,77 @@ def swarm(rng: random.Random, addr: _Addresses, duration: int, scale: float, *, 
     _, host = addr.block(12 if common_ports else {"tcp": 10, "utp": 11}[transport])
     ips = list(members) + [host(h) for h in range(2, 2 + n_peers)]
     n_seeds = max(1, min(len(ips) // 4, rng.randint(1, 3)))
-    rates = [0, 0, 150_000, 400_000, 1_000_000, 3_000_000]
     peers = []
     for i, ip in enumerate(ips):
         seed = i >= len(members) and i - len(members) < n_seeds
-        start = 0.0 if seed and i == len(members) else rng.uniform(0, 0.5 * duration)
-        online = [[round(start, 2), duration + 60]]
-        if not seed and rng.random() < 0.25:  # leaves early, and maybe comes back later
-            leave = rng.uniform(start + 0.3 * (duration - start), duration)
-            online[0][1] = round(leave, 2)
-            back = leave + rng.uniform(2, max(3, 0.2 * duration))
-            if rng.random() < 0.5 and back < duration - 3:
-                online.append([round(back, 2), duration + 60])
+        online = _schedule(rng, duration, seed, i == len(members))
         peers.append({
             "ip": ip,
             "port": rng.randint(6881, 6889) if rng.random() < default_ports else _port(rng, rng.random() < common_ports),
             "online": online,
             "seed": seed,
-            "up_rate": rng.choice(rates) * (1 if scale <= 1 else int(scale)),
-            "down_rate": rng.choice(rates[:4]),
+            "up_rate": rng.choice(_RATES) * (1 if scale <= 1 else int(scale)),
+            "down_rate": rng.choice(_RATES[:4]),
         })
-    size = int(min(rng.lognormvariate(math.log(3e6 * scale), 0.4), 400e6))
-    params = {
-        "kind": "bt-swarm",
-        "transport": transport,
-        "peers": peers,
-        "size": size,
-        "n_files": rng.randint(1, 4),
-        "piece_size": rng.choice([16384, 32768, 65536, 262144]),
-        "seed": rng.getrandbits(32),
-    }
+    params = {"kind": "bt-swarm", "transport": transport, "peers": peers, **_content(rng, scale),
+              "seed": rng.getrandbits(32)}
     name = app or ("libtorrent-utp" if transport == "utp" else "libtorrent-mse")
     return AppSpec(name=name, label="p2p", params=params, rows=pair_rows(ips, ips, (6, 17, 1), "p2p", name))
+
+
+def pair_app(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """The ``app`` of connections between swarm peers ``a`` and ``b``: ``<implementations>-<variant>``.
+
+    Implementations joined by ``+`` when they differ (``biglybt+libtorrent-mse``). Variant: ``utp``
+    (libtorrent over uTP), ``mse`` (both speak MSE), ``plain`` (one side cannot and the other
+    accepts plain), ``refused`` (one side requires MSE, the other cannot: handshakes that fail).
+    """
+    impls = "+".join(sorted({a.get("impl", "libtorrent"), b.get("impl", "libtorrent")}))
+    encs = {a.get("enc", "forced"), b.get("enc", "forced")}
+    if a.get("transport") == b.get("transport") == "utp":
+        variant = "utp"
+    elif "plain" in encs:
+        variant = "refused" if "forced" in encs else "plain"
+    else:
+        variant = "mse"
+    return f"{impls}-{variant}"
+
+
+def impl_swarm(rng: random.Random, addr: _Addresses, duration: int, scale: float, *,
+               peers: Sequence[tuple[str, str]], n_seeds: int, n_ghosts: int, app: str) -> AppSpec:
+    """A swarm of several BitTorrent implementations around an HTTP tracker, with gone peers.
+
+    ``peers`` lists (implementation, encryption) per peer; the first ``n_seeds`` seed. The tracker
+    (the block's .1) also hands out ``n_ghosts`` addresses where nothing listens. Labels name the
+    implementations of each address pair (:func:`pair_app`); tracker connections are
+    ``<impl>-tracker``, dials to gone peers ``<impl>-unreachable``.
+    """
+    tracker_ip, host = addr.block(13)
+    specs = []
+    for i, (impl, enc) in enumerate(peers):
+        seed = i < n_seeds
+        # JVM start-up takes seconds: BiglyBT peers join early so that they trade within short runs.
+        latest = 0.15 if impl == "biglybt" else 0.4
+        specs.append({
+            "ip": host(2 + i), "port": _port(rng, False), "impl": impl, "enc": enc, "transport": "tcp",
+            "online": _schedule(rng, duration, seed, i == 0, latest), "seed": seed,
+            "up_rate": rng.choice(_RATES[2:]) * (1 if scale <= 1 else int(scale)),
+            "down_rate": rng.choice((0, 0, 400_000, 1_000_000)),
+        })
+    ghosts = [[host(200 + g), _port(rng, False)] for g in range(n_ghosts)]
+    params = {"kind": "bt-swarm", "transport": "tcp", "peers": specs, **_content(rng, scale), "v1_only": True,
+              "tracker": {"ip": tracker_ip, "port": rng.choice([6969, 80, 8080, 2710, _port(rng, False)]),
+                          "interval": 20, "ghosts": ghosts},
+              "seed": rng.getrandbits(32)}
+    rows = []
+    for i, a in enumerate(specs):
+        impl = a["impl"]
+        # UDP too: BiglyBT probes for a UDP tracker on the HTTP tracker's port (ICMP answers it).
+        rows += pair_rows([a["ip"]], [tracker_ip], (6, 17, 1), "p2p", f"{impl}-tracker")
+        rows += pair_rows([a["ip"]], [g[0] for g in ghosts], (6, 17, 1), "p2p", f"{impl}-unreachable")
+        for b in specs[i + 1:]:
+            rows += pair_rows([a["ip"]], [b["ip"]], (6, 17, 1), "p2p", pair_app(a, b))
+    return AppSpec(name=app, label="p2p", params=params, rows=rows)
 
 
 def web(rng: random.Random, addr: _Addresses, duration: int, scale: float, *, tls: bool, port: int,
@@ -183,6 +244,22 @@ def build(scenario: str, seed: int, duration: int, scale: float) -> Plan:
                           app="libtorrent-mse"))
         apps.append(swarm(rng, a, d, s, transport="utp", n_peers=_peers(rng, s), common_ports=0.7,
                           app="libtorrent-utp"))
+    elif scenario == "p2p-biglybt":
+        peers = [("biglybt", rng.choice(["forced", "forced", "prefer"])) for _ in range(3 + int(s > 1))]
+        apps.append(impl_swarm(rng, a, d, s, peers=peers, n_seeds=1, n_ghosts=rng.randint(1, 2), app="biglybt-swarm"))
+    elif scenario == "p2p-ctorrent":
+        peers = [("ctorrent", "plain")] * rng.randint(4, 6 + int(2 * s))
+        apps.append(impl_swarm(rng, a, d, s, peers=peers, n_seeds=rng.randint(1, 2), n_ghosts=rng.randint(1, 3),
+                               app="ctorrent-swarm"))
+    elif scenario == "p2p-mixed-impl":
+        # A libtorrent seed that also speaks plain (so ctorrent can fetch from it), then a shuffled mix;
+        # a second seed may be of any implementation.
+        rest = ([("libtorrent", rng.choice(["forced", "prefer", "prefer"])) for _ in range(rng.randint(1, 3))]
+                + [("biglybt", rng.choice(["forced", "prefer"])) for _ in range(rng.randint(1, 2))]
+                + [("ctorrent", "plain") for _ in range(rng.randint(1, 3))])
+        rng.shuffle(rest)
+        apps.append(impl_swarm(rng, a, d, s, peers=[("libtorrent", "prefer")] + rest, n_seeds=rng.randint(1, 2),
+                               n_ghosts=rng.randint(1, 3), app="mixed-impl-swarm"))
     elif scenario == "web":
         hosts = a.hosts(rng.randint(4, 12))
         apps.append(web(rng, a, d, s, tls=True, port=443, clients=hosts, modes=["browse"] * len(hosts),
