@@ -27,6 +27,7 @@ SCENARIOS: tuple[str, ...] = (
     "webrtc",
     "game-udp",
     "parallel-downloads",
+    "lan-services",
 )
 
 #: Largest frame a 1500-byte-MTU Ethernet link carries (without FCS).

@@ -22,11 +22,12 @@ from data.generator.labels import pair_rows
 from data.generator.scenarios import AppSpec, _Addresses, _port, dns, web
 
 #: Scenario names this module builds, in the order ``--scenario all`` runs them.
-SCENARIOS: tuple[str, ...] = ("webrtc", "game-udp", "parallel-downloads")
+SCENARIOS: tuple[str, ...] = ("webrtc", "game-udp", "parallel-downloads", "lan-services")
 
 #: Worker kinds of these apps: kind -> (module under data.generator, its entry function).
 KINDS: dict[str, tuple[str, str]] = {"game": ("gameudp", "run_game"), "webrtc": ("webrtc", "run_webrtc"),
-                                     "ranged": ("ranged", "run_ranged")}
+                                     "ranged": ("ranged", "run_ranged"), "resolver": ("lanservices", "run_resolver"),
+                                     "ntp": ("lanservices", "run_ntp"), "discovery": ("lanservices", "run_discovery")}
 
 #: What each kind needs beyond the base generator: Python modules and (command, Debian package) pairs.
 _NEEDS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
@@ -140,6 +141,58 @@ def _parallel_downloads(rng: random.Random, a: _Addresses, d: int, s: float) -> 
     return apps
 
 
+_SERVICES = ("_googlecast._tcp.local", "_airplay._tcp.local", "_ipp._tcp.local", "_spotify-connect._tcp.local",
+             "_hap._tcp.local", "_raop._tcp.local", "_printer._tcp.local", "_companion-link._tcp.local")
+
+
+def resolver(rng: random.Random, addr: _Addresses, *, clients: list[str], n_auths: int, hit_rate: float,
+             storminess: float) -> AppSpec:
+    """A recursive resolver for ``clients`` that walks root, TLD and ``n_auths`` authoritative servers."""
+    me, _ = addr.block(63)
+    _, up = addr.block(63)
+    roots = [up(h) for h in range(2, 2 + rng.randint(2, 4))]
+    tlds = [up(h) for h in range(20, 20 + rng.randint(2, 4))]
+    auths = [up(h) for h in range(40, 40 + n_auths)]
+    params = {"kind": "resolver", "resolver_ip": me, "roots": roots, "tlds": tlds, "auths": auths,
+              "clients": [{"ip": ip, "start": round(rng.uniform(0, 3), 2)} for ip in clients], "hit_rate": hit_rate,
+              "storminess": storminess, "seed": rng.getrandbits(32)}
+    rows = pair_rows(clients, [me], _UDP, "other", "dns-resolver") + pair_rows([me], roots + tlds + auths, _UDP, "other",
+                                                                                "dns-upstream")
+    return AppSpec(name="dns-resolver", label="other", params=params, rows=rows)
+
+
+def ntp(rng: random.Random, addr: _Addresses, *, clients: list[str], n_servers: int) -> AppSpec:
+    """NTP servers (a pool of ``n_servers``) polled by every client."""
+    _, host = addr.block(64)
+    servers = [host(h) for h in range(1, 1 + n_servers)]
+    params = {"kind": "ntp", "servers": servers, "seed": rng.getrandbits(32),
+              "clients": [{"ip": ip, "start": round(rng.uniform(0, 5), 2), "port123": rng.random() < 0.5}
+                          for ip in clients]}
+    return AppSpec(name="ntp", label="other", params=params, rows=pair_rows(clients, servers, _UDP, "other", "ntp"))
+
+
+def discovery(rng: random.Random, addr: _Addresses, *, hosts: list[str], n_devices: int) -> AppSpec:
+    """mDNS and SSDP among ``hosts`` and ``n_devices`` LAN devices (TVs, speakers, printers)."""
+    _, host = addr.block(65)
+    devices = [{"ip": host(h), "name": f"dev-{rng.getrandbits(32):08x}", "ssdp": rng.random() < 0.6,
+                "services": rng.sample(_SERVICES, k=rng.randint(1, 3))} for h in range(2, 2 + n_devices)]
+    everyone = list(hosts) + [d["ip"] for d in devices]
+    rows = (pair_rows(everyone, ["224.0.0.251"], (17,), "other", "mdns")
+            + pair_rows(everyone, ["239.255.255.250"], (17,), "other", "ssdp")
+            + pair_rows([d["ip"] for d in devices], hosts, _UDP, "other", "ssdp"))
+    params = {"kind": "discovery", "hosts": hosts, "devices": devices, "seed": rng.getrandbits(32)}
+    return AppSpec(name="mdns-ssdp", label="other", params=params, rows=rows)
+
+
+def _lan_services(rng: random.Random, a: _Addresses, d: int, s: float) -> list[AppSpec]:
+    hosts = a.hosts(rng.randint(6, 16))
+    return [resolver(rng, a, clients=hosts, n_auths=rng.randint(10, 40), hit_rate=rng.uniform(0.3, 0.7),
+                     storminess=rng.choice([0.5, 1.0, 2.0])),
+            ntp(rng, a, clients=hosts, n_servers=rng.randint(2, 4)),
+            discovery(rng, a, hosts=rng.sample(hosts, k=rng.randint(2, min(6, len(hosts)))), n_devices=rng.randint(3, 8)),
+            web(rng, a, d, s, tls=True, port=443, clients=hosts[:3], modes=["browse"] * 3, app="https-browse")]
+
+
 def _game_udp(rng: random.Random, a: _Addresses, d: int, s: float) -> list[AppSpec]:
     hosts = a.hosts(rng.randint(4, 8))
     players = rng.sample(hosts, k=rng.randint(2, len(hosts)))
@@ -150,7 +203,8 @@ def _game_udp(rng: random.Random, a: _Addresses, d: int, s: float) -> list[AppSp
     return apps
 
 
-_BUILDERS = {"webrtc": _webrtc, "game-udp": _game_udp, "parallel-downloads": _parallel_downloads}
+_BUILDERS = {"webrtc": _webrtc, "game-udp": _game_udp, "parallel-downloads": _parallel_downloads,
+             "lan-services": _lan_services}
 
 
 def missing(kinds: set[str]) -> str | None:
