@@ -12,6 +12,7 @@ import signal
 import struct
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,10 +28,14 @@ SNAPLEN = 128  # headers only: Ethernet + IP + TCP with options, a few payload b
 _NOT_HOST_INTERNAL = "not (src host 127.0.0.1 and dst host 127.0.0.1)"
 
 
-def start(ns: str, pcap: Path, log_path: Path) -> subprocess.Popen[bytes]:
-    """Start tcpdump on ``lo`` in namespace ``ns`` writing ``pcap``; returns once it listens."""
+def start(ns: str, pcap: Path, log_path: Path, hosts: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+    """Start tcpdump on ``lo`` in namespace ``ns`` writing ``pcap``; returns once it listens.
+
+    ``hosts``: a vantage point; only packets to or from these addresses are kept (empty: all)."""
+    keep = f"({' or '.join(f'host {h}' for h in hosts)}) and " if hosts else ""
     proc = namespace.popen_in(
-        ns, ["tcpdump", "-i", "lo", "-n", "-Z", "root", "-s", str(SNAPLEN), "-U", "-w", str(pcap), _NOT_HOST_INTERNAL],
+        ns, ["tcpdump", "-i", "lo", "-n", "-Z", "root", "-s", str(SNAPLEN), "-U", "-w", str(pcap),
+             keep + _NOT_HOST_INTERNAL],
         log_path,
     )
     deadline = time.time() + 10

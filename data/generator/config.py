@@ -23,6 +23,8 @@ SCENARIOS: tuple[str, ...] = (
     "quic",
     "mixed-office",
     "mixed-home",
+    # swarms that behave like real ones (data.generator.realistic): a DHT of hundreds of nodes, trackers, LSD
+    "p2p-dht-swarm",
     # hard negatives (data.generator.hard_negatives): ordinary traffic with P2P's shape
     "webrtc",
     "game-udp",

@@ -160,7 +160,7 @@ def run_scenario(name: str, config: GenerateConfig) -> dict[str, Any]:
             namespace.create(ns, plan.rate_mbit)
             tls = any(a.params.get("tls") for a in plan.apps)
             cert, key = _make_cert(workdir) if tls else (None, None)
-            cap = capture.start(ns, tmp_pcap, workdir / "tcpdump.log")
+            cap = capture.start(ns, tmp_pcap, workdir / "tcpdump.log", hosts=plan.vantage())
             t0 = time.time() + 1.5
             until = t0 + config.duration
             for i, app in enumerate(plan.apps):

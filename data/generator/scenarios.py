@@ -27,6 +27,8 @@ class AppSpec:
     label: str
     params: dict[str, Any]
     rows: list[LabelRow] = field(default_factory=list)
+    #: Addresses a vantage point sees: the capture keeps only their packets (empty: every packet).
+    vantage: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -39,6 +41,10 @@ class Plan:
 
     def rows(self) -> list[LabelRow]:
         return [r for a in self.apps for r in a.rows]
+
+    def vantage(self) -> list[str]:
+        """Sorted addresses whose packets the capture keeps (the apps' vantage); empty: keep all."""
+        return sorted({ip for a in self.apps for ip in a.vantage})
 
     def implementations(self) -> list[str]:
         """Sorted BitTorrent implementations that run in this plan (a swarm peer's ``impl``)."""
@@ -327,9 +333,10 @@ def build(scenario: str, seed: int, duration: int, scale: float) -> Plan:
             apps.append(swarm(rng, a, d, s, transport="utp", n_peers=_peers(rng, s, 3, 10), members=[],
                               default_ports=0.2))
     else:
-        from data.generator import hard_negatives  # it imports this module: loaded on first use
+        from data.generator import hard_negatives, realistic  # they import this module: loaded on first use
 
-        if scenario not in hard_negatives.SCENARIOS:
+        family = next((m for m in (hard_negatives, realistic) if scenario in m.SCENARIOS), None)
+        if family is None:
             raise ValueError(f"unknown scenario {scenario!r}")
-        apps += hard_negatives.build(scenario, rng, a, d, s)
+        apps += family.build(scenario, rng, a, d, s)
     return Plan(scenario=scenario, rate_mbit=rate, apps=apps)

@@ -40,11 +40,12 @@ def main(argv: list[str]) -> int:
     else:
         from importlib import import_module
 
-        from data.generator.hard_negatives import KINDS
+        from data.generator import hard_negatives, realistic
 
-        if kind not in KINDS:
+        kinds = {**hard_negatives.KINDS, **realistic.KINDS}
+        if kind not in kinds:
             raise SystemExit(f"unknown app kind {kind!r}")
-        module, entry = KINDS[kind]
+        module, entry = kinds[kind]
         getattr(import_module(f"data.generator.{module}"), entry)(params)
     return 0
 
