@@ -30,6 +30,7 @@ SCENARIOS: tuple[str, ...] = (
     "game-udp",
     "parallel-downloads",
     "lan-services",
+    "vpn",
 )
 
 #: Largest frame a 1500-byte-MTU Ethernet link carries (without FCS).

@@ -22,18 +22,20 @@ from data.generator.labels import pair_rows
 from data.generator.scenarios import AppSpec, _Addresses, _port, dns, web
 
 #: Scenario names this module builds, in the order ``--scenario all`` runs them.
-SCENARIOS: tuple[str, ...] = ("webrtc", "game-udp", "parallel-downloads", "lan-services")
+SCENARIOS: tuple[str, ...] = ("webrtc", "game-udp", "parallel-downloads", "lan-services", "vpn")
 
 #: Worker kinds of these apps: kind -> (module under data.generator, its entry function).
 KINDS: dict[str, tuple[str, str]] = {"game": ("gameudp", "run_game"), "webrtc": ("webrtc", "run_webrtc"),
                                      "ranged": ("ranged", "run_ranged"), "resolver": ("lanservices", "run_resolver"),
-                                     "ntp": ("lanservices", "run_ntp"), "discovery": ("lanservices", "run_discovery")}
+                                     "ntp": ("lanservices", "run_ntp"), "discovery": ("lanservices", "run_discovery"),
+                                     "vpn": ("vpn", "run_vpn")}
 
 #: What each kind needs beyond the base generator: Python modules and (command, Debian package) pairs.
 _NEEDS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
     "webrtc": (("aiortc",), (("turnserver", "coturn"),)),
     "ranged": ((), (("curl", "curl"), ("lftp", "lftp"))),
     "ssh": ((), (("rsync", "rsync"),)),
+    "vpn": (("cryptography",), ()),
 }
 
 _UDP = (17, 1)  # UDP, and the ICMP port-unreachable a closed peer answers with
@@ -193,6 +195,27 @@ def _lan_services(rng: random.Random, a: _Addresses, d: int, s: float) -> list[A
             web(rng, a, d, s, tls=True, port=443, clients=hosts[:3], modes=["browse"] * 3, app="https-browse")]
 
 
+def vpn(rng: random.Random, addr: _Addresses, duration: int, scale: float, *, clients: list[str],
+        modes: list[str]) -> AppSpec:
+    """A WireGuard-like gateway; each client browses or downloads from a server behind it through the tunnel."""
+    gw, _ = addr.block(66)
+    specs = [{"ip": ip, "port": _port(rng, False), "inner": f"192.0.2.{66 + i}", "mode": m,
+              "start": round(rng.uniform(1, 0.2 * duration + 1), 2)} for i, (ip, m) in enumerate(zip(clients, modes))]
+    params = {"kind": "vpn", "gateway_ip": gw, "gw_port": rng.choice([51820, 51820, 1194, 4500, 443, _port(rng, False)]),
+              "port": 443, "tls": True, "clients": specs, "keepalive": rng.choice([10, 25]), "rekey": 120,
+              "scale": scale, "seed": rng.getrandbits(32)}
+    return AppSpec(name="vpn-wireguard", label="other", params=params,
+                   rows=pair_rows(clients, [gw], _UDP, "other", "vpn-wireguard"))
+
+
+def _vpn(rng: random.Random, a: _Addresses, d: int, s: float) -> list[AppSpec]:
+    hosts = a.hosts(rng.randint(2, 5))
+    tunnelled = hosts[: rng.randint(1, min(3, len(hosts)))]
+    return [vpn(rng, a, d, s, clients=tunnelled, modes=[rng.choice(["browse", "bulk", "stream"]) for _ in tunnelled]),
+            dns(rng, a, d, clients=hosts, storminess=0.3),
+            web(rng, a, d, s, tls=True, port=443, clients=hosts, modes=["browse"] * len(hosts), app="https-browse")]
+
+
 def _game_udp(rng: random.Random, a: _Addresses, d: int, s: float) -> list[AppSpec]:
     hosts = a.hosts(rng.randint(4, 8))
     players = rng.sample(hosts, k=rng.randint(2, len(hosts)))
@@ -204,7 +227,7 @@ def _game_udp(rng: random.Random, a: _Addresses, d: int, s: float) -> list[AppSp
 
 
 _BUILDERS = {"webrtc": _webrtc, "game-udp": _game_udp, "parallel-downloads": _parallel_downloads,
-             "lan-services": _lan_services}
+             "lan-services": _lan_services, "vpn": _vpn}
 
 
 def missing(kinds: set[str]) -> str | None:
