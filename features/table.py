@@ -1,11 +1,11 @@
-"""The Parquet flow table: columns to Arrow, atomic writes, versioned reads."""
+"""The Parquet flow table: columns to Arrow, safe writes (p2pdetect.outputs), versioned reads."""
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 
 from features.config import ExtractConfig
 from features.schema import META_CONFIG, META_SCHEMA_VERSION, SCHEMA_VERSION
-from p2pdetect.errors import BadDatasetError, OutputError
+from p2pdetect.errors import BadDatasetError
+from p2pdetect.outputs import open_output
 
 
 def to_arrow(cols: dict[str, np.ndarray]) -> pa.Table:
@@ -34,63 +35,13 @@ def with_metadata(table: pa.Table, config: ExtractConfig) -> pa.Table:
     return table.replace_schema_metadata(meta)
 
 
-def check_output_path(path: str | os.PathLike) -> Path:
-    """Fail early (before long work) when an output file cannot be written."""
-    path = Path(path)
-    if path.is_dir():
-        raise OutputError(f"{path}: is a directory; give a file name for the output")
-    return _check_parent(path)
-
-
-def check_output_dir(path: str | os.PathLike, what: str, replaceable) -> Path:
-    """Fail early when an output directory (a model bundle, a report) cannot be written.
-
-    An existing directory may be replaced only when replaceable(path) says it holds an
-    earlier output of the same kind (or nothing); anything else is refused.
-    """
-    path = Path(path)
-    _check_parent(path)
-    if path.exists():
-        if not path.is_dir():
-            raise OutputError(f"{path}: exists and is not a directory; choose another {what} directory")
-        if any(True for _ in path.iterdir()) and not replaceable(path):
-            raise OutputError(f"{path}: directory exists and is not a {what}; choose a new or empty directory")
-    return path
-
-
-def _check_parent(path: Path) -> Path:
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise OutputError(f"{path}: directory {parent} does not exist; create it or choose another output path")
-    try:  # a real probe: access() says yes to root even on read-only file systems
-        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as err:
-        raise OutputError(f"{path}: cannot write in {parent} ({err.strerror}); "
-                          f"choose another output path") from err
-    return path
-
-
-def atomic_write(path: str | os.PathLike, write) -> None:
-    """Call write(tmp_path), then rename into place: no half-written output, ever."""
-    path = check_output_path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except OSError as err:
-        raise OutputError(f"{path}: cannot write ({err.strerror or err}); check free space and permissions") from err
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def write_flow_table(table: pa.Table, path: str | os.PathLike, config: ExtractConfig) -> None:
-    """Write a flow table with its schema version and extract settings, atomically."""
+def write_flow_table(table: pa.Table, path: str | os.PathLike, config: ExtractConfig, *,
+                     inputs: Iterable[str | os.PathLike] = ()) -> None:
+    """Write a flow table with its schema version and extract settings: a file atomically, a
+    device, FIFO or standard output as a stream (p2pdetect.outputs); never over an input."""
     table = with_metadata(table, config)
-    atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+    with open_output(path, inputs=inputs) as fh:
+        pq.write_table(table, fh, compression="zstd")
 
 
 def read_flow_table(path: str | os.PathLike) -> tuple[pa.Table, ExtractConfig]:

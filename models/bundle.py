@@ -18,7 +18,6 @@ import json
 import os
 import platform
 import shutil
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -26,8 +25,8 @@ import numpy as np
 
 from features.config import ExtractConfig
 from features.schema import PORT_FEATURES, SCHEMA_VERSION, TIMING_FEATURES, feature_columns
-from features.table import check_output_dir
 from p2pdetect.errors import BadConfigError, BadModelError, OutputError
+from p2pdetect.outputs import check_output_dir, commit_dir, new_output_dir
 
 #: The shipped model, inside the package directory.
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default"
@@ -218,31 +217,9 @@ def load_bundle(path: str | os.PathLike | None = None, *, num_threads: int = 1) 
     return ModelBundle(path, booster, meta, num_threads=num_threads)
 
 
-def check_bundle_path(path: str | os.PathLike) -> Path:
-    """Fail early (before training) when a bundle cannot be written at path."""
-    return check_output_dir(path, "model bundle", lambda p: (p / MANIFEST_FILE).is_file())
-
-
-def _replace_dir(tmp: Path, path: Path) -> None:
-    """Move tmp into place as path; an existing bundle there is replaced, anything else refused."""
-    if path.exists():
-        if not path.is_dir():
-            raise OutputError(f"{path}: exists and is not a directory; choose another model directory")
-        contents = {p.name for p in path.iterdir()}
-        if contents and MANIFEST_FILE not in contents:
-            raise OutputError(f"{path}: directory exists and is not a model bundle; "
-                              f"choose a new or empty directory")
-        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
-        os.replace(path, old / path.name)
-        try:
-            os.replace(tmp, path)
-        except OSError:
-            os.replace(old / path.name, path)
-            raise
-        finally:
-            shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, path)
+def check_bundle_path(path: str | os.PathLike, *, inputs=()) -> Path:
+    """Fail early (before training) when a bundle cannot be written at path (nor over inputs)."""
+    return check_output_dir(path, "model bundle", lambda p: (p / MANIFEST_FILE).is_file(), inputs=inputs)
 
 
 def save_bundle(path: str | os.PathLike, booster, *, feature_names: list[str],
@@ -250,7 +227,6 @@ def save_bundle(path: str | os.PathLike, booster, *, feature_names: list[str],
                 training: dict, metrics: dict) -> ModelBundle:
     """Write a bundle atomically (temp dir, then rename) and return it loaded and verified."""
     path = check_bundle_path(path)
-    parent = path.parent if str(path.parent) else Path(".")
     if booster.feature_name() != list(feature_names):
         raise ValueError("booster feature names differ from feature_names")
     model_text = booster.model_to_string().encode("utf-8")
@@ -271,19 +247,15 @@ def save_bundle(path: str | os.PathLike, booster, *, feature_names: list[str],
         "libraries": library_versions(),
     }
     meta_bytes = (json.dumps(meta, indent=2, sort_keys=False, default=_json_default) + "\n").encode("utf-8")
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
-    except OSError as err:
-        raise OutputError(f"{path}: cannot create a directory in {parent} ({err.strerror}); "
-                          f"check permissions") from err
+    tmp = new_output_dir(path)
     try:
         (tmp / MODEL_FILE).write_bytes(model_text)
         (tmp / METADATA_FILE).write_bytes(meta_bytes)
         manifest = "".join(f"{_sha256(data)}  {name}\n"
                            for name, data in ((MODEL_FILE, model_text), (METADATA_FILE, meta_bytes)))
         (tmp / MANIFEST_FILE).write_text(manifest, encoding="utf-8")
-        os.chmod(tmp, 0o755)
-        _replace_dir(tmp, path)
+        check_bundle_path(path)  # still a bundle (or nothing) to replace
+        commit_dir(tmp, path)
     except OSError as err:
         raise OutputError(f"{path}: cannot write the bundle ({err.strerror or err}); "
                           f"check free space and permissions") from err

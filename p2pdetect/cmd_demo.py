@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     for cap in captures:
         dest = out / (cap.stem + ".verdicts.jsonl")
         summary = run_scoring(capture_source(cap, bundle.extract_config, config), bundle,
-                              JsonLinesSink(str(dest), atomic=True), config)
+                              JsonLinesSink(str(dest), atomic=True, inputs=captures), config)
         finals = _final_verdicts(dest)
         files.append(dest)
         p2p = [v for v in finals if v["verdict"] == "p2p"]

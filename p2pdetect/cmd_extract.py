@@ -13,7 +13,9 @@ def add_parser(sub) -> None:
                        description="Meter pcap/pcapng captures (files or directories) into one "
                                    "Parquet flow table with every feature the model uses.")
     p.add_argument("inputs", nargs="+", metavar="CAPTURE|DIR")
-    p.add_argument("-o", "--output", required=True, metavar="FLOWS.parquet")
+    p.add_argument("-o", "--output", required=True, metavar="FLOWS.parquet",
+                   help="flow table to write: a file (replaced atomically, through a symlink), or a "
+                        "device, FIFO or '-' (standard output) written as a stream; never an input")
     p.add_argument("--labels", metavar="LABELS.csv",
                    help="join labels (DESIGN.md format); 'auto' uses each capture's "
                         "<name>.labels.csv beside it")
@@ -32,14 +34,21 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from features.captures import find_captures
     from features.config import ExtractConfig
     from features.extract import extract_paths
-    from features.table import check_output_path, write_flow_table
+    from features.table import write_flow_table
+    from p2pdetect.outputs import check_output
     from p2pdetect.progress import Progress
     from training.labels import label_table, read_labels
 
     config = ExtractConfig(splt_n=args.splt, host_window_s=args.window, snapshot_packets=args.early_packets)
-    check_output_path(args.output)
+    captures = find_captures(args.inputs)
+    if args.labels == "auto":
+        inputs = [*captures, *(c.with_name(c.stem + ".labels.csv") for c in captures)]
+    else:
+        inputs = [*captures, *([args.labels] if args.labels else [])]
+    check_output(args.output, inputs=inputs, binary=True)
     if args.labels and args.labels != "auto":
         read_labels(args.labels)  # fail before metering, not after
     progress = Progress()
@@ -54,15 +63,16 @@ def run(args: argparse.Namespace) -> int:
         progress.update(f"extract: {done}/{total} captures, {packets[0]:,} packets, {rate:,.0f} packets/s")
 
     try:
-        table = extract_paths(args.inputs, config, n_jobs=args.jobs, skip_bad=args.skip_bad,
+        table = extract_paths(captures, config, n_jobs=args.jobs, skip_bad=args.skip_bad,
                               on_result=on_result)
     finally:
         progress.close()
     if args.labels:
         table = label_table(table, args.labels)
-    write_flow_table(table, args.output, config)
+    write_flow_table(table, args.output, config, inputs=inputs)
     early = table.num_rows - sum(s == "final" for s in table.column("stage").to_pylist())
     what = f"{table.num_rows - early} flows" + (f" + {early} early snapshots" if early else "")
-    log.info("wrote %s: %s from %d captures, %d columns (%.1f s)", args.output, what,
+    name = "standard output" if args.output == "-" else args.output
+    log.info("wrote %s: %s from %d captures, %d columns (%.1f s)", name, what,
              len(set(table.column("capture").to_pylist())), table.num_columns, progress.elapsed())
     return 0

@@ -20,8 +20,9 @@ def add_parser(sub) -> None:
     src.add_argument("-i", "--interface", metavar="IF", help="live interface (needs root or CAP_NET_RAW)")
     p.add_argument("--model", metavar="MODEL_DIR", help="model bundle (default: the shipped model)")
     p.add_argument("-o", "--output", metavar="VERDICTS.jsonl",
-                   help="write verdicts here instead of stdout (capture: written whole at the end; "
-                        "live: appended and flushed per batch)")
+                   help="write verdicts here instead of stdout (capture: a file is replaced atomically "
+                        "at the end; live: appended per batch; a device, FIFO or '-' is written as a "
+                        "stream; never an input)")
     p.add_argument("--metrics-port", type=int, metavar="N", help="serve Prometheus metrics on this port")
     p.add_argument("--bpf", metavar="FILTER", help="BPF filter for live capture, e.g. 'tcp or udp'")
     p.add_argument("--no-promisc", action="store_true", help="do not put the interface in promiscuous mode")
@@ -56,15 +57,14 @@ def _peek_extract_config(model: str | None):
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
     import sys
 
     from prometheus_client import CollectorRegistry
 
     from features.captures import validate_capture
-    from features.table import check_output_path
     from models import load_bundle
     from p2pdetect.errors import BadConfigError
+    from p2pdetect.outputs import check_output
     from serve import (JsonLinesSink, ScoreConfig, ScoreMetrics, capture_source, check_bpf, check_interface,
                        interface_source, run_scoring, serve_metrics)
 
@@ -83,9 +83,9 @@ def run(args: argparse.Namespace) -> int:
             check_bpf(args.bpf)
     else:
         validate_capture(args.capture, full=False)  # header and first record
-    if args.output and not (os.path.exists(args.output) and not os.path.isfile(args.output)
-                            and not os.path.isdir(args.output)):
-        check_output_path(args.output)
+    inputs = [] if live else [args.capture]
+    if args.output:
+        check_output(args.output, inputs=inputs)
 
     def make_source(extract):
         if live:
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         metrics = ScoreMetrics(CollectorRegistry())
         if args.metrics_port:
             server = serve_metrics(metrics.registry, args.metrics_port)
-        sink = JsonLinesSink(args.output, atomic=not live)
+        sink = JsonLinesSink(args.output, atomic=not live, inputs=inputs)
         summary = run_scoring(source, bundle, sink, config, metrics)
     except BaseException:
         if source is not None:

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     extract = ExtractConfig(snapshot_packets=args.early_packets)
     config = TrainConfig(target_fpr=args.target_fpr, port_features=not args.no_port_features,
                          seed=args.seed, num_threads=args.threads)
-    check_bundle_path(args.output)
+    check_bundle_path(args.output, inputs=args.datasets)
     dataset = load_dataset(args.datasets, extract, labels_from_dpi=args.labels_from_dpi, n_jobs=args.jobs,
                            skip_bad=args.skip_bad, use_cache=not args.no_cache)
     build_bundle(dataset, args.output, config, sources=[str(d) for d in args.datasets],

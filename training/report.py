@@ -12,11 +12,10 @@ import io
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
-from features.table import check_output_dir
 from p2pdetect.errors import OutputError
+from p2pdetect.outputs import check_output_dir, commit_dir, new_output_dir
 
 SECTIONS = ["out-of-distribution", "real-captures", "hosts", "first-verdicts", "recall-at-fpr", "flows",
             "summary", "data", "metrics", "curves", "confusion", "histograms", "calibration",
@@ -288,18 +287,11 @@ def write_report(out: str | os.PathLike, metrics: dict) -> Path:
     """Write metrics.json and report.html into out, atomically (temp dir, then rename)."""
     out = check_report_path(out)
     page = render_html(metrics)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    tmp = new_output_dir(out)
     try:
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1, default=_default) + "\n", encoding="utf-8")
         (tmp / "report.html").write_text(page, encoding="utf-8")
-        os.chmod(tmp, 0o755)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-            os.replace(out, old / out.name)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        commit_dir(tmp, out)
     except OSError as err:
         raise OutputError(f"{out}: cannot write the report ({err.strerror or err}); check free space "
                           f"and permissions") from err
