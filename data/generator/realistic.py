@@ -37,8 +37,8 @@ _UDP = (17, 1)  # UDP, and the ICMP port-unreachable a closed or gone endpoint a
 
 def _dht_apps(rng: random.Random, addr: _Addresses, duration: int, clients: list[str]) -> tuple[list[AppSpec], list]:
     """The DHT node population: sessions of several endpoints each, in one or two worker processes."""
-    n_nodes = rng.randint(200, 600)
-    per = rng.randint(8, 16)
+    n_nodes = rng.randint(300, 700)
+    per = rng.randint(10, 16)
     endpoints: list[list[Any]] = []
     while len(endpoints) < n_nodes:
         _, host = addr.block(15)
@@ -53,7 +53,7 @@ def _dht_apps(rng: random.Random, addr: _Addresses, duration: int, clients: list
         else:
             online = [[0.0, duration + 60.0]]
         sessions.append({"endpoints": endpoints[i:i + per], "online": online})
-    n_procs = 1 if len(sessions) <= 25 else 2
+    n_procs = 1 if len(sessions) <= 30 else 2
     apps = []
     for k in range(n_procs):
         mine = sessions[k::n_procs]
@@ -126,8 +126,10 @@ def dht_swarm(rng: random.Random, addr: _Addresses, duration: int, scale: float)
             "ip": ip, "port": rng.randint(6881, 6889) if rng.random() < 0.3 else _port(rng, False),
             "role": "client", "transport": "both", "enc": rng.choice(["prefer", "prefer", "forced"]),
             "lsd": rng.random() < 0.7, "up_rate": rng.choice([0, 200_000, 1_000_000]), "down_rate": 0,
-            "announce_interval": rng.randint(15, 40), "torrents": held, "online": online,
-            "dial_gone": rng.uniform(2, 6), "lookups_per_s": round(rng.uniform(0.2, 0.8), 2),
+            # Real clients re-announce every 15 min and look up their many other torrents in between:
+            # few repeats per node, many distinct nodes.
+            "announce_interval": rng.randint(40, 120), "torrents": held, "online": online,
+            "dial_gone": rng.uniform(2, 6), "lookups_per_s": round(rng.uniform(0.3, 1.0), 2),
         })
     params = {"kind": "bt-realistic", "hosts": hosts, "torrents": torrents, "dead": dead,
               "dht": rng.sample(dht_endpoints, k=min(40, len(dht_endpoints))), "gone_dht": gone_dht,
