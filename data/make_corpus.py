@@ -32,10 +32,16 @@ RECIPE: tuple[tuple[str, tuple[int, ...], int, float], ...] = (
     ("p2p-tcp-mse", (101, 102, 103, 104, 105), 60, 4.0),
     ("p2p-utp", (201, 202, 203), 60, 4.0),
     ("p2p-mixed-ports", (301, 302, 303), 60, 3.0),
+    # Other BitTorrent implementations (BiglyBT's JVMs are heavy: its runs are spread apart).
+    ("p2p-biglybt", (211,), 45, 2.0),
     ("web", (401, 402, 403), 60, 1.0),
+    ("p2p-ctorrent", (221, 222, 223), 45, 3.0),
     ("bulk", (501, 502), 60, 2.0),
+    ("p2p-mixed-impl", (231, 232), 60, 3.0),
     ("streaming", (601, 602), 60, 1.5),
+    ("p2p-biglybt", (212,), 45, 1.0),
     ("dns", (701, 702), 40, 1.0),
+    ("p2p-mixed-impl", (233, 234), 60, 2.0),
     ("ssh", (751, 752), 45, 1.0),
     ("quic", (761, 762), 45, 1.0),
     ("mixed-office", (801, 802, 803), 90, 2.0),
@@ -46,6 +52,7 @@ RECIPE: tuple[tuple[str, tuple[int, ...], int, float], ...] = (
 QUICK: tuple[tuple[str, tuple[int, ...], int, float], ...] = (
     ("p2p-tcp-mse", (101,), 20, 1.0),
     ("p2p-utp", (201,), 20, 1.0),
+    ("p2p-mixed-impl", (231,), 25, 1.0),
     ("web", (401,), 20, 1.0),
     ("mixed-home", (901,), 20, 1.0),
 )
