@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_generate import _namespaces, _procs_mentioning
 
 from data.generator import GenerateConfig, hard_negatives, scenarios
 from data.generator.labels import LabelIndex, read_csv
@@ -88,24 +89,6 @@ def _generate(tmp_path: Path, scenario: str, seed: int, duration: int = 12, scal
         audit = audit_capture(pcap, labels, max_packets=1500)
         assert audit["disagreements"] == 0, audit["disagreement_examples"]
     return _flows(pcap, labels)
-
-
-def _namespaces() -> list[str]:
-    res = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
-    return [line.split()[0] for line in res.stdout.splitlines() if line.split()]
-
-
-def _procs_mentioning(text: str) -> list[str]:
-    out = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit() and int(d.name) != os.getpid():
-            try:
-                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if text in cmd:
-                out.append(cmd)
-    return out
 
 
 def _by_app(flows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
