@@ -44,6 +44,12 @@ RECIPE: tuple[tuple[str, tuple[int, ...], int, float], ...] = (
     ("p2p-mixed-impl", (233, 234), 60, 2.0),
     ("ssh", (751, 752), 45, 1.0),
     ("quic", (761, 762), 45, 1.0),
+    # Hard negatives: ordinary traffic with P2P's endpoint and host shape (data.generator.hard_negatives).
+    ("webrtc", (1001, 1002), 50, 1.0),
+    ("game-udp", (1011,), 45, 1.0),
+    ("parallel-downloads", (1021,), 50, 1.0),
+    ("lan-services", (1031,), 45, 1.0),
+    ("vpn", (1041,), 50, 1.0),
     ("mixed-office", (801, 802, 803), 90, 2.0),
     ("mixed-home", (901, 902, 903), 90, 3.0),
 )
