@@ -66,13 +66,14 @@ def session_settings(ip: str, port: int, transport: str, up_rate: int, down_rate
                      enc: str = "forced") -> dict[str, Any]:
     """libtorrent settings for one peer: bound to ``ip``, no LAN discovery of any kind.
 
-    ``transport`` is ``tcp`` (MSE over TCP, uTP off) or ``utp`` (MSE over uTP, TCP off). ``enc`` is
+    ``transport`` is ``tcp`` (MSE over TCP, uTP off), ``utp`` (MSE over uTP, TCP off) or ``both``
+    (libtorrent's default: uTP first, TCP too, so it can reach TCP-only clients). ``enc`` is
     ``forced`` (RC4 required both ways), ``prefer`` (encrypted first, plain accepted) or ``plain``.
     LSD, UPnP, NAT-PMP and DHT bootstrap are off so no traffic leaves the labelled address plan.
     """
     import libtorrent as lt
 
-    utp = transport == "utp"
+    utp, tcp = transport in ("utp", "both"), transport in ("tcp", "both")
     policy = {"forced": lt.enc_policy.forced, "prefer": lt.enc_policy.enabled, "plain": lt.enc_policy.disabled}[enc]
     return {
         "listen_interfaces": f"{ip}:{port}",
@@ -89,8 +90,8 @@ def session_settings(ip: str, port: int, transport: str, up_rate: int, down_rate
         "prefer_rc4": True,
         "enable_outgoing_utp": utp,
         "enable_incoming_utp": utp,
-        "enable_outgoing_tcp": not utp,
-        "enable_incoming_tcp": not utp,
+        "enable_outgoing_tcp": tcp,
+        "enable_incoming_tcp": tcp,
         "allow_multiple_connections_per_ip": True,
         "upload_rate_limit": up_rate,
         "download_rate_limit": down_rate,
@@ -134,8 +135,13 @@ class Peer:
         own = lt.ip_filter()
         own.add_rule(s["ip"], s["ip"], 1)
         self.session.set_ip_filter(own)
-        atp = lt.add_torrent_params()
-        atp.ti = lt.torrent_info(lt.bdecode(self.torrent))
+        info = lt.torrent_info(lt.bdecode(self.torrent))
+        if s.get("magnet") and seed_dir is None:
+            # Joins by magnet link: the info dictionary comes from peers (ut_metadata) first.
+            atp = lt.parse_magnet_uri(lt.make_magnet_uri(info))
+        else:
+            atp = lt.add_torrent_params()
+            atp.ti = info
         save = seed_dir.parent if seed_dir is not None else self.workdir / s["ip"]
         save.mkdir(parents=True, exist_ok=True)
         atp.save_path = str(save)

@@ -151,7 +151,8 @@ def impl_swarm(rng: random.Random, addr: _Addresses, duration: int, scale: float
                peers: Sequence[tuple[str, str]], n_seeds: int, n_ghosts: int, app: str) -> AppSpec:
     """A swarm of several BitTorrent implementations around an HTTP tracker, with gone peers.
 
-    ``peers`` lists (implementation, encryption) per peer; the first ``n_seeds`` seed. The tracker
+    ``peers`` lists (implementation, encryption) per peer; the first ``n_seeds`` seed; libtorrent
+    peers may also speak uTP and leechers may join by magnet link (metadata from peers). The tracker
     (the block's .1) also hands out ``n_ghosts`` addresses where nothing listens. Labels name the
     implementations of each address pair (:func:`pair_app`); tracker connections are
     ``<impl>-tracker``, dials to gone peers ``<impl>-unreachable``.
@@ -162,12 +163,16 @@ def impl_swarm(rng: random.Random, addr: _Addresses, duration: int, scale: float
         seed = i < n_seeds
         # JVM start-up takes seconds: BiglyBT peers join early so that they trade within short runs.
         latest = 0.15 if impl == "biglybt" else 0.4
-        specs.append({
+        spec = {
             "ip": host(2 + i), "port": _port(rng, False), "impl": impl, "enc": enc, "transport": "tcp",
             "online": _schedule(rng, duration, seed, i == 0, latest), "seed": seed,
             "up_rate": rng.choice(_RATES[2:]) * (1 if scale <= 1 else int(scale)),
             "down_rate": rng.choice((0, 0, 400_000, 1_000_000)),
-        })
+        }
+        if impl == "libtorrent":  # uTP as well as TCP (dials to gone peers then fail over UDP too); magnets
+            spec["transport"] = rng.choice(["tcp", "tcp", "both"])
+            spec["magnet"] = not seed and rng.random() < 0.5
+        specs.append(spec)
     ghosts = [[host(200 + g), _port(rng, False)] for g in range(n_ghosts)]
     params = {"kind": "bt-swarm", "transport": "tcp", "peers": specs, **_content(rng, scale), "v1_only": True,
               "tracker": {"ip": tracker_ip, "port": rng.choice([6969, 80, 8080, 2710, _port(rng, False)]),
