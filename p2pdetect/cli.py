@@ -6,9 +6,11 @@ import argparse
 import importlib
 import logging
 import sys
+import threading
 
 from p2pdetect import __version__
 from p2pdetect.errors import P2PDetectError
+from p2pdetect.signals import Interrupted, stop_signals
 
 #: Subcommands, in the order `--help` lists them; each is p2pdetect/cmd_<name>.py.
 COMMANDS = ["demo", "extract", "generate", "train", "evaluate", "score", "inspect"]
@@ -49,9 +51,24 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     return tuple(types)
 
 
+#: Subcommands that handle their own signals and child processes (data.generator).
+OWN_SIGNALS = {"generate"}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in OWN_SIGNALS or threading.current_thread() is not threading.main_thread():
+        return _run(args)
+    try:
+        with stop_signals():
+            return _run(args)
+    except Interrupted as err:  # unwound: unfinished outputs removed, every child ended
+        print(f"p2pdetect: interrupted by {err}", file=sys.stderr)
+        return err.exit_status
+
+
+def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="p2pdetect: %(levelname)s: %(message)s" if args.verbose
                         else "p2pdetect: %(message)s", stream=sys.stderr)

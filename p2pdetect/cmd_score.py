@@ -14,7 +14,9 @@ def add_parser(sub) -> None:
                                    "(headers only) and write one JSON verdict per flow: an early "
                                    "verdict once a flow has --early-packets packets or has lasted "
                                    "--early-seconds, and a final verdict when it ends. SIGINT/SIGTERM "
-                                   "flush and score every active flow before exiting.")
+                                   "flush and score every active flow before exiting: a live run "
+                                   "then ends normally (exit 0), a capture cut short exits 130/143 "
+                                   "and keeps no -o file unless --keep-partial.")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("capture", nargs="?", metavar="CAPTURE", help="pcap/pcapng file to score")
     src.add_argument("-i", "--interface", metavar="IF", help="live interface (needs root or CAP_NET_RAW)")
@@ -23,6 +25,9 @@ def add_parser(sub) -> None:
                    help="write verdicts here instead of stdout (capture: a file is replaced atomically "
                         "at the end; live: appended per batch; a device, FIFO or '-' is written as a "
                         "stream; never an input)")
+    p.add_argument("--keep-partial", action="store_true",
+                   help="capture: when a signal stops the run, keep the verdicts written so far at "
+                        "-o (default: no file; the exit status is 130/143 either way)")
     p.add_argument("--metrics-port", type=int, metavar="N", help="serve Prometheus metrics on this port")
     p.add_argument("--bpf", metavar="FILTER", help="BPF filter for live capture, e.g. 'tcp or udp'")
     p.add_argument("--no-promisc", action="store_true", help="do not put the interface in promiscuous mode")
@@ -75,6 +80,9 @@ def run(args: argparse.Namespace) -> int:
     if args.metrics_port is not None and not 0 < args.metrics_port < 65536:
         raise BadConfigError(f"--metrics-port must be in [1, 65535]. Got {args.metrics_port} instead.")
     live = args.interface is not None
+    if args.keep_partial and live:
+        raise BadConfigError("--keep-partial applies to capture files only; a live run keeps every "
+                             "verdict when it is stopped")
     if args.bpf is not None and not live:
         raise BadConfigError("--bpf applies to live capture only; filter a capture file with tcpdump -r")
     if live:
@@ -99,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     server = None
     try:
         if not live:
-            validate_capture(args.capture)  # the full walk: a damaged capture never scores
+            info = validate_capture(args.capture)  # the full walk: a damaged capture never scores
         bundle = load_bundle(args.model)
         if source is None or bundle.extract_config != early_extract:
             if source is not None:
@@ -109,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         if args.metrics_port:
             server = serve_metrics(metrics.registry, args.metrics_port)
         sink = JsonLinesSink(args.output, atomic=not live, inputs=inputs)
-        summary = run_scoring(source, bundle, sink, config, metrics)
+        summary = run_scoring(source, bundle, sink, config, metrics, keep_partial=live or args.keep_partial)
     except BaseException:
         if source is not None:
             source.close()
@@ -118,4 +126,11 @@ def run(args: argparse.Namespace) -> int:
         if server is not None:
             server[0].shutdown()
     print(f"p2pdetect: {summary.line()}", file=sys.stderr)
+    if summary.interrupted and not live:  # a capture cut short is not a complete result
+        share = f" ({100 * summary.packets / info.packets:.0f}%)" if info.packets > 0 else ""
+        kept = ("verdicts so far written" if sink.stream else "verdicts so far kept"
+                if args.keep_partial else "no verdict file written (--keep-partial keeps one)")
+        print(f"p2pdetect: interrupted: scored {summary.packets:,} of {info.packets:,} packets"
+              f"{share} of {args.capture}; {kept}", file=sys.stderr)
+        return 128 + summary.signum
     return 0 if summary.balanced else 1

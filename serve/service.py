@@ -2,7 +2,9 @@
 signals and the closing summary. Thin wiring around serve.scorer.score_stream.
 
 SIGINT/SIGTERM ask the source to stop; the meter then reports every active flow as final,
-and the run ends once each has its verdict written (DESIGN.md invariant 7).
+and the run ends once each has its verdict written (DESIGN.md invariant 7). Whether what was
+written is kept is the caller's choice (keep_partial): a live run stopped by a signal ends
+normally; a capture file cut short is not a complete result.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
+from p2pdetect.signals import Interrupted
 from serve.batching import micro_batches
 from serve.config import ScoreConfig
 from serve.metrics import ScoreMetrics
@@ -36,6 +39,7 @@ class RunSummary:
     dropped: int = 0
     seconds: float = 0.0
     interrupted: bool = False
+    signum: int = 0           # the stop signal, when interrupted
 
     @property
     def balanced(self) -> bool:
@@ -45,7 +49,8 @@ class RunSummary:
         share = 100.0 * self.p2p_final / self.final_verdicts if self.final_verdicts else 0.0
         rate = self.packets / self.seconds if self.seconds > 0 else 0.0
         drops = f", {self.dropped:,} dropped by the kernel" if self.dropped else ""
-        how = "stopped" if self.interrupted else "done"
+        how = f"stopped by {signal.Signals(self.signum).name}" if self.signum else \
+            "stopped" if self.interrupted else "done"
         return (f"score {how}: {self.flows:,} flows metered = {self.final_verdicts:,} final verdicts"
                 f"{'' if self.balanced else ' (MISMATCH)'} (+{self.early_verdicts:,} early), "
                 f"{share:.1f}% P2P, {self.packets:,} packets in {self.seconds:.1f} s "
@@ -55,15 +60,16 @@ class RunSummary:
 @contextmanager
 def stop_on_signals(source: MeterSource, summary: RunSummary) -> Iterator[None]:
     """Route SIGINT/SIGTERM to source.stop() for the duration (main thread only); a second
-    signal abandons the flush (KeyboardInterrupt: exit 130, no partial output file)."""
+    signal abandons the flush (Interrupted: exit 128 + signal, no partial output file)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum, frame):
         if summary.interrupted:  # a second signal: stop waiting for the flush
-            raise KeyboardInterrupt
+            raise Interrupted(signum)
         summary.interrupted = True
+        summary.signum = signum
         source.stop()
 
     old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -75,8 +81,14 @@ def stop_on_signals(source: MeterSource, summary: RunSummary) -> Iterator[None]:
 
 
 def run_scoring(source: MeterSource, bundle, sink: JsonLinesSink, config: ScoreConfig,
-                metrics: ScoreMetrics | None = None, *, capture_name: str | None = None) -> RunSummary:
-    """Score every flow of `source` into `sink`; returns the run's summary."""
+                metrics: ScoreMetrics | None = None, *, capture_name: str | None = None,
+                keep_partial: bool = False) -> RunSummary:
+    """Score every flow of `source` into `sink`; returns the run's summary.
+
+    Stopped by a signal (summary.interrupted), the run still flushes and scores every flow
+    the meter holds; the sink is then finished only with keep_partial (a live run), else
+    discarded: an atomic file output is removed, a stream keeps what it was sent.
+    """
     summary = RunSummary()
     scorer = StreamScorer(bundle, capture=capture_name if capture_name is not None else source.name)
     t0 = getattr(source, "started_at", None) or time.perf_counter()
@@ -107,7 +119,10 @@ def run_scoring(source: MeterSource, bundle, sink: JsonLinesSink, config: ScoreC
                                   n_final, [now - t for t in scored.t_first])
                     metrics.meter(scored.stats.packets, scored.stats.ignored, scored.stats.dropped)
                     metrics.queue_depth.set(source.queue_depth())
-        sink.close()
+        if summary.interrupted and not keep_partial:
+            sink.discard()
+        else:
+            sink.close()
     except BaseException:
         sink.abort()
         raise

@@ -1,0 +1,228 @@
+"""Stopping a command: exit 128 + signal, one line, no traceback, no unfinished output, and no
+child process left behind (issue 10, items 2-4; DESIGN.md invariant 8).
+
+Every run is a real `python -m p2pdetect` in its own session (so a "Ctrl-C" can go to its whole
+process group, as a terminal sends it) on a synthetic capture big enough to be stopped mid-way
+(benchmarks/synth_capture.py). Children are collected from /proc while the command runs and
+must all be gone once it has exited.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+from serve_support import build_stand_in_bundle, read_verdicts, synthetic_capture
+
+PACKETS = 600_000
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory) -> Path:
+    return synthetic_capture(tmp_path_factory.mktemp("cap") / "big.pcap", PACKETS)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("model") / "bundle"
+    build_stand_in_bundle(path)
+    return str(path)
+
+
+def _descendants(pid: int) -> set[int]:
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                kids = {int(k) for k in (task / "children").read_text().split()}
+            except (OSError, ValueError):
+                continue
+            todo.extend(kids - found)
+            found |= kids
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+class Run:
+    """A p2pdetect command in its own session; its descendants are recorded while it runs."""
+
+    def __init__(self, *args: str, stdout=subprocess.DEVNULL) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "p2pdetect", *map(str, args)], cwd=ROOT,
+                                     stdout=stdout, stderr=subprocess.PIPE, text=True,
+                                     start_new_session=True)
+        self.children: set[int] = set()
+
+    def watch(self, until, timeout: float = 120) -> None:
+        """Poll (recording children) until until(self) is true."""
+        deadline = time.monotonic() + timeout
+        while not until(self):
+            assert self.proc.poll() is None, f"ended early: {self.proc.stderr.read()}"
+            assert time.monotonic() < deadline, "the command never reached the point to stop it"
+            self.children |= _descendants(self.proc.pid)
+            time.sleep(0.02)
+        self.children |= _descendants(self.proc.pid)
+
+    def stop(self, sig: int, *, group: bool = False) -> tuple[int, str]:
+        if group:  # what a terminal's Ctrl-C does: the signal reaches every process of the group
+            os.killpg(self.proc.pid, sig)
+        else:
+            self.proc.send_signal(sig)
+        _, err = self.proc.communicate(timeout=120)
+        return self.proc.returncode, err
+
+    def assert_no_child_left(self) -> None:
+        deadline = time.monotonic() + 10
+        while any(map(_alive, self.children)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [p for p in self.children if _alive(p)], "a child process outlived the command"
+
+
+def _has_meter(run: Run) -> bool:
+    return bool(_descendants(run.proc.pid))
+
+
+def _metering_for(seconds: float):
+    started: list[float] = []
+
+    def until(run: Run) -> bool:
+        if not started and _has_meter(run):
+            started.append(time.monotonic())
+        return bool(started) and time.monotonic() - started[0] >= seconds
+    return until
+
+
+def _interrupted_one_line(rc: int, err: str, sig: int) -> None:
+    assert rc == 128 + sig, err
+    assert err.strip().splitlines() == [f"p2pdetect: interrupted by {signal.Signals(sig).name}"], err
+
+
+@pytest.mark.parametrize("sig,group", [(signal.SIGINT, True), (signal.SIGTERM, False)],
+                         ids=["ctrl-c", "sigterm"])
+def test_extract_stopped_mid_capture_writes_nothing_and_leaves_no_meter(big, tmp_path, sig, group):
+    out = tmp_path / "flows.parquet"
+    run = Run("extract", big, "-o", out)
+    run.watch(_metering_for(1.0))
+    assert run.children, "nfstream's meter process never started"
+    rc, err = run.stop(sig, group=group)
+    _interrupted_one_line(rc, err, sig)
+    assert list(tmp_path.iterdir()) == []  # no table, no temporary file
+    run.assert_no_child_left()
+
+
+def test_extract_with_snapshot_workers_stopped_leaves_no_worker(big, tmp_path):
+    """--early-packets with two captures meters in forked worker processes: they end too."""
+    second = tmp_path / "second.pcap"
+    os.link(big, second)
+    out = tmp_path / "flows.parquet"
+    run = Run("extract", big, second, "--early-packets", "8", "-o", out)
+    run.watch(lambda r: len(_descendants(r.proc.pid)) >= 2)
+    time.sleep(1.0)
+    rc, err = run.stop(signal.SIGTERM)
+    _interrupted_one_line(rc, err, signal.SIGTERM)
+    assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["second.pcap"]
+    run.assert_no_child_left()
+
+
+@pytest.mark.parametrize("command", ["extract", "score"])
+def test_sigkill_takes_the_meter_with_it(big, tmp_path, model, command):
+    """Nothing runs in a SIGKILLed process: the kernel ends its children (PR_SET_PDEATHSIG)."""
+    extra = ["--model", model] if command == "score" else []
+    run = Run(command, big, *extra, "-o", tmp_path / "out")
+    run.watch(_metering_for(0.5))
+    assert run.children
+    run.stop(signal.SIGKILL)
+    run.assert_no_child_left()
+
+
+def test_score_stopped_while_it_validates_or_loads_the_model(big, tmp_path, model):
+    """The meter starts while the capture is walked and the model verified: a signal then
+    still ends it (exit 143, one line)."""
+    out = tmp_path / "v.jsonl"
+    run = Run("score", big, "--model", model, "-o", out)
+    run.watch(_has_meter, timeout=60)
+    rc, err = run.stop(signal.SIGTERM)
+    assert rc == 143 and "Traceback" not in err, err
+    assert list(tmp_path.iterdir()) == []
+    run.assert_no_child_left()
+
+
+def _scoring_into(directory: Path):
+    def until(run: Run) -> bool:  # verdicts are reaching the temporary file
+        return any(p.stat().st_size > 0 for p in directory.glob(".v.jsonl.*.tmp"))
+    return until
+
+
+@pytest.mark.parametrize("sig,group", [(signal.SIGTERM, False), (signal.SIGINT, True)],
+                         ids=["sigterm", "ctrl-c"])
+def test_score_of_a_capture_cut_short_says_so_and_keeps_no_file(big, tmp_path, model, sig, group):
+    out = tmp_path / "v.jsonl"
+    run = Run("score", big, "--model", model, "-o", out)
+    run.watch(_scoring_into(tmp_path))
+    rc, err = run.stop(sig, group=group)
+    assert rc == 128 + sig and "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert lines[0].startswith(f"p2pdetect: score stopped by {signal.Signals(sig).name}:"), err
+    assert "MISMATCH" not in lines[0]
+    assert lines[1].startswith("p2pdetect: interrupted: scored ") and f"of {PACKETS:,} packets" in lines[1]
+    assert "no verdict file written" in lines[1]
+    assert list(tmp_path.iterdir()) == []
+    run.assert_no_child_left()
+
+
+def test_score_keep_partial_keeps_every_flushed_verdict(big, tmp_path, model):
+    out = tmp_path / "v.jsonl"
+    run = Run("score", big, "--model", model, "-o", out, "--keep-partial")
+    run.watch(_scoring_into(tmp_path))
+    rc, err = run.stop(signal.SIGTERM)
+    assert rc == 143, err
+    finals = [v for v in read_verdicts(out.read_text()) if v.get("stage") == "final"]
+    assert finals and f"{len(finals):,} flows metered = {len(finals):,} final verdicts" in err
+    assert "verdicts so far kept" in err
+    assert [p.name for p in tmp_path.iterdir()] == ["v.jsonl"]
+    run.assert_no_child_left()
+
+
+def test_keep_partial_is_for_capture_files_only():
+    res = subprocess.run([sys.executable, "-m", "p2pdetect", "score", "-i", "lo", "--keep-partial"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "--keep-partial applies to capture files only" in res.stderr
+
+
+class _Boom(Exception):
+    pass
+
+
+def test_an_error_while_metering_ends_the_meter(big, monkeypatch):
+    """Any error in the parent while nfstream meters (here: featurising a chunk) ends the meter
+    process at once instead of leaving it metering into a queue nobody reads."""
+    import features.extract as fx
+
+    before = _descendants(os.getpid())
+    seen: set[int] = set()
+
+    def boom(self, rows, **kw):
+        seen.update(_descendants(os.getpid()) - before)
+        raise _Boom
+
+    monkeypatch.setattr(fx, "CHUNK", 64)
+    monkeypatch.setattr(fx.FlowFeaturizer, "transform_rows", boom)
+    with pytest.raises(_Boom):
+        fx.extract_capture(big)
+    assert seen, "the meter process was not running"
+    assert not [p for p in seen if _alive(p)]
