@@ -1,4 +1,4 @@
-"""Header-only packet capture on the namespace loopback, and a structural check of the result.
+"""Header-only packet capture (namespace loopback or router uplink), a structural check of the result.
 
 Why a check: nfstream reads a damaged capture without complaint, and a capture with
 offload super-packets (> MTU) would teach the model sizes no wire carries. Both must fail loudly.
@@ -28,13 +28,13 @@ SNAPLEN = 128  # headers only: Ethernet + IP + TCP with options, a few payload b
 _NOT_HOST_INTERNAL = "not (src host 127.0.0.1 and dst host 127.0.0.1)"
 
 
-def start(ns: str, pcap: Path, log_path: Path, hosts: Sequence[str] = ()) -> subprocess.Popen[bytes]:
-    """Start tcpdump on ``lo`` in namespace ``ns`` writing ``pcap``; returns once it listens.
+def start(ns: str, pcap: Path, log_path: Path, iface: str = "lo", hosts: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+    """Start tcpdump on ``iface`` in namespace ``ns`` writing ``pcap``; returns once it listens.
 
     ``hosts``: a vantage point; only packets to or from these addresses are kept (empty: all)."""
     keep = f"({' or '.join(f'host {h}' for h in hosts)}) and " if hosts else ""
     proc = namespace.popen_in(
-        ns, ["tcpdump", "-i", "lo", "-n", "-Z", "root", "-s", str(SNAPLEN), "-U", "-w", str(pcap),
+        ns, ["tcpdump", "-i", iface, "-n", "-Z", "root", "-s", str(SNAPLEN), "-U", "-w", str(pcap),
              keep + _NOT_HOST_INTERNAL],
         log_path,
     )
@@ -50,12 +50,7 @@ def start(ns: str, pcap: Path, log_path: Path, hosts: Sequence[str] = ()) -> sub
 
 def stop(proc: subprocess.Popen[bytes], log_path: Path) -> int:
     """Stop tcpdump cleanly (SIGINT flushes the file); returns packets dropped by the kernel."""
-    namespace.kill_group(proc, signal.SIGINT)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        namespace.kill_group(proc, signal.SIGKILL)
-        proc.wait()
+    namespace.end(proc, signal.SIGINT)
     m = re.search(r"(\d+) packets? dropped by kernel", log_path.read_text(errors="replace"))
     return int(m.group(1)) if m else -1
 
@@ -100,3 +95,41 @@ def scan(pcap: Path, max_frame: int) -> PcapSummary:
         raise GenerateError(f"{pcap} has {end - off} trailing bytes; the capture is damaged")
     return PcapSummary(packets=n, max_frame=biggest, oversized=oversized)
 
+
+def handshake_gaps(pcap: Path) -> list[tuple[str, str, float]]:
+    """Every TCP SYN -> SYN/ACK gap in a classic Ethernet pcap, as (client, server, seconds).
+
+    The gap at a capture point is the round trip from there to the server and back: on an ISP's
+    uplink, the far side of a subscriber's outbound connection. The first SYN of each connection
+    counts (a retransmitted SYN would hide the loss it suffered).
+    """
+    data = pcap.read_bytes()
+    endian = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    nano = data[:4] in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
+    rec = struct.Struct(endian + "IIII")
+    syn: dict[tuple[bytes, bytes], float] = {}
+    out: list[tuple[str, str, float]] = []
+    off = 24
+    while off + 16 <= len(data):
+        sec, frac, incl, _ = rec.unpack_from(data, off)
+        pkt = data[off + 16: off + 16 + incl]
+        off += 16 + incl
+        if len(pkt) < 14 + 20 or pkt[12:14] != b"\x08\x00" or pkt[14 + 9] != 6:
+            continue
+        ihl = (pkt[14] & 0x0F) * 4
+        tcp = pkt[14 + ihl:]
+        if len(tcp) < 14:
+            continue
+        ts = sec + frac / (1e9 if nano else 1e6)
+        src, dst = pkt[14 + 12:14 + 16] + tcp[0:2], pkt[14 + 16:14 + 20] + tcp[2:4]
+        flags = tcp[13] & 0x12
+        if flags == 0x02:
+            syn.setdefault((src, dst), ts)
+        elif flags == 0x12 and (dst, src) in syn:
+            t0 = syn.pop((dst, src))
+            out.append((_addr(dst), _addr(src), ts - t0))
+    return out
+
+
+def _addr(ip_port: bytes) -> str:
+    return f"{'.'.join(str(b) for b in ip_port[:4])}:{int.from_bytes(ip_port[4:], 'big')}"

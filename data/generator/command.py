@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from data import GenerateError
-from data.generator.config import SCENARIOS, GenerateConfig
+from data.generator.config import NETWORKS, SCENARIOS, GenerateConfig
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="payload size multiplier: 1 = sample-sized, larger for corpus runs (default: 1)")
     parser.add_argument("-o", "--output", type=Path, metavar="DIR",
                         help="output directory for <scenario>.pcap, .labels.csv and .json")
+    parser.add_argument("--network", default="loopback", choices=NETWORKS,
+                        help="where hosts sit: one loopback namespace (default), or WAN paths of this class drawn "
+                        "per host, behind an ISP router whose uplink is the capture point")
+    parser.add_argument("--rtt-ms", type=float, default=None, metavar="N",
+                        help="WAN paths with this round trip (ms, as seen from the router uplink) for every host")
+    parser.add_argument("--jitter-ms", type=float, default=0.0, metavar="J",
+                        help="with --rtt-ms: the round trip varies within +-J ms (default: 0)")
+    parser.add_argument("--loss", type=float, default=0.0, metavar="PCT",
+                        help="with --rtt-ms: percent of packets lost on each WAN link, each direction (default: 0)")
     parser.add_argument("--audit", type=Path, metavar="DIR",
                         help="instead of generating, cross-check the labels of the captures in DIR with tshark")
     parser.add_argument("--audit-packets", type=int, default=20000, metavar="N",
@@ -45,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     from data.generator.generate import generate
 
     config = GenerateConfig(scenario=args.scenario, duration=args.duration, seed=args.seed,
-                            out_dir=args.output, scale=args.scale)
+                            out_dir=args.output, scale=args.scale, network=args.network, rtt_ms=args.rtt_ms,
+                            jitter_ms=args.jitter_ms, loss_pct=args.loss)
     for s in generate(config):
         apps = ", ".join(f"{k} {v['flows']}" for k, v in s["apps"].items())
         sys.stderr.write(

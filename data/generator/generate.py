@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from data import GenerateError
-from data.generator import capture, clients, hard_negatives, labels, namespace, scenarios, verify
+from data.generator import capture, clients, hard_negatives, labels, namespace, scenarios, topology, verify
 from data.generator.config import MAX_FRAME, GenerateConfig
 
 log = logging.getLogger(__name__)
@@ -144,6 +144,9 @@ def run_scenario(name: str, config: GenerateConfig) -> dict[str, Any]:
     missing = missing_requirement(plan)
     if missing:
         raise GenerateError(missing)
+    net = topology.for_config(plan, config.network, config.seed, config.path())  # None: loopback
+    plan = net.plan if net else plan
+    net_stats = None
     out = config.out_dir
     ns = f"{namespace.PREFIX}{os.getpid()}"
     workdir = Path(tempfile.mkdtemp(prefix=f"{ns}-"))
@@ -157,10 +160,15 @@ def run_scenario(name: str, config: GenerateConfig) -> dict[str, Any]:
              config.duration)
     try:
         with _signals_raise():
-            namespace.create(ns, plan.rate_mbit)
+            if net is None:
+                namespace.create(ns, plan.rate_mbit)
+                cap_ns, iface = ns, "lo"
+            else:
+                line = topology.up(net, ns, workdir, env, plan.rate_mbit, config.seed)
+                cap_ns, iface = topology.router_ns(ns), topology.UP_DEV
             tls = any(a.params.get("tls") for a in plan.apps)
             cert, key = _make_cert(workdir) if tls else (None, None)
-            cap = capture.start(ns, tmp_pcap, workdir / "tcpdump.log", hosts=plan.vantage())
+            cap = capture.start(cap_ns, tmp_pcap, workdir / "tcpdump.log", iface=iface, hosts=plan.vantage())
             t0 = time.time() + 1.5
             until = t0 + config.duration
             for i, app in enumerate(plan.apps):
@@ -177,8 +185,9 @@ def run_scenario(name: str, config: GenerateConfig) -> dict[str, Any]:
             for i, (app, p) in enumerate(procs):
                 if p.returncode not in (0, -signal.SIGTERM, -signal.SIGKILL):
                     failures.append(f"{app.name} exited {p.returncode}: {_tail(workdir / f'app{i}.log')}")
-            time.sleep(0.5)  # let the last FIN/ACKs reach the capture
+            time.sleep(net.drain_s() if net else 0.5)  # let the last FIN/ACKs reach the capture
             dropped = capture.stop(cap, workdir / "tcpdump.log")
+            net_stats = topology.stop(line, workdir) if net else None
             ok = True
     except (KeyboardInterrupt, _Interrupted) as err:
         raise GenerateError(f"interrupted ({str(err) or 'SIGINT'}); the namespace and its processes were removed, "
@@ -188,16 +197,18 @@ def run_scenario(name: str, config: GenerateConfig) -> dict[str, Any]:
             for _, p in procs:
                 namespace.kill_group(p, signal.SIGKILL)
             namespace.destroy(ns)
+            namespace.destroy(topology.router_ns(ns))
             shutil.rmtree(workdir, ignore_errors=True)
             if not ok:
                 tmp_pcap.unlink(missing_ok=True)
     for f in failures:
         log.warning("worker failed: %s", f)
-    return _finish(name, config, plan, tmp_pcap, started, dropped, failures)
+    network = net.summary(net_stats) if net else {"network": "loopback"}
+    return _finish(name, config, plan, tmp_pcap, started, dropped, failures, network)
 
 
 def _finish(name: str, config: GenerateConfig, plan: scenarios.Plan, tmp_pcap: Path, started: datetime,
-            dropped: int, failures: list[str]) -> dict[str, Any]:
+            dropped: int, failures: list[str], network: dict[str, Any]) -> dict[str, Any]:
     """Check the capture, join labels, then publish pcap, labels and summary under final names."""
     out = config.out_dir
     try:
@@ -228,6 +239,7 @@ def _finish(name: str, config: GenerateConfig, plan: scenarios.Plan, tmp_pcap: P
         "pcap": f"{name}.pcap",
         "labels": f"{name}.labels.csv",
         "tbf_rate_mbit": plan.rate_mbit,
+        **network,
         "snaplen": capture.SNAPLEN,
         "versions": {**_versions(), **clients.versions(plan.implementations())},
         "implementations": clients.implementations_in(joined["apps"]),

@@ -1,8 +1,10 @@
-"""A private network namespace whose only interface is a shaped, offload-free loopback.
+"""Private network namespaces: a shaped, offload-free loopback, or the bare namespaces of a WAN.
 
 Why: generated traffic must never touch a real network, and every packet on the capture
 interface must come from a process we started, so labels can be assigned by construction.
-The namespace is always removed, with every process inside it, even after errors or signals.
+A namespace is always removed, with every process inside it, even after errors or signals.
+Names are ``p2pd-gen-<pid>`` (and ``p2pd-gen-<pid>-r`` for a WAN's router), so a later run can
+remove those whose generator died.
 """
 
 from __future__ import annotations
@@ -55,17 +57,25 @@ def remove_stale() -> None:
     res = _ip("netns", "list", check=False)
     for line in res.stdout.splitlines():
         name = line.split()[0] if line.split() else ""
-        if name.startswith(PREFIX) and name[len(PREFIX):].isdigit() and not _alive(int(name[len(PREFIX):])):
+        pid = name[len(PREFIX):].split("-")[0]
+        if name.startswith(PREFIX) and pid.isdigit() and not _alive(int(pid)):
             log.warning("removing stale namespace %s", name)
             destroy(name)
 
 
-def create(name: str, rate_mbit: float) -> None:
-    """Create namespace ``name``: lo up, MTU 1500, offloads off, ``tbf`` at ``rate_mbit``."""
+def create_bare(name: str) -> None:
+    """Create namespace ``name`` with lo up and IPv6 off (no router solicitations or MLD to label)."""
     res = _ip("netns", "add", name, check=False)
     if res.returncode != 0:
         raise GenerateError(f"cannot create network namespace {name}: {res.stderr.strip()}; is iproute2 installed?")
     run_in(name, ["ip", "link", "set", "lo", "up"])
+    run_in(name, ["sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"],
+           check=False)
+
+
+def create(name: str, rate_mbit: float) -> None:
+    """Create namespace ``name``: lo up, MTU 1500, offloads off, ``tbf`` at ``rate_mbit``."""
+    create_bare(name)
     run_in(name, ["ip", "link", "set", "lo", "mtu", "1500"])
     # Without these, the kernel hands tcpdump 64 KB super-packets that no wire carries.
     run_in(name, ["ethtool", "-K", "lo", "tso", "off", "gso", "off", "gro", "off"])
@@ -108,6 +118,16 @@ def kill_group(proc: subprocess.Popen[bytes], sig: int) -> None:
         os.killpg(proc.pid, sig)
     except ProcessLookupError:
         pass
+
+
+def end(proc: subprocess.Popen[bytes], sig: int, timeout: float = 10.0) -> None:
+    """Ask ``proc``'s group to finish with ``sig``; SIGKILL it if it has not within ``timeout`` s."""
+    kill_group(proc, sig)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(proc, signal.SIGKILL)
+        proc.wait()
 
 
 def destroy(name: str, timeout: float = 5.0) -> None:

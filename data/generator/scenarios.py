@@ -38,6 +38,8 @@ class Plan:
     scenario: str
     rate_mbit: float
     apps: list[AppSpec]
+    #: Subscriber homes behind an ISP router ({"hosts": [...], "nat": bool}); see topology.py.
+    homes: list[dict[str, Any]] = field(default_factory=list)
 
     def rows(self) -> list[LabelRow]:
         return [r for a in self.apps for r in a.rows]
