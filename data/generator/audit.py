@@ -21,7 +21,9 @@ from data.generator.labels import LabelIndex, read_csv
 
 log = logging.getLogger(__name__)
 
-P2P_PROTOCOLS = frozenset({"bittorrent", "bt-dht", "bt-utp"})
+#: ``bt-tracker``: an HTTP request for a tracker's ``/announce`` or ``/scrape`` (BEP 3), which tshark
+#: dissects as plain HTTP.
+P2P_PROTOCOLS = frozenset({"bittorrent", "bt-dht", "bt-utp", "bt-tracker"})
 OTHER_PROTOCOLS = frozenset({"tls", "dns", "ssh", "http", "quic"})
 _PROTO = {1: "icmp", 6: "tcp", 17: "udp"}
 
@@ -89,6 +91,23 @@ def _plausible(pkt: Any, name: str) -> bool:
     return True  # BitTorrent dissectors are heuristic or need the plaintext handshake
 
 
+_TRACKER_GETS = (b"GET /announce", b"GET /scrape")
+
+
+def _tracker_request(pkt: Any) -> bool:
+    """Whether ``pkt`` is a BitTorrent tracker announce or scrape: an HTTP GET of /announce or /scrape.
+
+    Read from the TCP payload: on a tracker's own port, with the request cut by the snaplen, tshark
+    leaves the request undissected (only the response becomes HTTP).
+    """
+    payload = str(getattr(pkt.tcp, "payload", ""))
+    try:
+        head = bytes.fromhex(payload.replace(":", "")[: 2 * 16])
+    except ValueError:
+        return False
+    return head.startswith(_TRACKER_GETS)
+
+
 def _dissect(pcap: Path) -> dict[FlowKey, set[str]]:
     """Protocols tshark recognises per flow (only those in P2P_PROTOCOLS | OTHER_PROTOCOLS)."""
     import pyshark
@@ -110,6 +129,8 @@ def _dissect(pcap: Path) -> dict[FlowKey, set[str]]:
             if "_ws.malformed" in layers:
                 names = set()
             names = {n for n in names if _plausible(pkt, n)}
+            if proto == 6 and _tracker_request(pkt):
+                names.add("bt-tracker")
             found.setdefault(_key(pkt.ip.src, sport, pkt.ip.dst, dport, proto), set()).update(names)
     finally:
         cap.close()
