@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import struct
@@ -146,6 +147,11 @@ def test_mixed_swarm_trades_across_biglybt_ctorrent_and_libtorrent(tmp_path: Pat
     # ctorrent cannot encrypt: it trades in plain with the peers that allow it, and is refused by the others.
     assert apps["ctorrent+libtorrent-plain"]["bytes"] > 200_000
     assert apps["biglybt+ctorrent-refused"]["bytes"] < 50_000
+    if shutil.which("tshark"):  # tshark's second opinion: plain BitTorrent, DHT, tracker announces are p2p
+        from data.generator.audit import audit_capture
+
+        audit = audit_capture(tmp_path / "p2p-mixed-impl.pcap", tmp_path / "p2p-mixed-impl.labels.csv", max_packets=3000)
+        assert audit["disagreements"] == 0 and audit["label_vs_tshark"].get("p2p->p2p (tcp)", 0) > 0
 
 
 @needs_root
