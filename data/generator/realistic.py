@@ -10,7 +10,7 @@ vantage point sees its subscribers and not the rest of the swarm, so labels cove
 client in it.
 
 Address plan: clients are client hosts (127.50.N.x); K = 14 remote peers, 15 DHT nodes, 16 trackers,
-17 gone addresses (one block answers with RST / ICMP, one stays silent).
+17 gone addresses (DHT nodes and peers: one block each answers with RST / ICMP, one stays silent).
 """
 
 from __future__ import annotations
@@ -46,9 +46,9 @@ def _dht_apps(rng: random.Random, addr: _Addresses, duration: int, clients: list
     sessions = []
     for i in range(0, len(endpoints), per):
         r = rng.random()
-        if r < 0.1:  # leaves during the run: its addresses become gone nodes in others' routing tables
+        if r < 0.15:  # leaves during the run: its addresses become gone nodes in others' routing tables
             online = [[0.0, round(rng.uniform(0.2, 0.8) * duration, 2)]]
-        elif r < 0.2:  # joins late
+        elif r < 0.25:  # joins late
             online = [[round(rng.uniform(0.1, 0.6) * duration, 2), duration + 60.0]]
         else:
             online = [[0.0, duration + 60.0]]
@@ -85,11 +85,12 @@ def dht_swarm(rng: random.Random, addr: _Addresses, duration: int, scale: float)
     _, peer = addr.block(14)
     tracker_ip, trk = addr.block(16)
     udp_tracker_ip = trk(2)
-    _, refused = addr.block(17)
-    silent_ip, silent = addr.block(17)
-    gone = lambda h: refused(h) if rng.random() < 0.4 else silent(h)  # noqa: E731
-    gone_dht = [[gone(h), _port(rng, False)] for h in range(2, 2 + rng.randint(10, 40))]
-    gone_peers = [[gone(h), _port(rng, False)] for h in range(100, 100 + rng.randint(5, 20))]
+    gone_dht, gone_peers, silent_blocks = [], [], []
+    for pool, count in ((gone_dht, rng.randint(30, 90)), (gone_peers, rng.randint(100, 220))):
+        _, refused = addr.block(17)
+        silent_ip, silent = addr.block(17)
+        silent_blocks.append(silent_ip.rsplit(".", 1)[0] + ".0/24")
+        pool += [[(refused if rng.random() < 0.4 else silent)(h), _port(rng, False)] for h in range(2, 2 + count)]
 
     tracker_kinds = (["http"], ["udp"], ["udp", "http"], ["udp", "http"], [])
     torrents = [{**_content(rng, 0.5 * scale), "trackers": rng.choice(tracker_kinds)}
@@ -133,7 +134,7 @@ def dht_swarm(rng: random.Random, addr: _Addresses, duration: int, scale: float)
         })
     params = {"kind": "bt-realistic", "hosts": hosts, "torrents": torrents, "dead": dead,
               "dht": rng.sample(dht_endpoints, k=min(40, len(dht_endpoints))), "gone_dht": gone_dht,
-              "gone_peers": gone_peers, "silent": silent_ip.rsplit(".", 1)[0] + ".0/24",
+              "gone_peers": gone_peers, "silent": silent_blocks,
               "http_tracker": {"ip": tracker_ip, "port": rng.choice([6969, 80, 8080, 2710, _port(rng, False)])},
               "udp_tracker": {"ip": udp_tracker_ip, "port": rng.choice([6969, 1337, 2710, _port(rng, False)])},
               "tracker_interval": rng.randint(20, 40), "seed": rng.getrandbits(32)}

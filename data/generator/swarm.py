@@ -105,7 +105,10 @@ class Host:
         own = lt.ip_filter()  # a host that learns its own address (DHT, PEX, LSD) must not dial itself
         own.add_rule(s["ip"], s["ip"], 1)
         self.session.set_ip_filter(own)
-        bootstrap(self.session, self.world.dht + (self.world.gone_dht if s["role"] == "client" else []), rng)
+        bootstrap(self.session, self.world.dht, rng)
+        if s["role"] == "client":  # a client restarts with its saved node cache: many of those nodes are gone
+            for node in self.world.gone_dht:
+                self.session.add_dht_node(node)
         self.handles = [self.session.add_torrent(self.world.add_params(s["ip"], t, mode)) for t, mode in s["torrents"]]
 
     def stop(self) -> None:
@@ -114,10 +117,11 @@ class Host:
         self.handles = []
 
     def dial_gone(self, rng: random.Random, k: int) -> None:
-        """Dial ``k`` peers from a stale peer list: addresses that left the swarm."""
-        if self.session is None or not self.world.gone_peers or not self.handles:
+        """Dial ``k`` peers from a stale peer list: addresses that left the swarm, each dialled once
+        (a real client meets a different stale peer each time; repeats would merge into one flow)."""
+        if self.session is None or not self.handles:
             return
-        for addr in rng.sample(self.world.gone_peers, min(k, len(self.world.gone_peers))):
+        for addr in self.world.stale(rng, k):
             try:
                 rng.choice(self.handles).connect_peer(addr)
             except RuntimeError:  # torrent not ready yet
@@ -143,6 +147,7 @@ class World:
         self.dht = [(ip, int(port)) for ip, port in params["dht"]]
         self.gone_dht = [(ip, int(port)) for ip, port in params.get("gone_dht", [])]
         self.gone_peers = [(ip, int(port)) for ip, port in params.get("gone_peers", [])]
+        self._stale = rng.sample(self.gone_peers, len(self.gone_peers))
         urls = {}
         if params.get("http_tracker"):
             urls["http"] = "http://{ip}:{port}/announce".format(**params["http_tracker"])
@@ -160,6 +165,11 @@ class World:
             self.trackers.append(trackers)
         # Magnets of torrents nobody seeds: clients keep looking them up in the DHT and at trackers.
         self.dead = [(random_hash(rng), [urls[k] for k in d if k in urls]) for d in params.get("dead", [])]
+
+    def stale(self, rng: random.Random, k: int) -> list[tuple[str, int]]:
+        """``k`` gone peers not dialled from a stale list before (fewer when the pool runs dry)."""
+        out, self._stale = self._stale[:k], self._stale[k:]
+        return out
 
     def add_params(self, ip: str, index: int, mode: str) -> Any:
         """add_torrent_params for torrent ``index`` held by host ``ip`` as ``seed``, ``leech``,
@@ -186,21 +196,24 @@ class World:
         return atp
 
 
-def drop_silent(block: str) -> bool:
-    """Make the addresses of ``block`` (CIDR) silent: packets reach the capture, then vanish.
+def make_gone_silent(blocks: list[str], syn_retries: int = 2) -> bool:
+    """Make the addresses of ``blocks`` (CIDRs) silent: packets reach the capture, then vanish.
 
     The rule sits on the input hook of the namespace, after loopback transmit where the capture
-    sees packets; nothing answers (no RST, no ICMP). Returns False (and logs) when nft is missing.
+    sees packets; nothing answers (no RST, no ICMP), as a peer behind NAT that left looks. Dials
+    give up after ``syn_retries`` SYN retransmissions (3 SYNs, as Windows, most BitTorrent users'
+    system, sends). Returns False (and logs) when nft is missing or fails.
     """
+    Path("/proc/sys/net/ipv4/tcp_syn_retries").write_text(f"{syn_retries}\n")  # per namespace
     rules = (f"table ip p2pd_gone {{\n chain gone_input {{\n  type filter hook input priority 0; policy accept;\n"
-             f"  ip daddr {block} drop\n }}\n}}\n")
+             f"  ip daddr {{ {', '.join(blocks)} }} drop\n }}\n}}\n")
     try:
         res = subprocess.run(["nft", "-f", "-"], input=rules, capture_output=True, text=True)
     except FileNotFoundError:
-        log.warning("nft is not installed: gone peers in %s answer with RST/ICMP instead of silence", block)
+        log.warning("nft is not installed: gone peers in %s answer with RST/ICMP instead of silence", blocks)
         return False
     if res.returncode != 0:
-        log.warning("nft failed (%s): gone peers in %s answer with RST/ICMP", res.stderr.strip(), block)
+        log.warning("nft failed (%s): gone peers in %s answer with RST/ICMP", res.stderr.strip(), blocks)
         return False
     return True
 
@@ -214,7 +227,9 @@ def _start_trackers(params: dict[str, Any]) -> list[Any]:
         from data.generator import tracker
 
         t = params["http_tracker"]
-        server = tracker.serve(t["ip"], int(t["port"]), tracker.Tracker(ghosts, interval, params["seed"]))
+        # This tracker hands every announce all of its ghosts: give it a few of the gone peers only.
+        few = random.Random(params["seed"]).sample(ghosts, min(8, len(ghosts)))
+        server = tracker.serve(t["ip"], int(t["port"]), tracker.Tracker(few, interval, params["seed"]))
         stops.append(server.shutdown)
     if params.get("udp_tracker"):
         from data.generator import udp_tracker
@@ -231,12 +246,12 @@ def run_realistic_swarm(params: dict[str, Any]) -> None:
     announce_interval, torrents: [[index, mode], ...], online: [[join, leave], ...] in seconds after
     ``t0``, and for clients ``dial_gone`` (stale dials per 10 s) and ``lookups_per_s``}), ``torrents``
     ({size, n_files, piece_size, trackers: ["http", "udp"]}), ``dead`` (tracker kinds per dead
-    magnet), ``dht`` and ``gone_dht`` ([[ip, port], ...]), ``gone_peers``, ``silent`` (a CIDR block
+    magnet), ``dht`` and ``gone_dht`` ([[ip, port], ...]), ``gone_peers``, ``silent`` (CIDR blocks
     to make silent), ``http_tracker`` / ``udp_tracker`` ({ip, port}), ``tracker_interval``, ``seed``.
     """
     rng = random.Random(params["seed"])
     if params.get("silent"):
-        drop_silent(params["silent"])
+        make_gone_silent(params["silent"])
     world = World(params, rng)
     stops = _start_trackers(params)
     t0, until = params["t0"], params["until"]

@@ -27,12 +27,14 @@ _CONNECTION_TTL = 120.0  # seconds a connection id stays valid (BEP 15: one to t
 class UdpTracker:
     """Announce and scrape handling over BEP 15 datagrams, keyed by info-hash.
 
-    ``ghosts``: addresses every announce reply may carry besides the swarm's live peers.
+    ``ghosts``: gone addresses; each announce reply carries up to ``ghosts_per_reply`` of them, drawn
+    afresh, besides the swarm's live peers (a real tracker's list holds many peers that left).
     ``handle`` is a pure function of the datagram (plus the tracker's state), so tests need no socket.
     """
 
-    def __init__(self, ghosts: list[tuple[str, int]], interval: int, seed: int) -> None:
+    def __init__(self, ghosts: list[tuple[str, int]], interval: int, seed: int, ghosts_per_reply: int = 8) -> None:
         self.ghosts = ghosts
+        self.ghosts_per_reply = ghosts_per_reply
         self.interval = interval
         self._rng = random.Random(seed)
         self._conns: dict[tuple[str, int], dict[int, float]] = {}
@@ -84,7 +86,8 @@ class UdpTracker:
             swarm.pop(me, None)
         else:
             swarm[me] = left == 0
-        others = [p for p in swarm if p != me] + list(self.ghosts)
+        others = [p for p in swarm if p != me]
+        others += self._rng.sample(self.ghosts, min(self.ghosts_per_reply, len(self.ghosts)))
         self._rng.shuffle(others)
         others = others[: 50 if numwant < 0 else numwant]
         seeds = sum(swarm.values())
