@@ -120,6 +120,8 @@ def _dissect(pcap: Path) -> dict[FlowKey, set[str]]:
             if "ip" not in pkt:
                 continue
             proto = int(pkt.ip.proto)
+            if proto in (6, 17) and ("tcp" if proto == 6 else "udp") not in pkt:
+                continue  # a non-first IP fragment (a WAN path's MTU below the sender's): no ports
             layer = pkt.tcp if proto == 6 else pkt.udp if proto == 17 else None
             sport = int(layer.srcport) if layer is not None else 0
             dport = int(layer.dstport) if layer is not None else 0

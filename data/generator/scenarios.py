@@ -339,6 +339,12 @@ def build(scenario: str, seed: int, duration: int, scale: float) -> Plan:
         if not office and rng.random() < 0.5:
             apps.append(swarm(rng, a, d, s, transport="utp", n_peers=_peers(rng, s, 3, 10), members=[],
                               default_ports=0.2))
+    elif scenario == "home-isp":  # subscriber homes behind an ISP router (WAN paths, NAT): data.generator.isp
+        from data.generator import isp
+
+        homes = isp.build(rng, a, d, s)
+        apps += homes[0]
+        return Plan(scenario=scenario, rate_mbit=rate, apps=apps, homes=homes[1])
     else:
         from data.generator import hard_negatives, realistic  # they import this module: loaded on first use
 

@@ -208,7 +208,9 @@ def build(plan: Plan, network: str, seed: int, fixed: dict[str, float] | None = 
                 i = home_of[a]
                 if homes[i].nat:
                     mapping[a] = str(next(nat_lan))
-                    public[mapping[a]] = home_public.setdefault(i, str(next(nat_pub)))
+                    if i not in home_public:
+                        home_public[i] = str(next(nat_pub))
+                    public[mapping[a]] = home_public[i]
                 else:
                     mapping[a] = str(next(pub_hosts))
                     public[mapping[a]] = mapping[a]
