@@ -212,12 +212,12 @@ class DelayLine:
         """Counters and the write lateness (how far behind schedule packets left), in ms."""
         late = sorted(self.late)
         pick = (lambda q: round(1e3 * late[min(len(late) - 1, int(q * len(late)))], 3)) if late else (lambda q: None)
-        links: dict[str, int] = {}
-        for table in (self.inside, self.outside):
+        links: dict[str, dict[str, int]] = {"access": {}, "wan": {}}
+        for kind, table in (("access", self.inside), ("wan", self.outside)):
             for pair in table.values():
                 for link in pair:
                     for k, v in link.counts.items():
-                        links[k] = links.get(k, 0) + v
+                        links[kind][k] = links[kind].get(k, 0) + v
         return {**self.counts, **links, "late_ms_p50": pick(0.5), "late_ms_p99": pick(0.99),
                 "late_ms_max": round(1e3 * late[-1], 3) if late else None}
 
