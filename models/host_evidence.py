@@ -8,6 +8,11 @@ endpoints (ip, port, proto) on which `endpoint_peers` distinct peers' flows were
 is a P2P endpoint. Every later flow on a P2P endpoint is flagged from its first verdict,
 early ones included, with the endpoint's score (the `endpoint_peers`-th best peer score on it).
 
+A P2P host's flows between two high ports (neither below 1024 nor a registered service port,
+features.host_context.SERVICE_PORTS) inherit the host's score too: its connection attempts to
+peers that are gone, from a new ephemeral port each, have no endpoint history of their own
+(high_ports=False turns this off).
+
 Only the model's own scores feed the evidence, never propagated ones: one P2P endpoint cannot
 make its peers P2P by itself, so evidence does not spread along a chain of hosts.
 
@@ -29,7 +34,10 @@ from typing import Iterator
 
 import numpy as np
 
+from features.host_context import high_port
+
 _PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp6"}
+_TRANSPORT = (6, 17)
 
 #: Flow columns the evidence reads.
 EVIDENCE_COLUMNS = ["src_ip", "src_port", "dst_ip", "dst_port", "protocol",
@@ -73,8 +81,9 @@ class HostEvidence:
 
     def __init__(self, threshold: float, *, host_peers: int = 3, endpoint_peers: int = 2,
                  idle_s: float = 900.0, report_s: float = 300.0, max_hosts: int = 200_000,
-                 max_peers: int = 4096, model_id: str = "") -> None:
+                 max_peers: int = 4096, high_ports: bool = True, model_id: str = "") -> None:
         self.threshold = float(threshold)
+        self.high_ports = high_ports
         self.host_peers = host_peers
         self.endpoint_peers = endpoint_peers
         self.idle_ms = idle_s * 1000.0
@@ -93,6 +102,11 @@ class HostEvidence:
             return 0.0
         peers = h.endpoints.get((port, proto))
         return _kth(peers.values(), self.endpoint_peers) if peers else 0.0
+
+    def host_score(self, ip: str) -> float:
+        """The host's P2P evidence (its score when it is a P2P host, else 0)."""
+        h = self._hosts.get(ip)
+        return h.score if h is not None and h.p2p else 0.0
 
     def _host(self, ip: str, t: int) -> _Host:
         h = self._hosts.get(ip)
@@ -162,9 +176,11 @@ class HostEvidence:
         first, last = c["bidirectional_first_seen_ms"], c["bidirectional_last_seen_ms"]
         up, down = c["src2dst_bytes"], c["dst2src_bytes"]
         s = scores.tolist()
-        ep_score = self.endpoint_score
+        ep_score, host_score, high_ports = self.endpoint_score, self.host_score, self.high_ports
         for i in range(n):
             prior = max(ep_score(sip[i], sport[i], proto[i]), ep_score(dip[i], dport[i], proto[i]))
+            if high_ports and proto[i] in _TRANSPORT and high_port(sport[i]) and high_port(dport[i]):
+                prior = max(prior, host_score(sip[i]), host_score(dip[i]))
             if prior > s[i]:
                 out[i] = prior
             if not remember:

@@ -1,0 +1,104 @@
+"""HostEvidence: host verdicts and P2P endpoints from earlier flows' scores, checked by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from models.host_evidence import HostEvidence, endpoint_name, evidence_scores
+
+H = "192.0.2.10"          # the host running P2P
+WEB = "198.51.100.80"     # a web server it also uses
+
+
+def _cols(rows):
+    """rows: (src_ip, src_port, dst_ip, dst_port, proto, t_ms)."""
+    sip, sport, dip, dport, proto, t = zip(*rows)
+    n = len(rows)
+    return {"src_ip": np.array(sip, dtype=object), "src_port": np.array(sport), "dst_ip": np.array(dip, dtype=object),
+            "dst_port": np.array(dport), "protocol": np.array(proto), "bidirectional_first_seen_ms": np.array(t) - 10,
+            "bidirectional_last_seen_ms": np.array(t), "src2dst_bytes": np.full(n, 100),
+            "dst2src_bytes": np.full(n, 50)}
+
+
+def _peer(i):
+    return f"203.0.113.{i}"
+
+
+def test_three_peers_make_a_p2p_host_and_two_make_a_p2p_endpoint():
+    ev = HostEvidence(0.8, model_id="m")
+    # DHT-like exchanges from H:6881/udp; the model is sure about three of them
+    rows = [(H, 6881, _peer(i), 40000 + i, 17, 1000 * i) for i in range(1, 4)]
+    out = ev.update(_cols(rows), np.array([0.9, 0.95, 0.99]))
+    np.testing.assert_array_equal(out, [0.9, 0.95, 0.99])
+    recs = ev.pop_records()
+    assert [r["ip"] for r in recs] == [H]
+    r = recs[0]
+    assert r["endpoints"] == [f"{H}:6881/udp"] and r["p2p_peers"] == 3 and r["peers"] == 3 and r["flows"] == 3
+    assert r["score"] == 0.9 and r["bytes_up"] == 300 and r["bytes_down"] == 150 and r["model"] == "m"
+    # a 2-packet query to a new node, which the model alone would miss, inherits the endpoint's score
+    later = ev.update(_cols([(_peer(9), 51000, H, 6881, 17, 9000)]), np.array([0.1]))
+    assert later[0] == 0.95  # the 2nd best peer score on the endpoint
+    # the host's web flow (service port) is not raised; nor is another host's flow
+    other = ev.update(_cols([(H, 50123, WEB, 443, 6, 9100), (_peer(20), 50000, WEB, 443, 6, 9200)]),
+                      np.array([0.2, 0.3]))
+    np.testing.assert_array_equal(other, [0.2, 0.3])
+    # the peers themselves did not become P2P hosts: one flagged peer each
+    assert list(ev.p2p_hosts()) == [H]
+
+
+def test_two_peers_are_not_enough():
+    ev = HostEvidence(0.8)
+    rows = [(H, 6881, _peer(i), 40000 + i, 17, 1000 * i) for i in range(1, 4)]
+    ev.update(_cols(rows), np.array([0.9, 0.95, 0.1]))
+    assert ev.pop_records() == [] and list(ev.p2p_hosts()) == []
+    assert ev.update(_cols([(_peer(9), 51000, H, 6881, 17, 9000)]), np.array([0.1]))[0] == 0.1
+
+
+def test_failed_connects_of_a_p2p_host_between_high_ports_inherit_its_score():
+    ev = HostEvidence(0.8)
+    ev.update(_cols([(H, 6881, _peer(i), 40000 + i, 17, 1000 * i) for i in range(1, 4)]), np.array([0.9] * 3))
+    syn = _cols([(H, 51515, _peer(50), 6346, 6, 5000), (H, 51516, _peer(51), 3306, 6, 5001)])
+    out = ev.update(syn, np.array([0.05, 0.05]))
+    assert out[0] == 0.9          # high port to high port
+    assert out[1] == 0.05         # 3306 is a registered service port
+    off = HostEvidence(0.8, high_ports=False)
+    off.update(_cols([(H, 6881, _peer(i), 40000 + i, 17, 1000 * i) for i in range(1, 4)]), np.array([0.9] * 3))
+    assert off.update(syn, np.array([0.05, 0.05]))[0] == 0.05
+
+
+def test_early_snapshots_read_but_do_not_feed_the_evidence():
+    ev = HostEvidence(0.8)
+    rows = [(H, 6881, _peer(i), 40000 + i, 17, 1000 * i) for i in range(1, 4)]
+    ev.update(_cols(rows), np.array([0.99] * 3), remember=False)
+    assert list(ev.p2p_hosts()) == [] and ev.pop_records() == []
+
+
+def test_records_repeat_while_it_lasts_and_the_evidence_lapses():
+    ev = HostEvidence(0.8, report_s=10, idle_s=60)
+    ev.update(_cols([(H, 6881, _peer(i), 40000 + i, 17, 1000 * i) for i in range(1, 4)]), np.array([0.9] * 3))
+    assert len(ev.pop_records()) == 1
+    ev.update(_cols([(H, 6881, _peer(4), 40004, 17, 14_000)]), np.array([0.9]))
+    assert len(ev.pop_records()) == 1   # 11 s after the first record
+    ev.update(_cols([(H, 6881, _peer(5), 40005, 17, 80_000)]), np.array([0.1]))  # 66 s without a P2P flow
+    assert list(ev.p2p_hosts()) == []
+    final = ev.finish()
+    assert final == []
+
+
+def test_table_evidence_equals_streaming_in_any_batches():
+    rng = np.random.default_rng(1)
+    rows = [(H if rng.random() < 0.5 else _peer(int(rng.integers(1, 30))), int(rng.choice([6881, 50000 + i])),
+             _peer(int(rng.integers(30, 60))), int(rng.choice([443, 40000 + i])), int(rng.choice([6, 17])), 100 * i)
+            for i in range(400)]
+    scores = rng.random(400)
+    cols = _cols(rows)
+    whole, recs = evidence_scores({**cols, "capture": np.full(400, "c"), "flow_index": np.arange(400)}, scores, 0.7)
+    ev = HostEvidence(0.7)
+    parts = [ev.update({k: v[i:i + 37] for k, v in cols.items()}, scores[i:i + 37]) for i in range(0, 400, 37)]
+    np.testing.assert_array_equal(np.concatenate(parts), whole)
+    assert ev.finish() == recs["c"]
+
+
+def test_endpoint_names():
+    assert endpoint_name("192.0.2.1", 6881, 17) == "192.0.2.1:6881/udp"
+    assert endpoint_name("2001:db8::1", 443, 6) == "[2001:db8::1]:443/tcp"
