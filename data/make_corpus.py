@@ -57,6 +57,19 @@ RECIPE: tuple[tuple[str, tuple[int, ...], int, float], ...] = (
     ("mixed-home", (901, 902, 903), 90, 3.0),
 )
 
+#: WAN runs (data.generator.topology): (scenario, network class, seeds, duration seconds, scale). Each host
+#: draws its path from the class; the capture is an ISP router's uplink, so evaluation can leave a class out.
+WAN_RECIPE: tuple[tuple[str, str, tuple[int, ...], int, float], ...] = (
+    ("home-isp", "wan-low", (1301,), 60, 2.0),
+    ("home-isp", "wan-mid", (1302, 1303), 60, 2.0),
+    ("home-isp", "wan-high", (1304,), 60, 2.0),
+    ("home-isp", "lossy", (1305,), 60, 2.0),
+    ("p2p-tcp-mse", "wan-mid", (1311,), 60, 3.0),
+    ("p2p-utp", "wan-high", (1321,), 60, 3.0),
+    ("web", "wan-low", (1331,), 60, 1.0),
+    ("mixed-home", "lossy", (1341,), 90, 2.0),
+)
+
 #: A two-minute smoke version of the recipe (one short run per scenario family).
 QUICK: tuple[tuple[str, tuple[int, ...], int, float], ...] = (
     ("p2p-tcp-mse", (101,), 20, 1.0),
@@ -67,15 +80,16 @@ QUICK: tuple[tuple[str, tuple[int, ...], int, float], ...] = (
 )
 
 
-def _run_one(out: Path, scenario: str, seed: int, duration: int, scale: float) -> dict | None:
-    """Generate one capture into ``out/<scenario>-s<seed>/`` unless it is already there."""
-    run_dir = out / f"{scenario}-s{seed}"
+def _run_one(out: Path, scenario: str, seed: int, duration: int, scale: float,
+             network: str = "loopback") -> dict | None:
+    """Generate one capture into ``out/<scenario>[-<network>]-s<seed>/`` unless it is already there."""
+    run_dir = out / (f"{scenario}-s{seed}" if network == "loopback" else f"{scenario}-{network}-s{seed}")
     summary = run_dir / f"{scenario}.json"
     if summary.exists():
         log.info("%s seed %d: already generated, kept", scenario, seed)
         return json.loads(summary.read_text())
     cmd = [sys.executable, "-m", "data.generator", "--scenario", scenario, "--seed", str(seed),
-           "--duration", str(duration), "--scale", str(scale), "-o", str(run_dir)]
+           "--duration", str(duration), "--scale", str(scale), "--network", network, "-o", str(run_dir)]
     res = subprocess.run(cmd, cwd=_REPO, capture_output=True, text=True)
     if res.returncode != 0:
         log.error("%s seed %d failed: %s", scenario, seed, res.stderr.strip().splitlines()[-1:] or "?")
@@ -109,7 +123,8 @@ def make_corpus(out: Path = CORPUS, quick: bool = False, jobs: int = 2) -> dict:
     """Run the recipe (or the quick one) with ``jobs`` generators at a time; returns the manifest."""
     require_root()
     out.mkdir(parents=True, exist_ok=True)
-    runs = [(sc, seed, d, s) for sc, seeds, d, s in (QUICK if quick else RECIPE) for seed in seeds]
+    runs = [(sc, seed, d, s, "loopback") for sc, seeds, d, s in (QUICK if quick else RECIPE) for seed in seeds]
+    runs += [] if quick else [(sc, seed, d, s, net) for sc, net, seeds, d, s in WAN_RECIPE for seed in seeds]
     for run in list(runs):  # scenarios whose optional requirement (sshd, aioquic) is missing here
         missing = missing_requirement(scenarios.build(run[0], run[1], run[2], run[3]))
         if missing:
