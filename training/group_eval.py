@@ -44,6 +44,13 @@ def _impl_per_flow(app: np.ndarray) -> np.ndarray:
     return np.array([implementation_of(a) for a in uniq.tolist()], dtype=object)[inv] if len(app) else app
 
 
+def _holds(impl: np.ndarray, name: str) -> np.ndarray:
+    """Per flow: does its implementation label name `name` (a flow between two implementations,
+    `biglybt+libtorrent`, belongs to both)."""
+    uniq, inv = np.unique(impl.astype(str), return_inverse=True)
+    return np.array([name in u.split("+") for u in uniq.tolist()], dtype=bool)[inv] if len(impl) else impl.astype(bool)
+
+
 def host_flags(records: dict[str, list[dict]], capture: np.ndarray, src_ip: np.ndarray,
                dst_ip: np.ndarray) -> np.ndarray:
     """Host-level verdicts for each flow's source, then each flow's destination (2n values):
@@ -131,7 +138,7 @@ def group_out(dataset: Dataset, group_by: str, config, *, inputs=(), n_splits: i
                                         "skipped": [], "captures": 0, "thresholds": [], "missed": [],
                                         "false_positives": []})
         g["captures"] += len(r["test"])
-        counted = labelled[rows] & ((y[rows] == 0) | ((impl[rows] == r["implementation"]) if r["implementation"]
+        counted = labelled[rows] & ((y[rows] == 0) | (_holds(impl[rows], r["implementation"]) if r["implementation"]
                                                        else True))
         if r["skipped"]:
             g["skipped"].append(r["skipped"])
