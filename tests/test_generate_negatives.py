@@ -146,7 +146,7 @@ def test_parallel_downloads_open_many_connections_at_once(tmp_path: Path) -> Non
 @needs_root
 @_ready("lan-services")
 def test_lan_services_fan_out_dns_ntp_and_multicast_discovery(tmp_path: Path) -> None:
-    apps = _by_app(_generate(tmp_path, "lan-services", seed=1))
+    apps = _by_app(_generate(tmp_path, "lan-services", seed=1, duration=10))
     upstream = apps["dns-upstream"]
     resolver_peers = {f["dst"] for f in upstream}
     assert len(upstream) > 50 and len(resolver_peers) >= 8  # many small UDP exchanges with many servers
@@ -160,7 +160,7 @@ def test_lan_services_fan_out_dns_ntp_and_multicast_discovery(tmp_path: Path) ->
 @needs_root
 @_ready("vpn")
 def test_vpn_carries_web_traffic_in_one_long_udp_flow_per_client(tmp_path: Path) -> None:
-    apps = _by_app(_generate(tmp_path, "vpn", seed=1, duration=14))
+    apps = _by_app(_generate(tmp_path, "vpn", seed=1, duration=12))
     tunnels = [f for f in apps["vpn-wireguard"] if f["proto"] == 17]
     assert tunnels and all(f["ndpi"] == "WireGuard" for f in tunnels)
     assert max(f["bytes"] for f in tunnels) > 200_000 and max(f["ms"] for f in tunnels) > 8000

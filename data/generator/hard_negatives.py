@@ -10,7 +10,7 @@ Address plan (on top of scenarios.py's): remote parties own blocks of their own,
 client host (127.50.x) may run several apps while each address pair still names one app.
 K = 60 WebRTC remote peers and TURN relays, 61 range-download and sync servers, 62 game servers and
 lobby peers, 63 resolvers and authoritative servers, 64 NTP servers, 65 discovery devices,
-66 VPN gateways (the tunnel's inner addresses never reach the capture).
+66 VPN gateways (the tunnel's inner addresses never reach the capture), 67 web origins.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ SCENARIOS: tuple[str, ...] = ("webrtc", "game-udp", "parallel-downloads", "lan-s
 KINDS: dict[str, tuple[str, str]] = {"game": ("gameudp", "run_game"), "webrtc": ("webrtc", "run_webrtc"),
                                      "ranged": ("ranged", "run_ranged"), "resolver": ("lanservices", "run_resolver"),
                                      "ntp": ("lanservices", "run_ntp"), "discovery": ("lanservices", "run_discovery"),
-                                     "vpn": ("vpn", "run_vpn")}
+                                     "vpn": ("vpn", "run_vpn"), "origins": ("origins", "run_origins")}
 
 #: What each kind needs beyond the base generator: Python modules and (command, Debian package) pairs.
 _NEEDS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
@@ -82,7 +82,7 @@ def webrtc(rng: random.Random, addr: _Addresses, duration: int, *, callers: list
         start = rng.uniform(0, 0.5 * duration)
         calls.append({"caller": rng.choice(callers), "callee": remote(2 + rng.randrange(max(2, n_calls))),
                       "start": round(start, 2), "length": round(rng.uniform(0.3, 1.0) * (duration - start), 2),
-                      "audio": rng.random() < 0.8, "video": i == 0 or rng.random() < 0.2,
+                      "audio": rng.random() < 0.8, "video": i == 0 or rng.random() < 0.1,
                       "data": rng.choice([None, "chat", "chat", "file"]),
                       "relay": turn is not None and rng.random() < 0.5})
         if not (calls[-1]["audio"] or calls[-1]["video"] or calls[-1]["data"]):
@@ -100,11 +100,23 @@ def webrtc(rng: random.Random, addr: _Addresses, duration: int, *, callers: list
     return [AppSpec(name="webrtc", label="other", params=params, rows=rows)]
 
 
+def origins(rng: random.Random, addr: _Addresses, duration: int, scale: float, *, clients: list[str],
+            n_origins: int) -> AppSpec:
+    """Browsing that pulls every page from many HTTPS origins (``n_origins`` servers, Zipf popularity)."""
+    _, host = addr.block(67)
+    specs = [{"ip": host(h), "port": 443 if rng.random() < 0.95 else 8443} for h in range(1, 1 + n_origins)]
+    params = {"kind": "origins", "origins": specs, "tls": True, "scale": scale, "seed": rng.getrandbits(32),
+              "clients": [{"ip": ip, "start": round(rng.uniform(0, 0.2 * duration), 2)} for ip in clients]}
+    return AppSpec(name="https-many-origins", label="other", params=params,
+                   rows=pair_rows(clients, [o["ip"] for o in specs], (6,), "other", "https-many-origins"))
+
+
 def _webrtc(rng: random.Random, a: _Addresses, d: int, s: float) -> list[AppSpec]:
     hosts = a.hosts(rng.randint(2, 5))
-    apps = webrtc(rng, a, d, callers=hosts, n_calls=rng.randint(2, 4), relay=rng.random() < 0.7)
+    apps = webrtc(rng, a, d, callers=hosts, n_calls=rng.randint(3, 8), relay=rng.random() < 0.7)
     apps.append(dns(rng, a, d, clients=hosts, storminess=0.3))
     apps.append(web(rng, a, d, s, tls=True, port=443, clients=hosts, modes=["chat"] * len(hosts), app="https-chat"))
+    apps.append(origins(rng, a, d, s, clients=hosts[:2], n_origins=rng.randint(15, 40)))
     return apps
 
 
@@ -192,7 +204,7 @@ def _lan_services(rng: random.Random, a: _Addresses, d: int, s: float) -> list[A
                      storminess=rng.choice([0.5, 1.0, 2.0])),
             ntp(rng, a, clients=hosts, n_servers=rng.randint(2, 4)),
             discovery(rng, a, hosts=rng.sample(hosts, k=rng.randint(2, min(6, len(hosts)))), n_devices=rng.randint(3, 8)),
-            web(rng, a, d, s, tls=True, port=443, clients=hosts[:3], modes=["browse"] * 3, app="https-browse")]
+            origins(rng, a, d, s, clients=hosts[:4], n_origins=rng.randint(20, 60))]
 
 
 def vpn(rng: random.Random, addr: _Addresses, duration: int, scale: float, *, clients: list[str],
@@ -210,7 +222,7 @@ def vpn(rng: random.Random, addr: _Addresses, duration: int, scale: float, *, cl
 
 def _vpn(rng: random.Random, a: _Addresses, d: int, s: float) -> list[AppSpec]:
     hosts = a.hosts(rng.randint(2, 5))
-    tunnelled = hosts[: rng.randint(1, min(3, len(hosts)))]
+    tunnelled = hosts[: rng.randint(2, min(3, len(hosts)))]
     return [vpn(rng, a, d, s, clients=tunnelled, modes=[rng.choice(["browse", "bulk", "stream"]) for _ in tunnelled]),
             dns(rng, a, d, clients=hosts, storminess=0.3),
             web(rng, a, d, s, tls=True, port=443, clients=hosts, modes=["browse"] * len(hosts), app="https-browse")]

@@ -67,7 +67,7 @@ def _setup(clients: list[dict[str, Any]]) -> dict[str, int]:
         _sh("sysctl", "-q", "-w", f"net.ipv4.conf.{dev}.rp_filter=0", f"net.ipv4.conf.{dev}.accept_local=1")
     # The local table must come after those rules, or it would deliver inner traffic over lo directly.
     _sh("ip", "rule", "add", "pref", "50", "lookup", "local")
-    _sh("ip", "rule", "del", "pref", "0", "lookup", "local")
+    subprocess.run(["ip", "rule", "del", "pref", "0", "lookup", "local"], capture_output=True)  # gone if moved already
     return fds
 
 
