@@ -80,7 +80,7 @@ def test_plan_labels_every_pair_of_an_observed_client_once(seed: int) -> None:
     for c in clients:  # every DHT node, remote peer, gone address, tracker and the LSD group
         assert all(owner[(min(c, ip), max(c, ip), 17)] == "libtorrent-dht" for ip in dht_ips)
         assert owner[(min(c, LSD_GROUP), max(c, LSD_GROUP), 17)] == "libtorrent-lsd"
-    swarm = plan.apps[-1].params
+    swarm = next(a.params for a in plan.apps if a.params["kind"] == "bt-realistic")
     for g, _ in swarm["gone_peers"]:
         assert owner[(min(clients[0], g), max(clients[0], g), 6)] == "libtorrent-unreachable"
 

@@ -25,7 +25,8 @@ from data.generator.scenarios import AppSpec, _Addresses, _content, _port, _sche
 SCENARIOS: tuple[str, ...] = ("p2p-dht-swarm",)
 
 #: Worker kinds of these apps: kind -> (module under data.generator, its entry function).
-KINDS: dict[str, tuple[str, str]] = {"bt-dht": ("dht", "run_dht"), "bt-realistic": ("swarm", "run_realistic_swarm")}
+KINDS: dict[str, tuple[str, str]] = {"bt-dht": ("dht", "run_dht"), "bt-realistic": ("swarm", "run_realistic_swarm"),
+                                     "bt-trackers": ("swarm", "run_trackers")}
 
 #: Local peer discovery's multicast group (BEP 14); every LSD announce goes there on port 6771.
 LSD_GROUP = "239.192.152.143"
@@ -132,22 +133,25 @@ def dht_swarm(rng: random.Random, addr: _Addresses, duration: int, scale: float)
             "announce_interval": rng.randint(40, 120), "torrents": held, "online": online,
             "dial_gone": rng.uniform(2, 6), "lookups_per_s": round(rng.uniform(0.3, 1.0), 2),
         })
+    trackers = {"http_tracker": {"ip": tracker_ip, "port": rng.choice([6969, 80, 8080, 2710, _port(rng, False)])},
+                "udp_tracker": {"ip": udp_tracker_ip, "port": rng.choice([6969, 1337, 2710, _port(rng, False)])}}
     params = {"kind": "bt-realistic", "hosts": hosts, "torrents": torrents, "dead": dead,
               "dht": rng.sample(dht_endpoints, k=min(40, len(dht_endpoints))), "gone_dht": gone_dht,
-              "gone_peers": gone_peers, "silent": silent_blocks,
-              "http_tracker": {"ip": tracker_ip, "port": rng.choice([6969, 80, 8080, 2710, _port(rng, False)])},
-              "udp_tracker": {"ip": udp_tracker_ip, "port": rng.choice([6969, 1337, 2710, _port(rng, False)])},
-              "tracker_interval": rng.randint(20, 40), "seed": rng.getrandbits(32)}
-    rows = _client_rows(hosts, gone_dht, gone_peers, tracker_ip, udp_tracker_ip)
-    apps = dht_apps + [AppSpec(name="libtorrent-swarm", label="p2p", params=params, rows=rows)]
+              "gone_peers": gone_peers, "silent": silent_blocks, **trackers, "seed": rng.getrandbits(32)}
+    tracker_params = {"kind": "bt-trackers", **trackers, "gone_peers": gone_peers,
+                      "tracker_interval": rng.randint(20, 40), "seed": rng.getrandbits(32)}
+    tracker_rows = (pair_rows(clients, [tracker_ip], (6,), "p2p", "libtorrent-tracker")
+                    + pair_rows(clients, [udp_tracker_ip], _UDP, "p2p", "libtorrent-tracker"))
+    apps = dht_apps + [AppSpec(name="libtorrent-swarm", label="p2p", params=params,
+                               rows=_client_rows(hosts, gone_dht, gone_peers)),
+                       AppSpec(name="libtorrent-tracker", label="p2p", params=tracker_params, rows=tracker_rows)]
     for app in apps:
         app.vantage = list(clients)
     return apps
 
 
-def _client_rows(hosts: list[dict[str, Any]], gone_dht: list, gone_peers: list, tracker_ip: str,
-                 udp_tracker_ip: str) -> list[LabelRow]:
-    """Label rows of every address pair with an observed client in it (all that the capture keeps)."""
+def _client_rows(hosts: list[dict[str, Any]], gone_dht: list, gone_peers: list) -> list[LabelRow]:
+    """Label rows of the pairs of an observed client with the other hosts, gone addresses and LSD."""
     clients = [h for h in hosts if h["role"] == "client"]
     rows: list[LabelRow] = []
     seen: set[tuple[str, str]] = set()
@@ -155,8 +159,6 @@ def _client_rows(hosts: list[dict[str, Any]], gone_dht: list, gone_peers: list, 
         ip = c["ip"]
         rows += pair_rows([ip], sorted({g[0] for g in gone_dht}), _UDP, "p2p", "libtorrent-dht")
         rows += pair_rows([ip], sorted({g[0] for g in gone_peers}), (6, 17, 1), "p2p", "libtorrent-unreachable")
-        rows += pair_rows([ip], [tracker_ip], (6,), "p2p", "libtorrent-tracker")
-        rows += pair_rows([ip], [udp_tracker_ip], _UDP, "p2p", "libtorrent-tracker")
         rows += pair_rows([ip], [LSD_GROUP], (17,), "p2p", "libtorrent-lsd")
         for h in hosts:
             key = (min(ip, h["ip"]), max(ip, h["ip"]))

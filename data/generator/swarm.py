@@ -12,7 +12,7 @@ worker runs every libtorrent session of such a world except the DHT node populat
   peers) and ``busy`` (a tiny connection limit: handshakes that end at once); each joins and leaves
   on its own schedule (churn), speaks TCP, uTP or both, with forced, preferred or no encryption;
 - an HTTP tracker (data.generator.tracker) and a UDP tracker (data.generator.udp_tracker), both
-  handing out gone peers beside live ones;
+  handing out gone peers beside live ones, in a process of their own (:func:`run_trackers`);
 - gone addresses: ``refused`` ones answer with RST / ICMP port unreachable (the kernel does), and
   those in the ``silent`` block never answer: an nftables rule in the namespace drops what reaches
   them after the capture saw it, as a peer behind NAT that left looks.
@@ -218,8 +218,14 @@ def make_gone_silent(blocks: list[str], syn_retries: int = 2) -> bool:
     return True
 
 
-def _start_trackers(params: dict[str, Any]) -> list[Any]:
-    """Start the HTTP and UDP trackers of ``params``; returns their stop functions."""
+def run_trackers(params: dict[str, Any]) -> None:
+    """Serve the HTTP and UDP trackers of ``params`` until ``params['until']``.
+
+    Their own process, not threads of the swarm worker: a libtorrent session holds the GIL while it
+    closes and waits for its ``stopped`` announces, which Python trackers in the same process could
+    then never answer (each leaving peer stalled the swarm for the 5 s tracker timeout).
+    params: ``http_tracker`` / ``udp_tracker`` ({ip, port}), ``gone_peers``, ``tracker_interval``, ``seed``.
+    """
     stops = []
     ghosts = [(ip, int(port)) for ip, port in params.get("gone_peers", [])]
     interval = int(params.get("tracker_interval", 30))
@@ -236,7 +242,12 @@ def _start_trackers(params: dict[str, Any]) -> list[Any]:
 
         t = params["udp_tracker"]
         stops.append(udp_tracker.serve(t["ip"], int(t["port"]), udp_tracker.UdpTracker(ghosts, interval, params["seed"])))
-    return stops
+    try:
+        while time.time() < params["until"]:
+            time.sleep(0.2)
+    finally:
+        for stop in stops:
+            stop()
 
 
 def run_realistic_swarm(params: dict[str, Any]) -> None:
@@ -247,13 +258,13 @@ def run_realistic_swarm(params: dict[str, Any]) -> None:
     ``t0``, and for clients ``dial_gone`` (stale dials per 10 s) and ``lookups_per_s``}), ``torrents``
     ({size, n_files, piece_size, trackers: ["http", "udp"]}), ``dead`` (tracker kinds per dead
     magnet), ``dht`` and ``gone_dht`` ([[ip, port], ...]), ``gone_peers``, ``silent`` (CIDR blocks
-    to make silent), ``http_tracker`` / ``udp_tracker`` ({ip, port}), ``tracker_interval``, ``seed``.
+    to make silent), ``http_tracker`` / ``udp_tracker`` ({ip, port}: the trackers the torrents name,
+    served by :func:`run_trackers`), ``seed``.
     """
     rng = random.Random(params["seed"])
     if params.get("silent"):
         make_gone_silent(params["silent"])
     world = World(params, rng)
-    stops = _start_trackers(params)
     t0, until = params["t0"], params["until"]
     hosts = [Host(h, world) for h in params["hosts"]]
     live: set[int] = set()
@@ -285,5 +296,3 @@ def run_realistic_swarm(params: dict[str, Any]) -> None:
         log.info("progress at end: %s", {h.spec["ip"]: h.progress() for i, h in enumerate(hosts) if i in live})
         for h in hosts:
             h.stop()
-        for stop in stops:
-            stop()
