@@ -10,7 +10,7 @@ vantage point sees its subscribers and not the rest of the swarm, so labels cove
 client in it.
 
 Address plan: clients are client hosts (127.50.N.x); K = 14 remote peers, 15 DHT nodes, 16 trackers,
-17 gone addresses (DHT nodes and peers: one block each answers with RST / ICMP, one stays silent).
+17 gone addresses (DHT nodes, peers): 40 % answer with RST / ICMP, 60 % stay silent.
 """
 
 from __future__ import annotations
@@ -86,12 +86,11 @@ def dht_swarm(rng: random.Random, addr: _Addresses, duration: int, scale: float)
     _, peer = addr.block(14)
     tracker_ip, trk = addr.block(16)
     udp_tracker_ip = trk(2)
-    gone_dht, gone_peers, silent_blocks = [], [], []
+    gone_dht, gone_peers, silent = [], [], []
     for pool, count in ((gone_dht, rng.randint(30, 90)), (gone_peers, rng.randint(100, 220))):
-        _, refused = addr.block(17)
-        silent_ip, silent = addr.block(17)
-        silent_blocks.append(silent_ip.rsplit(".", 1)[0] + ".0/24")
-        pool += [[(refused if rng.random() < 0.4 else silent)(h), _port(rng, False)] for h in range(2, 2 + count)]
+        _, host = addr.block(17)
+        pool += [[host(h), _port(rng, False)] for h in range(2, 2 + count)]
+        silent += [ip for ip, _ in pool if rng.random() < 0.6]  # the others answer RST / ICMP unreachable
 
     tracker_kinds = (["http"], ["udp"], ["udp", "http"], ["udp", "http"], [])
     torrents = [{**_content(rng, 0.5 * scale), "trackers": rng.choice(tracker_kinds)}
@@ -137,7 +136,7 @@ def dht_swarm(rng: random.Random, addr: _Addresses, duration: int, scale: float)
                 "udp_tracker": {"ip": udp_tracker_ip, "port": rng.choice([6969, 1337, 2710, _port(rng, False)])}}
     params = {"kind": "bt-realistic", "hosts": hosts, "torrents": torrents, "dead": dead,
               "dht": rng.sample(dht_endpoints, k=min(40, len(dht_endpoints))), "gone_dht": gone_dht,
-              "gone_peers": gone_peers, "silent": silent_blocks, **trackers, "seed": rng.getrandbits(32)}
+              "gone_peers": gone_peers, "silent": silent, **trackers, "seed": rng.getrandbits(32)}
     tracker_params = {"kind": "bt-trackers", **trackers, "gone_peers": gone_peers,
                       "tracker_interval": rng.randint(20, 40), "seed": rng.getrandbits(32)}
     tracker_rows = (pair_rows(clients, [tracker_ip], (6,), "p2p", "libtorrent-tracker")

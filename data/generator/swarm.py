@@ -13,9 +13,9 @@ worker runs every libtorrent session of such a world except the DHT node populat
   on its own schedule (churn), speaks TCP, uTP or both, with forced, preferred or no encryption;
 - an HTTP tracker (data.generator.tracker) and a UDP tracker (data.generator.udp_tracker), both
   handing out gone peers beside live ones, in a process of their own (:func:`run_trackers`);
-- gone addresses: ``refused`` ones answer with RST / ICMP port unreachable (the kernel does), and
-  those in the ``silent`` block never answer: an nftables rule in the namespace drops what reaches
-  them after the capture saw it, as a peer behind NAT that left looks.
+- gone addresses: most answer with RST / ICMP port unreachable (the kernel does), the ``silent`` ones
+  never answer: an nftables rule in the namespace drops what reaches them after the capture saw it,
+  as a peer behind NAT that left looks.
 """
 
 from __future__ import annotations
@@ -196,8 +196,8 @@ class World:
         return atp
 
 
-def make_gone_silent(blocks: list[str], syn_retries: int = 2) -> bool:
-    """Make the addresses of ``blocks`` (CIDRs) silent: packets reach the capture, then vanish.
+def make_gone_silent(addresses: list[str], syn_retries: int = 2) -> bool:
+    """Make ``addresses`` silent: packets reach the capture, then vanish.
 
     The rule sits on the input hook of the namespace, after loopback transmit where the capture
     sees packets; nothing answers (no RST, no ICMP), as a peer behind NAT that left looks. Dials
@@ -206,14 +206,14 @@ def make_gone_silent(blocks: list[str], syn_retries: int = 2) -> bool:
     """
     Path("/proc/sys/net/ipv4/tcp_syn_retries").write_text(f"{syn_retries}\n")  # per namespace
     rules = (f"table ip p2pd_gone {{\n chain gone_input {{\n  type filter hook input priority 0; policy accept;\n"
-             f"  ip daddr {{ {', '.join(blocks)} }} drop\n }}\n}}\n")
+             f"  ip daddr {{ {', '.join(addresses)} }} drop\n }}\n}}\n")
     try:
         res = subprocess.run(["nft", "-f", "-"], input=rules, capture_output=True, text=True)
     except FileNotFoundError:
-        log.warning("nft is not installed: gone peers in %s answer with RST/ICMP instead of silence", blocks)
+        log.warning("nft is not installed: %d gone addresses answer with RST/ICMP instead of silence", len(addresses))
         return False
     if res.returncode != 0:
-        log.warning("nft failed (%s): gone peers in %s answer with RST/ICMP", res.stderr.strip(), blocks)
+        log.warning("nft failed (%s): %d gone addresses answer with RST/ICMP", res.stderr.strip(), len(addresses))
         return False
     return True
 
@@ -257,8 +257,8 @@ def run_realistic_swarm(params: dict[str, Any]) -> None:
     announce_interval, torrents: [[index, mode], ...], online: [[join, leave], ...] in seconds after
     ``t0``, and for clients ``dial_gone`` (stale dials per 10 s) and ``lookups_per_s``}), ``torrents``
     ({size, n_files, piece_size, trackers: ["http", "udp"]}), ``dead`` (tracker kinds per dead
-    magnet), ``dht`` and ``gone_dht`` ([[ip, port], ...]), ``gone_peers``, ``silent`` (CIDR blocks
-    to make silent), ``http_tracker`` / ``udp_tracker`` ({ip, port}: the trackers the torrents name,
+    magnet), ``dht`` and ``gone_dht`` ([[ip, port], ...]), ``gone_peers``, ``silent`` (gone addresses
+    that never answer), ``http_tracker`` / ``udp_tracker`` ({ip, port}: the trackers the torrents name,
     served by :func:`run_trackers`), ``seed``.
     """
     rng = random.Random(params["seed"])
