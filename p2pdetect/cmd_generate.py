@@ -19,6 +19,8 @@ def add_parser(subparsers: Any) -> None:
         help="generate labelled captures (needs root)",
         description="Run real BitTorrent (MSE over TCP, uTP) and ordinary clients (HTTPS, HTTP, DNS, streaming) "
         "inside a private network namespace, capture headers with tcpdump and label every flow by construction. "
+        "With --network CLASS or --rtt-ms N, hosts sit on WAN paths with real delay, jitter, loss and rates "
+        "behind an ISP router (some behind NAT), and the capture is the router's uplink. "
         "Writes <scenario>.pcap, <scenario>.labels.csv and <scenario>.json into -o DIR. "
         "With --audit DIR, cross-checks existing captures' labels with tshark instead.",
     )
