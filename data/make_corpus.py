@@ -68,6 +68,7 @@ WAN_RECIPE: tuple[tuple[str, str, tuple[int, ...], int, float], ...] = (
     ("p2p-utp", "wan-high", (1321,), 60, 3.0),
     ("web", "wan-low", (1331,), 60, 1.0),
     ("mixed-home", "lossy", (1341,), 90, 2.0),
+    ("p2p-dht-swarm", "wan-mid", (1351,), 60, 1.0),
 )
 
 #: A two-minute smoke version of the recipe (one short run per scenario family).

@@ -32,7 +32,7 @@ def build(rng: random.Random, addr: _Addresses, duration: int, scale: float) -> 
     apps = [
         web(rng, addr, d, s, tls=True, port=443, clients=subs,
             modes=[rng.choice(["browse", "browse", "stream"]) for _ in subs], app="https-browse"),
-        dns(rng, addr, d, clients=subs, storminess=1.0),
+        dns(rng, addr, d, clients=subs, storminess=0.5),
     ]
     chat = rng.sample(subs, k=min(len(subs), rng.randint(1, 4)))
     apps.append(web(rng, addr, d, s, tls=True, port=_port(rng, False), clients=chat, modes=["chat"] * len(chat),
