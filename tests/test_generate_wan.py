@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from data import GenerateError
-from data.generator import GenerateConfig, scenarios, topology
+from data.generator import GenerateConfig, namespace, scenarios, topology
 from data.generator.capture import handshake_gaps
 from data.generator.delayline import Link
 from data.generator.labels import read_csv
@@ -96,10 +96,14 @@ def test_fixed_path_puts_the_round_trip_on_the_wan_side() -> None:
 @needs_wan
 def test_rtt_60_gives_60_ms_handshakes_at_the_uplink_and_the_configured_loss(tmp_path: Path) -> None:
     started = time.time()
-    res = subprocess.run([sys.executable, "-m", "p2pdetect", "generate", "--scenario", "web", "--duration", "12",
-                          "--rtt-ms", "60", "--loss", "0.5", "-o", str(tmp_path)],
-                         cwd=REPO, capture_output=True, text=True, timeout=240)
-    assert res.returncode == 0, res.stderr[-2000:]
+    proc = subprocess.Popen([sys.executable, "-m", "p2pdetect", "generate", "--scenario", "web", "--duration", "12",
+                             "--rtt-ms", "60", "--loss", "0.5", "-o", str(tmp_path)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err[-2000:]
+    ns = f"p2pd-gen-{proc.pid}"
+    assert ns not in _namespaces() and topology.router_ns(ns) not in _namespaces()
+    assert _procs_mentioning(f"{ns}-") == []
     summary = json.loads((tmp_path / "web.json").read_text())
     assert summary["network"] == "wan-mid" and summary["vantage_point"] == "isp-router-uplink"
     assert summary["path"] == {"rtt_ms": 60.0, "jitter_ms": 0.0, "loss_pct": 0.5}
@@ -113,14 +117,18 @@ def test_rtt_60_gives_60_ms_handshakes_at_the_uplink_and_the_configured_loss(tmp
     assert 0.002 <= loss <= 0.009, wan
     for r in read_csv(tmp_path / "web.labels.csv"):
         assert not ipaddress.ip_address(r.src_ip).is_loopback
-    assert not [n for n in _namespaces() if n.startswith("p2pd-gen-")
-                and not _alive_owner(n)], "a namespace was left behind"
     assert time.time() - started < 120
 
 
-def _alive_owner(ns: str) -> bool:
-    pid = int(ns.split("-")[2])
-    return Path(f"/proc/{pid}").exists()
+@needs_wan
+def test_remove_stale_takes_a_dead_runs_router_namespace_too() -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid that no longer runs, like a SIGKILLed generator's
+    names = [f"p2pd-gen-{dead.pid}", f"p2pd-gen-{dead.pid}{topology.ROUTER_SUFFIX}"]
+    for n in names:
+        subprocess.run(["ip", "netns", "add", n], check=True)
+    namespace.remove_stale()
+    assert not set(names) & set(_namespaces())
 
 
 @needs_wan
