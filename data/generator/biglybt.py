@@ -90,7 +90,11 @@ class BiglyPeer:
         save.mkdir(parents=True, exist_ok=True)
         (cfg / "biglybt.config").write_bytes(bencode(config(s, save)))
         subprocess.run(["ip", "addr", "add", f"{s['ip']}/32", "dev", "lo"], capture_output=True)
-        cmd = ["java", *JVM, "-cp", ":".join(JARS), f"-Dazureus.config.path={cfg}",
+        # Names resolve from a hosts file only: BiglyBT looks up its update and test servers at start,
+        # and a resolver the namespace cannot reach would stall it on timeouts (or leak DNS packets).
+        hosts = self.dir / "hosts"
+        hosts.write_text(f"127.0.0.1 localhost\n{s['ip']} {socket.gethostname()}\n")
+        cmd = ["java", *JVM, "-cp", ":".join(JARS), f"-Djdk.net.hosts.file={hosts}", f"-Dazureus.config.path={cfg}",
                "-Dazureus.install.path=/usr/share/biglybt", "-Dazureus.instance.lock.disable=true",
                f"-Dazureus.instance.port={_free_local_port()}", "com.biglybt.ui.Main", "--ui=console"]
         with open(self.dir / "biglybt.log", "ab") as out:
