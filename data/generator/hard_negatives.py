@@ -28,7 +28,7 @@ SCENARIOS: tuple[str, ...] = ("webrtc", "game-udp", "parallel-downloads", "lan-s
 KINDS: dict[str, tuple[str, str]] = {"game": ("gameudp", "run_game"), "webrtc": ("webrtc", "run_webrtc"),
                                      "ranged": ("ranged", "run_ranged"), "resolver": ("lanservices", "run_resolver"),
                                      "ntp": ("lanservices", "run_ntp"), "discovery": ("lanservices", "run_discovery"),
-                                     "vpn": ("vpn", "run_vpn"), "origins": ("origins", "run_origins")}
+                                     "vpn": ("vpn", "run_vpn"), "openvpn": ("vpn", "run_openvpn"), "origins": ("origins", "run_origins")}
 
 #: What each kind needs beyond the base generator: Python modules and (command, Debian package) pairs.
 _NEEDS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
@@ -36,6 +36,7 @@ _NEEDS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
     "ranged": ((), (("curl", "curl"), ("lftp", "lftp"))),
     "ssh": ((), (("rsync", "rsync"),)),
     "vpn": (("cryptography",), ()),
+    "openvpn": ((), (("openvpn", "openvpn"),)),
 }
 
 _UDP = (17, 1)  # UDP, and the ICMP port-unreachable a closed peer answers with
@@ -220,10 +221,25 @@ def vpn(rng: random.Random, addr: _Addresses, duration: int, scale: float, *, cl
                    rows=pair_rows(clients, [gw], _UDP, "other", "vpn-wireguard"))
 
 
+def openvpn(rng: random.Random, addr: _Addresses, duration: int, scale: float, *, clients: list[str],
+            modes: list[str], proto: str) -> AppSpec:
+    """OpenVPN tunnels (TLS, point-to-point, one gateway port per client) over ``proto`` ('udp'|'tcp')."""
+    gw, _ = addr.block(66)
+    first = rng.choice([1194, 443, 1197, _port(rng, False)])
+    specs = [{"ip": ip, "port": _port(rng, False), "gw_port": first + i, "inner": f"192.0.2.{130 + i}", "mode": m,
+              "start": round(rng.uniform(2, 0.2 * duration + 2), 2)} for i, (ip, m) in enumerate(zip(clients, modes))]
+    params = {"kind": "openvpn", "gateway_ip": gw, "proto": proto, "port": 443, "tls": True, "clients": specs,
+              "keepalive": rng.choice([10, 20]), "scale": scale, "seed": rng.getrandbits(32)}
+    name = f"vpn-openvpn-{proto}"
+    return AppSpec(name=name, label="other", params=params, rows=pair_rows(clients, [gw], (6, 17, 1), "other", name))
+
+
 def _vpn(rng: random.Random, a: _Addresses, d: int, s: float) -> list[AppSpec]:
-    hosts = a.hosts(rng.randint(2, 5))
-    tunnelled = hosts[: rng.randint(2, min(3, len(hosts)))]
-    return [vpn(rng, a, d, s, clients=tunnelled, modes=[rng.choice(["browse", "bulk", "stream"]) for _ in tunnelled]),
+    hosts = a.hosts(rng.randint(3, 6))
+    wg, ovpn = hosts[: rng.randint(1, 2)], hosts[-rng.randint(1, 2):]
+    return [vpn(rng, a, d, s, clients=wg, modes=[rng.choice(["browse", "bulk", "stream"]) for _ in wg]),
+            openvpn(rng, a, d, s, clients=ovpn, modes=[rng.choice(["browse", "bulk", "stream"]) for _ in ovpn],
+                    proto=rng.choice(["udp", "udp", "tcp"])),
             dns(rng, a, d, clients=hosts, storminess=0.3),
             web(rng, a, d, s, tls=True, port=443, clients=hosts, modes=["browse"] * len(hosts), app="https-browse")]
 

@@ -26,6 +26,7 @@ import struct
 import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ _TUNSETIFF, _IFF_TUN, _IFF_NO_PI = 0x400454CA, 0x0001, 0x1000
 MTU = 1420  # WireGuard's default: 1420 + 80 bytes of outer headers fit a 1500-byte link
 GATEWAY_INNER = "192.0.2.65"
 _TABLE_GW, _TABLE_CLIENT = 200, 100
+OPENVPN_INNER, _OPENVPN_BASE = "192.0.2.129", 20  # OpenVPN tunnels: 192.0.2.128/26, rules and tables +20
 
 
 def _tun(name: str) -> int:
@@ -47,28 +49,26 @@ def _sh(*cmd: str) -> None:
     subprocess.run(cmd, check=True, capture_output=True)
 
 
-def _setup(clients: list[dict[str, Any]]) -> dict[str, int]:
-    """TUN devices, addresses and policy rules for the gateway and every client; returns their fds."""
-    fds = {"gw": _tun("vpngw")}
+def link_tunnels(links: list[tuple[str, str, str]], gateway: str = GATEWAY_INNER, base: int = 0) -> None:
+    """Addresses and policy rules for tunnels whose TUN devices exist: each (client device, client inner
+    address, gateway device) link carries the client's inner traffic to the inner server ``gateway`` and
+    back. ``base`` offsets rule priorities and table numbers, so that two VPN apps can share a namespace."""
     _sh("sysctl", "-q", "-w", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0",
         "net.ipv4.conf.all.accept_local=1", "net.ipv4.conf.default.accept_local=1")
-    _sh("ip", "addr", "add", f"{GATEWAY_INNER}/32", "dev", "vpngw")
-    _sh("ip", "link", "set", "vpngw", "mtu", str(MTU), "up")
-    _sh("ip", "route", "replace", "192.0.2.64/26", "dev", "vpngw", "table", str(_TABLE_GW))
-    _sh("ip", "rule", "add", "pref", "10", "iif", "lo", "from", GATEWAY_INNER, "lookup", str(_TABLE_GW))
-    for i, c in enumerate(clients):
-        dev = f"vpnc{i}"
-        fds[c["ip"]] = _tun(dev)
-        _sh("ip", "addr", "add", f"{c['inner']}/32", "dev", dev)
-        _sh("ip", "link", "set", dev, "mtu", str(MTU), "up")
-        _sh("ip", "route", "replace", f"{GATEWAY_INNER}/32", "dev", dev, "table", str(_TABLE_CLIENT + i))
-        _sh("ip", "rule", "add", "pref", str(11 + i), "iif", "lo", "from", c["inner"], "lookup", str(_TABLE_CLIENT + i))
-    for dev in ["vpngw"] + [f"vpnc{i}" for i in range(len(clients))]:
-        _sh("sysctl", "-q", "-w", f"net.ipv4.conf.{dev}.rp_filter=0", f"net.ipv4.conf.{dev}.accept_local=1")
+    for i, (client_dev, inner, gw_dev) in enumerate(links):
+        for dev, addr in ((client_dev, inner), (gw_dev, gateway)):
+            subprocess.run(["ip", "addr", "add", f"{addr}/32", "dev", dev], capture_output=True)  # a shared gw_dev has it
+            _sh("ip", "link", "set", dev, "mtu", str(MTU), "up")
+            _sh("sysctl", "-q", "-w", f"net.ipv4.conf.{dev}.rp_filter=0", f"net.ipv4.conf.{dev}.accept_local=1")
+        table = str(_TABLE_CLIENT + base + i)
+        _sh("ip", "route", "replace", f"{gateway}/32", "dev", client_dev, "table", table)
+        _sh("ip", "rule", "add", "pref", str(11 + base + i), "iif", "lo", "from", inner, "lookup", table)
+        _sh("ip", "route", "replace", f"{inner}/32", "dev", gw_dev, "table", str(_TABLE_GW + base))
+    _sh("ip", "rule", "add", "pref", str(10 + base), "iif", "lo", "from", gateway, "lookup", str(_TABLE_GW + base))
     # The local table must come after those rules, or it would deliver inner traffic over lo directly.
-    _sh("ip", "rule", "add", "pref", "50", "lookup", "local")
-    subprocess.run(["ip", "rule", "del", "pref", "0", "lookup", "local"], capture_output=True)  # gone if moved already
-    return fds
+    # (Another VPN app in the namespace may have done both already.)
+    subprocess.run(["ip", "rule", "add", "pref", "50", "lookup", "local"], capture_output=True)
+    subprocess.run(["ip", "rule", "del", "pref", "0", "lookup", "local"], capture_output=True)
 
 
 class _Sealer:
@@ -132,7 +132,8 @@ def run_vpn(params: dict[str, Any]) -> None:
 
     rng = random.Random(params["seed"])
     clients = params["clients"]
-    fds = _setup(clients)
+    fds = {"gw": _tun("vpngw"), **{c["ip"]: _tun(f"vpnc{i}") for i, c in enumerate(clients)}}
+    link_tunnels([(f"vpnc{i}", c["inner"], "vpngw") for i, c in enumerate(clients)])
     until = params["until"]
     gw_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     gw_sock.bind((params["gateway_ip"], params["gw_port"]))
@@ -176,3 +177,67 @@ def _gateway(sock: socket.socket, tun: int, clients: list[dict[str, Any]], until
                 sock.sendto(struct.pack("<I", 2) + os.urandom(88), addr)
             elif msg[0] == 4 and len(msg) > 32:
                 _deliver(tun, c["_keys"][0], msg)
+
+
+def _pki(workdir: Path) -> dict[str, str]:
+    """A throw-away CA with a server and a client certificate (EC P-256) for OpenVPN's TLS."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    files = {n: str(workdir / n) for n in ("ca.crt", "ca.key", "server.crt", "server.key", "client.crt", "client.key")}
+    _sh("openssl", "req", "-x509", *ec, "-keyout", files["ca.key"], "-out", files["ca.crt"], "-days", "2",
+        "-subj", "/CN=vpn-ca")
+    for who in ("server", "client"):
+        csr = str(workdir / f"{who}.csr")
+        _sh("openssl", "req", *ec, "-keyout", files[f"{who}.key"], "-out", csr, "-subj", f"/CN={who}")
+        _sh("openssl", "x509", "-req", "-in", csr, "-CA", files["ca.crt"], "-CAkey", files["ca.key"],
+            "-CAcreateserial", "-out", files[f"{who}.crt"], "-days", "2")
+    return files
+
+
+def _openvpn(role: str, dev: str, proto: str, local: tuple[str, int], remote: tuple[str, int] | None,
+             ifconfig: tuple[str, str], pki: dict[str, str], keepalive: int, log_path: Path) -> subprocess.Popen[bytes]:
+    """One OpenVPN peer in point-to-point TLS mode on an existing TUN device (addresses set by us)."""
+    cmd = ["openvpn", "--dev", dev, "--dev-type", "tun", "--proto", proto, "--local", local[0], "--lport", str(local[1]),
+           "--ifconfig", *ifconfig, "--ifconfig-noexec", "--route-noexec", "--tun-mtu", str(MTU), "--mssfix", "0",
+           f"--tls-{role}", "--ca", pki["ca.crt"], "--cert", pki[f"{role}.crt"], "--key", pki[f"{role}.key"],
+           "--dh", "none", "--data-ciphers", "AES-256-GCM:CHACHA20-POLY1305", "--keepalive", str(keepalive),
+           str(6 * keepalive), "--verb", "1"]
+    if remote:
+        cmd += ["--remote", remote[0], str(remote[1])]
+    with open(log_path, "ab") as log_fh:
+        return subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT)
+
+
+def run_openvpn(params: dict[str, Any]) -> None:
+    """OpenVPN tunnels (Debian ``openvpn``, TLS point-to-point, one server port per client, UDP or TCP)
+    carrying web traffic to the inner server. params: ``gateway_ip``, ``proto`` ('udp'|'tcp'), ``clients``
+    (list of {ip, port, gw_port, inner, mode, start}), ``keepalive``, ``port``, ``tls``, ``certfile``/``keyfile``,
+    ``scale``, ``seed``, ``until``, ``t0``, ``workdir``."""
+    from data.generator.web import run_web
+
+    workdir = Path(params["workdir"])
+    pki = _pki(workdir)
+    clients = params["clients"]
+    for i in range(len(clients)):
+        for dev in (f"ovs{i}", f"ovc{i}"):
+            _sh("ip", "tuntap", "add", "dev", dev, "mode", "tun")
+    link_tunnels([(f"ovc{i}", c["inner"], f"ovs{i}") for i, c in enumerate(clients)], OPENVPN_INNER, _OPENVPN_BASE)
+    procs = []
+    tcp = params["proto"] == "tcp"
+    try:
+        for i, c in enumerate(clients):
+            gw = (params["gateway_ip"], c["gw_port"])
+            procs.append(_openvpn("server", f"ovs{i}", "tcp4-server" if tcp else "udp4", gw, None,
+                                  (OPENVPN_INNER, c["inner"]), pki, params["keepalive"], workdir / f"server{i}.log"))
+            procs.append(_openvpn("client", f"ovc{i}", "tcp4-client" if tcp else "udp4", (c["ip"], c["port"]), gw,
+                                  (c["inner"], OPENVPN_INNER), pki, params["keepalive"], workdir / f"client{i}.log"))
+        run_web(dict(params, server_ip=OPENVPN_INNER,
+                     clients=[{"ip": c["inner"], "mode": c["mode"], "start": c["start"]} for c in clients]))
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                p.kill()
