@@ -135,8 +135,10 @@ def pair_app(a: dict[str, Any], b: dict[str, Any]) -> str:
     """The ``app`` of connections between swarm peers ``a`` and ``b``: ``<implementations>-<variant>``.
 
     Implementations joined by ``+`` when they differ (``biglybt+libtorrent-mse``). Variant: ``utp``
-    (libtorrent over uTP), ``mse`` (both speak MSE), ``plain`` (one side cannot and the other
-    accepts plain), ``refused`` (one side requires MSE, the other cannot: handshakes that fail).
+    (libtorrent over uTP), ``mse`` (one side requires MSE, the other speaks it), ``prefer`` (both
+    prefer MSE but accept plain: either may be used, and libtorrent often dials plain after a failed
+    attempt), ``plain`` (one side cannot encrypt and the other accepts plain), ``refused`` (one side
+    requires MSE, the other cannot: handshakes that fail).
     """
     impls = "+".join(sorted({a.get("impl", "libtorrent"), b.get("impl", "libtorrent")}))
     encs = {a.get("enc", "forced"), b.get("enc", "forced")}
@@ -145,7 +147,7 @@ def pair_app(a: dict[str, Any], b: dict[str, Any]) -> str:
     elif "plain" in encs:
         variant = "refused" if "forced" in encs else "plain"
     else:
-        variant = "mse"
+        variant = "mse" if "forced" in encs else "prefer"
     return f"{impls}-{variant}"
 
 
