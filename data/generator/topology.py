@@ -159,10 +159,6 @@ def _default_homes(plan: Plan, rng: random.Random) -> list[Home]:
     return list(homes.values())
 
 
-def _draw(rng: random.Random, rng_range: tuple[float, float]) -> float:
-    return rng.uniform(*rng_range)
-
-
 def _link(delay_ms: float, jitter_ms: float, loss_pct: float, rate_mbit: float, mtu: int) -> dict[str, Any]:
     return {"delay_ms": round(delay_ms, 3), "jitter_ms": round(jitter_ms, 3), "loss_pct": round(loss_pct, 4),
             "rate_mbit": rate_mbit, "mtu": mtu}
@@ -183,6 +179,64 @@ def for_config(plan: Plan, network: str, seed: int, fixed: dict[str, float] | No
     return build(plan, network, seed, fixed, homes)
 
 
+def _map_addresses(plan: Plan, homes: list[Home]) -> tuple[dict[str, str], dict[str, str]]:
+    """Plan address -> WAN address, and WAN address -> the public address the uplink sees."""
+    home_of = {h: i for i, home in enumerate(homes) for h in home.hosts}
+    mapping: dict[str, str] = {}
+    public: dict[str, str] = {}
+    pub_hosts = iter(ipaddress.ip_network(PUBLIC_NET).hosts())
+    nat_pub = iter(ipaddress.ip_network(NAT_PUBLIC_NET).hosts())
+    nat_lan = iter(ipaddress.ip_network(NAT_LAN_NET).hosts())
+    outside_blocks: dict[str, int] = {}
+    home_public: dict[int, str] = {}
+    try:
+        for a in _plan_addresses(plan):
+            if a in home_of and homes[home_of[a]].nat:
+                mapping[a] = str(next(nat_lan))
+                if home_of[a] not in home_public:
+                    home_public[home_of[a]] = str(next(nat_pub))
+                public[mapping[a]] = home_public[home_of[a]]
+                continue
+            if a in home_of:
+                mapping[a] = str(next(pub_hosts))
+            else:  # block by block, so 127.K.N.0/24 ranges in parameters map too
+                block, host = a.rsplit(".", 1)
+                n = outside_blocks.setdefault(block, len(outside_blocks))
+                if n >= 512:
+                    raise GenerateError(f"scenario {plan.scenario} has too many address blocks for {OUTSIDE_NET}")
+                mapping[a] = f"198.{18 + n // 256}.{n % 256}.{host}"
+            public[mapping[a]] = mapping[a]
+    except StopIteration as err:
+        raise GenerateError(f"scenario {plan.scenario} has more subscribers than the WAN address plan holds "
+                            "(125 public, 126 NAT homes, 253 NAT'd hosts); lower --scale") from err
+    return mapping, public
+
+
+def _public_apps(plan: Plan, mapping: dict[str, str], public: dict[str, str]) -> list[AppSpec]:
+    """The apps on their WAN addresses, label rows rewritten to the public pairs the uplink sees.
+
+    Raises GenerateError if NAT would make one public pair (and ports) carry two labels or apps.
+    """
+    apps = [AppSpec(name=app.name, label=app.label, params=_walk(app.params, mapping), rows=[],
+                    vantage=[public[mapping[a]] for a in app.vantage]) for app in plan.apps]
+    owner: dict[tuple[Any, ...], tuple[str, str]] = {}
+    for new, old in zip(apps, plan.apps):
+        for r in old.rows:
+            a, b = public[mapping[r.src_ip]], public[mapping[r.dst_ip]]
+            if a == b:  # two hosts of one home: their traffic never reaches the uplink
+                continue
+            ends = sorted([(a, r.src_port or 0), (b, r.dst_port or 0)])
+            key = (*ends[0], *ends[1], r.protocol)
+            if key in owner:
+                if owner[key] != (r.label, r.app):
+                    raise GenerateError(f"scenario {plan.scenario}: public pair {key} would carry {owner[key]} and "
+                                        f"{(r.label, r.app)}; this is a generator bug, please report it")
+                continue
+            owner[key] = (r.label, r.app)
+            new.rows.append(replace(r, src_ip=a, dst_ip=b))
+    return apps
+
+
 def build(plan: Plan, network: str, seed: int, fixed: dict[str, float] | None = None,
           homes: list[Home] | None = None) -> Network:
     """Move ``plan`` onto WAN addresses and draw every host's path.
@@ -194,74 +248,29 @@ def build(plan: Plan, network: str, seed: int, fixed: dict[str, float] | None = 
     """
     rng = random.Random(f"network:{plan.scenario}:{seed}:{network}")
     homes = homes if homes is not None else _default_homes(plan, rng)
-    home_of = {h: i for i, home in enumerate(homes) for h in home.hosts}
-    mapping: dict[str, str] = {}
-    public: dict[str, str] = {}
-    pub_hosts = iter(ipaddress.ip_network(PUBLIC_NET).hosts())
-    nat_pub = iter(ipaddress.ip_network(NAT_PUBLIC_NET).hosts())
-    nat_lan = iter(ipaddress.ip_network(NAT_LAN_NET).hosts())
-    outside_blocks: dict[str, int] = {}
-    home_public: dict[int, str] = {}
-    try:
-        for a in _plan_addresses(plan):
-            if a in home_of:
-                i = home_of[a]
-                if homes[i].nat:
-                    mapping[a] = str(next(nat_lan))
-                    if i not in home_public:
-                        home_public[i] = str(next(nat_pub))
-                    public[mapping[a]] = home_public[i]
-                else:
-                    mapping[a] = str(next(pub_hosts))
-                    public[mapping[a]] = mapping[a]
-            else:
-                block, host = a.rsplit(".", 1)
-                n = outside_blocks.setdefault(block, len(outside_blocks))
-                if n >= 512:
-                    raise GenerateError(f"scenario {plan.scenario} has too many address blocks for {OUTSIDE_NET}")
-                mapping[a] = f"198.{18 + n // 256}.{n % 256}.{host}"
-                public[mapping[a]] = mapping[a]
-    except StopIteration as err:
-        raise GenerateError(f"scenario {plan.scenario} has more subscribers than the WAN address plan holds "
-                            "(125 public, 126 NAT homes, 253 NAT'd hosts); lower --scale") from err
-    apps = [AppSpec(name=app.name, label=app.label, params=_walk(app.params, mapping), rows=[],
-                    vantage=[public[mapping[a]] for a in app.vantage]) for app in plan.apps]
-    owner: dict[tuple[str, str, int], str] = {}
-    for new, old in zip(apps, plan.apps):
-        kept: set[tuple[Any, ...]] = set()
-        for r in old.rows:
-            a, b = public[mapping[r.src_ip]], public[mapping[r.dst_ip]]
-            if a == b:  # two hosts of one home: their traffic never reaches the uplink
-                continue
-            key = (min(a, b), max(a, b), r.protocol)
-            if owner.setdefault(key, new.name) != new.name:
-                raise GenerateError(f"scenario {plan.scenario}: public pair {key} would carry two apps "
-                                    f"({owner[key]}, {new.name}); this is a generator bug, please report it")
-            if key + (r.src_port, r.dst_port) not in kept:
-                kept.add(key + (r.src_port, r.dst_port))
-                new.rows.append(replace(r, src_ip=a, dst_ip=b))
+    nat_of = {h: home.nat for home in homes for h in home.hosts}
+    mapping, public = _map_addresses(plan, homes)
+    apps = _public_apps(plan, mapping, public)
     net = Network(name=classify(fixed["rtt_ms"], fixed["loss_pct"]) if fixed else network,
                   plan=Plan(scenario=plan.scenario, rate_mbit=min(plan.rate_mbit, WAN_MAX_MBIT), apps=apps),
                   fixed=fixed)
-    server_addrs = {mapping[a] for app in plan.apps for k, a in app.params.items() if k == "server_ip"}
+    servers = {mapping[a] for app in plan.apps for k, a in app.params.items() if k == "server_ip"}
     cls = NETWORKS.get(network, NETWORKS["wan-mid"])
     for old, a in mapping.items():
-        if old in home_of:
+        if old in nat_of:  # a subscriber: its access link
             down, up = rng.choice([10, 25, 50, 100]), rng.choice([1, 5, 10, 20])
             acc = 0.0 if fixed else rng.uniform(1, 10)
             mtu = _mtu(rng)
-            net.hosts[a] = {"role": "inside", "nat": homes[home_of[old]].nat, "public": public[a], "mtu": mtu,
+            net.hosts[a] = {"role": "inside", "nat": nat_of[old], "public": public[a], "mtu": mtu,
                             "up": _link(acc, 0, 0, up, mtu), "down": _link(acc, 0, 0, down, mtu)}
             continue
-        rtt = fixed["rtt_ms"] if fixed else _draw(rng, cls["rtt_ms"])
-        jit = fixed["jitter_ms"] / 2 if fixed else _draw(rng, cls["jitter_ms"])
-        loss = fixed["loss_pct"] if fixed else _draw(rng, cls["loss_pct"])
-        if a in server_addrs:
-            down = up = _SERVER_MBIT
-            mtu = 1500
+        rtt = fixed["rtt_ms"] if fixed else rng.uniform(*cls["rtt_ms"])
+        jit = fixed["jitter_ms"] / 2 if fixed else rng.uniform(*cls["jitter_ms"])
+        loss = fixed["loss_pct"] if fixed else rng.uniform(*cls["loss_pct"])
+        if a in servers:
+            down, up, mtu = _SERVER_MBIT, _SERVER_MBIT, 1500
         else:
-            down, up = rng.choice([20, 50, 100, 300]), rng.choice([2, 5, 10, 20, 50])
-            mtu = _mtu(rng)
+            down, up, mtu = rng.choice([20, 50, 100, 300]), rng.choice([2, 5, 10, 20, 50]), _mtu(rng)
         net.hosts[a] = {"role": "outside", "nat": False, "public": a, "mtu": mtu,
                         "up": _link(rtt / 2, jit, loss, up, mtu), "down": _link(rtt / 2, jit, loss, down, mtu)}
     return net
