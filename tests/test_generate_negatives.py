@@ -124,6 +124,8 @@ def test_game_udp_ticks_small_datagrams_between_high_ports(tmp_path: Path) -> No
             assert f["bytes"] / f["packets"] < 400
     lobby = {f["src"] for f in apps["game-udp-lobby"]} | {f["dst"] for f in apps["game-udp-lobby"]}
     assert len(lobby) >= 3  # a mesh, not a client and its server
+    h3 = apps["http3"]  # the players also browse over HTTP/3
+    assert h3 and {f["ndpi"] for f in h3} == {"QUIC"} and sum(f["bytes"] for f in h3) > 100_000
 
 
 @needs_root

@@ -10,7 +10,7 @@ Address plan (on top of scenarios.py's): remote parties own blocks of their own,
 client host (127.50.x) may run several apps while each address pair still names one app.
 K = 60 WebRTC remote peers and TURN relays, 61 range-download and sync servers, 62 game servers and
 lobby peers, 63 resolvers and authoritative servers, 64 NTP servers, 65 discovery devices,
-66 VPN gateways (the tunnel's inner addresses never reach the capture), 67 web origins.
+66 VPN gateways (the tunnel's inner addresses never reach the capture), 67 web origins, 68 HTTP/3 servers.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ SCENARIOS: tuple[str, ...] = ("webrtc", "game-udp", "parallel-downloads", "lan-s
 KINDS: dict[str, tuple[str, str]] = {"game": ("gameudp", "run_game"), "webrtc": ("webrtc", "run_webrtc"),
                                      "ranged": ("ranged", "run_ranged"), "resolver": ("lanservices", "run_resolver"),
                                      "ntp": ("lanservices", "run_ntp"), "discovery": ("lanservices", "run_discovery"),
-                                     "vpn": ("vpn", "run_vpn"), "openvpn": ("vpn", "run_openvpn"), "origins": ("origins", "run_origins")}
+                                     "vpn": ("vpn", "run_vpn"), "openvpn": ("vpn", "run_openvpn"), "origins": ("origins", "run_origins"),
+                                     "h3": ("h3", "run_h3")}
 
 #: What each kind needs beyond the base generator: Python modules and (command, Debian package) pairs.
 _NEEDS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
@@ -37,6 +38,7 @@ _NEEDS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
     "ssh": ((), (("rsync", "rsync"),)),
     "vpn": (("cryptography",), ()),
     "openvpn": ((), (("openvpn", "openvpn"),)),
+    "h3": (("aioquic",), ()),
 }
 
 _UDP = (17, 1)  # UDP, and the ICMP port-unreachable a closed peer answers with
@@ -244,13 +246,22 @@ def _vpn(rng: random.Random, a: _Addresses, d: int, s: float) -> list[AppSpec]:
             web(rng, a, d, s, tls=True, port=443, clients=hosts, modes=["browse"] * len(hosts), app="https-browse")]
 
 
+def http3(rng: random.Random, addr: _Addresses, duration: int, scale: float, *, clients: list[str]) -> AppSpec:
+    """An HTTP/3 server (UDP 443, sometimes 8443) and browsing clients."""
+    server, _ = addr.block(68)
+    params = {"kind": "h3", "server_ip": server, "port": rng.choice([443, 443, 443, 8443]), "tls": True, "scale": scale,
+              "clients": [{"ip": ip, "start": round(rng.uniform(0, 0.2 * duration), 2)} for ip in clients],
+              "seed": rng.getrandbits(32)}
+    return AppSpec(name="http3", label="other", params=params, rows=pair_rows(clients, [server], _UDP, "other", "http3"))
+
+
 def _game_udp(rng: random.Random, a: _Addresses, d: int, s: float) -> list[AppSpec]:
     hosts = a.hosts(rng.randint(4, 8))
     players = rng.sample(hosts, k=rng.randint(2, len(hosts)))
     lobby = rng.sample(hosts, k=rng.randint(1, 2))
     apps = game(rng, a, d, players=players, lobby=lobby, n_remote=rng.randint(2, 4))
     apps.append(dns(rng, a, d, clients=hosts, storminess=0.3))
-    apps.append(web(rng, a, d, s, tls=True, port=443, clients=hosts[:2], modes=["browse"] * 2, app="https-browse"))
+    apps.append(http3(rng, a, d, s, clients=hosts[:3]))
     return apps
 
 

@@ -14,6 +14,7 @@ import os
 import random
 import ssl
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,16 @@ async def _session(ip: str, server: tuple[str, int], rng: random.Random, until: 
 async def _main(params: dict[str, Any]) -> None:
     rng = random.Random(params["seed"])
     server = await _serve(params["server_ip"], params["port"], params["certfile"], params["keyfile"])
+    until, scale = params["until"], params.get("scale", 1.0)
+    await run_clients(params, rng, lambda spec, r: _session(spec["ip"], (params["server_ip"], params["port"]), r,
+                                                            until, spec["mode"], scale))
+    server.close()
+
+
+async def run_clients(params: dict[str, Any], rng: random.Random,
+                      session: Callable[[dict[str, Any], random.Random], Awaitable[None]]) -> None:
+    """Every client of ``params`` runs ``session(spec, its rng)`` again and again, from its start time until
+    the run ends, with short pauses between; a failed session is logged and followed by the next."""
     until = params["until"]
 
     async def client(spec: dict[str, Any], seed: int) -> None:
@@ -97,17 +108,15 @@ async def _main(params: dict[str, Any]) -> None:
         await asyncio.sleep(max(0.0, params["t0"] + spec["start"] - time.time()))
         while time.time() < until - 1.5:
             try:
-                await _session(spec["ip"], (params["server_ip"], params["port"]), r, until, spec["mode"],
-                               params.get("scale", 1.0))
+                await session(spec, r)
             except (asyncio.TimeoutError, ConnectionError, OSError) as err:
-                log.info("quic client %s: %r", spec["ip"], err)
+                log.info("client %s: %r", spec["ip"], err)
             await asyncio.sleep(min(max(0.0, until - time.time()), r.uniform(0.2, 4)))
 
     tasks = [asyncio.ensure_future(client(c, rng.getrandbits(32))) for c in params["clients"]]
     await asyncio.wait(tasks, timeout=max(0.0, until - time.time() + 2))
     for t in tasks:
         t.cancel()
-    server.close()
 
 
 def run_quic(params: dict[str, Any]) -> None:
