@@ -269,8 +269,8 @@ def build(scenario: str, seed: int, duration: int, scale: float) -> Plan:
     elif scenario == "p2p-mixed-impl":
         # A libtorrent seed that also speaks plain (so ctorrent can fetch from it), then a shuffled mix;
         # a second seed may be of any implementation.
-        rest = ([("libtorrent", rng.choice(["forced", "prefer", "prefer"])) for _ in range(rng.randint(1, 3))]
-                + [("biglybt", rng.choice(["forced", "prefer"])) for _ in range(rng.randint(1, 2))]
+        rest = ([("libtorrent", rng.choice(["forced", "forced", "prefer"])) for _ in range(rng.randint(1, 3))]
+                + [("biglybt", rng.choice(["forced", "forced", "prefer"])) for _ in range(rng.randint(1, 2))]
                 + [("ctorrent", "plain") for _ in range(rng.randint(1, 3))])
         rng.shuffle(rest)
         apps.append(impl_swarm(rng, a, d, s, peers=[("libtorrent", "prefer")] + rest, n_seeds=rng.randint(1, 2),
