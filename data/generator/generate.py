@@ -272,6 +272,8 @@ def generate(config: GenerateConfig) -> list[dict[str, Any]]:
     namespace.remove_stale()
     names = list(config.scenarios())
     if config.scenario == "all":  # 'all' means all that can run here; say what is skipped and why
+        if config.network != "loopback" or config.rtt_ms is not None:
+            names = [n for n in names if n not in topology.LOOPBACK_ONLY]
         for name in list(names):
             missing = missing_requirement(scenarios.build(name, config.seed, config.duration, config.scale))
             if missing:

@@ -64,6 +64,8 @@ ROUTER_SUFFIX = "-r"
 _IP = re.compile(r"^127\.\d+\.\d+\.\d+$")
 _CLIENT_FAMILY = "127.50."  # scenarios.py: client hosts
 _SERVER_MBIT = 1000.0
+#: Scenarios that route on their own (the vpn's TUN devices and rules ahead of the local table).
+LOOPBACK_ONLY = frozenset({"vpn"})
 #: The aggregate rate into the delay line (tbf on wan0): about half what it forwards on one busy core.
 WAN_MAX_MBIT = 40.0
 
@@ -176,6 +178,9 @@ def for_config(plan: Plan, network: str, seed: int, fixed: dict[str, float] | No
         if homes is None:
             return None
         network = "wan-mid"
+    if plan.scenario in LOOPBACK_ONLY:
+        raise GenerateError(f"scenario {plan.scenario} sets up its own tunnels and policy routing, which the WAN "
+                            "paths would override; run it without --network/--rtt-ms")
     return build(plan, network, seed, fixed, homes)
 
 
