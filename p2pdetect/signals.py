@@ -70,7 +70,8 @@ def end_children() -> None:
 def _raise_interrupted(signum, frame):
     end_children()
     for s in STOP_SIGNALS:  # let the unwinding (removing temporary outputs) finish
-        signal.signal(s, _end_children_only)
+        if signal.getsignal(s) is _raise_interrupted:
+            signal.signal(s, _end_children_only)
     raise Interrupted(signum)
 
 
@@ -90,8 +91,9 @@ def _in_child() -> None:
         return
     _state["active"] = 0  # the child's own forks are its business (it runs no command line)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    for s in (signal.SIGTERM, signal.SIGHUP):  # the parent's handlers are not the child's
+        if signal.getsignal(s) in (_raise_interrupted, _end_children_only):
+            signal.signal(s, signal.SIG_DFL)
     prctl = _state["prctl"]
     if prctl is not None:
         prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -110,7 +112,9 @@ def stop_signals() -> Iterator[None]:
         except (OSError, AttributeError):
             _state["prctl"] = None  # not Linux: children still end through end_children()
         os.register_at_fork(before=_before_fork, after_in_child=_in_child)
-    old = {s: signal.signal(s, _raise_interrupted) for s in STOP_SIGNALS}
+    # a signal the caller ignores stays ignored (nohup's SIGHUP, SIGINT of a background job)
+    old = {s: signal.signal(s, _raise_interrupted) for s in STOP_SIGNALS
+           if signal.getsignal(s) is not signal.SIG_IGN}
     _state["active"] += 1
     try:
         yield

@@ -72,7 +72,8 @@ def stop_on_signals(source: MeterSource, summary: RunSummary) -> Iterator[None]:
         summary.signum = signum
         source.stop()
 
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)
+           if signal.getsignal(s) is not signal.SIG_IGN}  # nohup / background job: stays ignored
     try:
         yield
     finally:

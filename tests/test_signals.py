@@ -62,10 +62,10 @@ def _alive(pid: int) -> bool:
 class Run:
     """A p2pdetect command in its own session; its descendants are recorded while it runs."""
 
-    def __init__(self, *args: str, stdout=subprocess.DEVNULL) -> None:
+    def __init__(self, *args: str, stdout=subprocess.DEVNULL, preexec_fn=None) -> None:
         self.proc = subprocess.Popen([sys.executable, "-m", "p2pdetect", *map(str, args)], cwd=ROOT,
                                      stdout=stdout, stderr=subprocess.PIPE, text=True,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=preexec_fn)
         self.children: set[int] = set()
 
     def watch(self, until, timeout: float = 120) -> None:
@@ -112,8 +112,8 @@ def _interrupted_one_line(rc: int, err: str, sig: int) -> None:
     assert err.strip().splitlines() == [f"p2pdetect: interrupted by {signal.Signals(sig).name}"], err
 
 
-@pytest.mark.parametrize("sig,group", [(signal.SIGINT, True), (signal.SIGTERM, False)],
-                         ids=["ctrl-c", "sigterm"])
+@pytest.mark.parametrize("sig,group", [(signal.SIGINT, True), (signal.SIGTERM, False), (signal.SIGHUP, False)],
+                         ids=["ctrl-c", "sigterm", "sighup"])
 def test_extract_stopped_mid_capture_writes_nothing_and_leaves_no_meter(big, tmp_path, sig, group):
     out = tmp_path / "flows.parquet"
     run = Run("extract", big, "-o", out)
@@ -122,6 +122,19 @@ def test_extract_stopped_mid_capture_writes_nothing_and_leaves_no_meter(big, tmp
     rc, err = run.stop(sig, group=group)
     _interrupted_one_line(rc, err, sig)
     assert list(tmp_path.iterdir()) == []  # no table, no temporary file
+    run.assert_no_child_left()
+
+
+def test_an_ignored_hangup_stays_ignored(big, tmp_path):
+    """Under nohup (SIGHUP ignored) a hangup neither stops the command nor its meter."""
+    out = tmp_path / "flows.parquet"
+    run = Run("extract", big, "-o", out, preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    run.watch(_metering_for(0.5))
+    os.killpg(run.proc.pid, signal.SIGHUP)
+    time.sleep(1.0)
+    assert run.proc.poll() is None and all(map(_alive, run.children))
+    rc, err = run.stop(signal.SIGTERM)
+    _interrupted_one_line(rc, err, signal.SIGTERM)
     run.assert_no_child_left()
 
 
