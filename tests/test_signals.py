@@ -138,12 +138,14 @@ def test_an_ignored_hangup_stays_ignored(big, tmp_path):
     run.assert_no_child_left()
 
 
-def test_extract_with_snapshot_workers_stopped_leaves_no_worker(big, tmp_path):
-    """--early-packets with two captures meters in forked worker processes: they end too."""
+@pytest.mark.parametrize("extra", [[], ["--early-packets", "8"]], ids=["threads", "snapshot-processes"])
+def test_extract_of_two_captures_stopped_leaves_no_meter(big, tmp_path, extra):
+    """Two captures meter in parallel: two nfstream meters fed by threads, or (--early-packets)
+    two forked worker processes that meter themselves. Every one of them ends."""
     second = tmp_path / "second.pcap"
     os.link(big, second)
     out = tmp_path / "flows.parquet"
-    run = Run("extract", big, second, "--early-packets", "8", "-o", out)
+    run = Run("extract", big, second, *extra, "-o", out)
     run.watch(lambda r: len(_descendants(r.proc.pid)) >= 2)
     time.sleep(1.0)
     rc, err = run.stop(signal.SIGTERM)
