@@ -250,3 +250,19 @@ def test_a_device_is_not_an_output_directory(tmp_path, command):
     res = run_cli(command, CAPTURE, "-o", null)
     _one_line_error(res, "exists and is not a directory")
     assert stat.S_ISCHR(null.stat().st_mode)
+
+
+def test_flow_cache_files_honour_the_umask(tmp_path, monkeypatch):
+    import pyarrow as pa
+
+    from features.config import ExtractConfig
+    from training import cache
+
+    monkeypatch.setenv("P2PDETECT_CACHE", str(tmp_path))
+    old = os.umask(0o022)
+    try:
+        cache.put("0" * 64, ExtractConfig(), pa.table({"capture": ["x"]}))
+    finally:
+        os.umask(old)
+    [written] = list(tmp_path.rglob("*.parquet"))
+    assert stat.S_IMODE(written.stat().st_mode) == 0o644

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from features.config import ExtractConfig
 from features.schema import SCHEMA_VERSION
+from p2pdetect.outputs import umask
 
 log = logging.getLogger("p2pdetect.cache")
 
@@ -65,6 +66,7 @@ def put(sha256: str, config: ExtractConfig, table: pa.Table) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
+        os.fchmod(fd, 0o666 & ~umask())  # mkstemp makes 0600 files; a cache others share needs the umask
         os.close(fd)
         try:
             pq.write_table(table, tmp, compression="zstd")
