@@ -107,7 +107,7 @@ class _Target:
             except OSError as err:
                 raise OutputError(f"{self.name}: cannot use as an output ({describe(err)}); "
                                   f"choose another output path") from err
-            if st is not None and stat.S_ISDIR(st.st_mode):
+            if (st is not None and stat.S_ISDIR(st.st_mode)) or self.name.endswith("/"):
                 raise OutputError(f"{self.name}: is a directory; give a file name for the output")
             if st is not None and stat.S_ISSOCK(st.st_mode):
                 raise OutputError(f"{self.name}: is a socket, which cannot be written as a file; "
