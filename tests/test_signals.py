@@ -241,3 +241,16 @@ def test_an_error_while_metering_ends_the_meter(big, monkeypatch):
         fx.extract_capture(big)
     assert seen, "the meter process was not running"
     assert not [p for p in seen if _alive(p)]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="live capture needs root or CAP_NET_RAW")
+def test_a_live_run_stopped_by_sigterm_ends_normally(tmp_path, model):
+    """Stopping is how a live run ends: exit 0, the summary, the file kept, no meter left."""
+    out = tmp_path / "v.jsonl"
+    run = Run("score", "-i", "lo", "--model", model, "-o", out)
+    run.watch(lambda r: out.exists() and _has_meter(r))
+    rc, err = run.stop(signal.SIGTERM)
+    assert rc == 0 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1].startswith("p2pdetect: score stopped by SIGTERM:")
+    assert out.exists()
+    run.assert_no_child_left()
