@@ -241,11 +241,16 @@ def run_swarm(params: dict[str, Any]) -> None:
                 next_connect = time.time() + 3.0
             time.sleep(0.2)
     finally:
-        for i in live:  # client processes quit in parallel: ask them all first, then wait for each
-            getattr(peers[i], "request_stop", lambda: None)()
+        # Client processes quit in parallel: ask them all first (BiglyBT prints its progress then),
+        # log where every peer got to while libtorrent's sessions are still open, then wait for each.
+        stopping = [i for i in live if hasattr(peers[i], "request_stop")]
+        for i in stopping:
+            peers[i].request_stop()
+        if stopping:
+            time.sleep(1.0)
+        log.info("swarm progress at end: %s", [round(p.progress(), 2) for p in peers])
         for i in live:
             peers[i].stop()
-        log.info("swarm progress at end: %s", [round(p.progress(), 2) for p in peers])
         if server is not None:
             server.shutdown()
         os.sync()
