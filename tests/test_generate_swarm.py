@@ -91,11 +91,14 @@ def test_short_run_has_many_small_dht_flows_per_client_endpoint_all_labelled(tmp
 
     from data.generator import generate
 
-    [summary] = generate(GenerateConfig(scenario="p2p-dht-swarm", duration=30, seed=2, scale=0.5, out_dir=tmp_path))
+    plan = scenarios.build("p2p-dht-swarm", 4, 30, 0.5)
+    swarm = next(a.params for a in plan.apps if a.params["kind"] == "bt-realistic")
+    assert any(h["lsd"] for h in swarm["hosts"] if h["role"] == "client"), "pick a seed with an LSD client"
+    [summary] = generate(GenerateConfig(scenario="p2p-dht-swarm", duration=30, seed=4, scale=0.5, out_dir=tmp_path))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p2p-dht-swarm.json", "p2p-dht-swarm.labels.csv",
                                                           "p2p-dht-swarm.pcap"]
     assert summary["unlabelled_share"] == 0.0 and summary["worker_failures"] == []
-    clients = set(scenarios.build("p2p-dht-swarm", 2, 30, 0.5).vantage())
+    clients = set(plan.vantage())
 
     idx = LabelIndex(read_csv(tmp_path / "p2p-dht-swarm.labels.csv"))
     packets, apps, udp = [], Counter(), 0
