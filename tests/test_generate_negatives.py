@@ -86,7 +86,7 @@ def _generate(tmp_path: Path, scenario: str, seed: int, duration: int = 12, scal
     assert _procs_mentioning(str(tmp_path)) == [] and _procs_mentioning(f"p2pd-gen-{os.getpid()}-") == []
     pcap, labels = tmp_path / f"{scenario}.pcap", tmp_path / f"{scenario}.labels.csv"
     if shutil.which("tshark"):
-        audit = audit_capture(pcap, labels, max_packets=1500)
+        audit = audit_capture(pcap, labels, max_packets=1000)
         assert audit["disagreements"] == 0, audit["disagreement_examples"]
     return _flows(pcap, labels)
 
