@@ -47,6 +47,7 @@ RECIPE: tuple[tuple[str, tuple[int, ...], int, float], ...] = (
     # Swarms that behave like real ones: a DHT of hundreds of nodes, trackers, LSD, magnets, gone peers,
     # seen from the observed clients only (data.generator.realistic).
     ("p2p-dht-swarm", (1101, 1102, 1103), 60, 1.0),
+    ("p2p-dht-home", (1111, 1112), 60, 1.0),
     # Hard negatives: ordinary traffic with P2P's endpoint and host shape (data.generator.hard_negatives).
     ("webrtc", (1001, 1002), 50, 1.0),
     ("game-udp", (1011,), 45, 1.0),

@@ -127,3 +127,16 @@ def test_short_run_has_many_small_dht_flows_per_client_endpoint_all_labelled(tmp
 
     assert f"p2pd-gen-{os.getpid()}" not in _namespaces()
     assert _procs_mentioning(f"p2pd-gen-{os.getpid()}-") == [] and _procs_mentioning(str(tmp_path)) == []
+
+
+def test_home_plan_mixes_a_torrenting_host_with_ordinary_traffic() -> None:
+    plan = scenarios.build("p2p-dht-home", 0, 60, 1.0)
+    home = set(plan.vantage())
+    swarm = next(a.params for a in plan.apps if a.params["kind"] == "bt-realistic")
+    torrenters = {h["ip"] for h in swarm["hosts"] if h["role"] == "client"}
+    assert torrenters < home and 1 <= len(torrenters) <= 2
+    by_label: dict[str, set[str]] = defaultdict(set)
+    for r in plan.rows():
+        assert r.src_ip in home or r.dst_ip in home
+        by_label[r.label] |= {r.src_ip, r.dst_ip} & home
+    assert torrenters <= by_label["p2p"] & by_label["other"]  # the same host torrents and browses

@@ -5,9 +5,10 @@ queries and replies to hundreds of nodes, dials to peers that are gone, UDP trac
 peer discovery, peers that drop after the handshake. ``p2p-dht-swarm`` builds that world: a DHT of
 hundreds of libtorrent nodes (data.generator.dht, in one or two processes), remote peers with roles
 and churn, HTTP and UDP trackers, gone DHT nodes and peers (data.generator.swarm), and a few observed
-clients. The capture keeps only the observed clients' packets (``AppSpec.vantage``), as an operator's
-vantage point sees its subscribers and not the rest of the swarm, so labels cover every pair with a
-client in it.
+clients. ``p2p-dht-home`` puts one or two such clients among the hosts of a home that also browses,
+streams, chats and resolves names. The capture keeps only the observed hosts' packets
+(``AppSpec.vantage``), as an operator's vantage point sees its subscribers and not the rest of the
+swarm, so labels cover every pair with an observed host in it.
 
 Address plan: clients are client hosts (127.50.N.x); K = 14 remote peers, 15 DHT nodes, 16 trackers,
 17 gone addresses (DHT nodes, peers): 40 % answer with RST / ICMP, 60 % stay silent.
@@ -19,10 +20,10 @@ import random
 from typing import Any
 
 from data.generator.labels import LabelRow, pair_rows
-from data.generator.scenarios import AppSpec, _Addresses, _content, _port, _schedule
+from data.generator.scenarios import AppSpec, _Addresses, _content, _port, _schedule, dns, web
 
 #: Scenario names this module builds, in the order ``--scenario all`` runs them.
-SCENARIOS: tuple[str, ...] = ("p2p-dht-swarm",)
+SCENARIOS: tuple[str, ...] = ("p2p-dht-swarm", "p2p-dht-home")
 
 #: Worker kinds of these apps: kind -> (module under data.generator, its entry function).
 KINDS: dict[str, tuple[str, str]] = {"bt-dht": ("dht", "run_dht"), "bt-realistic": ("swarm", "run_realistic_swarm"),
@@ -79,9 +80,11 @@ def _udp_app(a: dict[str, Any], b: dict[str, Any]) -> str:
     return "libtorrent-utp" if {a["transport"], b["transport"]} <= {"utp", "both"} else "libtorrent-dht"
 
 
-def dht_swarm(rng: random.Random, addr: _Addresses, duration: int, scale: float) -> list[AppSpec]:
-    """The apps of ``p2p-dht-swarm``; their vantage is the observed clients."""
-    clients = addr.hosts(rng.randint(2, 4))
+def dht_swarm(rng: random.Random, addr: _Addresses, duration: int, scale: float,
+              clients: list[str] | None = None) -> list[AppSpec]:
+    """The apps of ``p2p-dht-swarm``; their vantage is the observed ``clients`` (2-4 new client hosts
+    when not given)."""
+    clients = list(clients) if clients else addr.hosts(rng.randint(2, 4))
     dht_apps, dht_endpoints = _dht_apps(rng, addr, duration, clients)
     _, peer = addr.block(14)
     tracker_ip, trk = addr.block(16)
@@ -169,7 +172,25 @@ def _client_rows(hosts: list[dict[str, Any]], gone_dht: list, gone_peers: list) 
     return rows
 
 
-_BUILDERS = {"p2p-dht-swarm": dht_swarm}
+def dht_home(rng: random.Random, addr: _Addresses, duration: int, scale: float) -> list[AppSpec]:
+    """A home network seen from its ISP: 3-6 hosts browse, stream, chat and resolve names, and 1-2 of
+    them also run a BitTorrent client in the realistic swarm world. One host mixes P2P with ordinary
+    traffic, as most real subscribers' hosts do; the vantage is every home host."""
+    hosts = addr.hosts(rng.randint(3, 6))
+    torrenters = rng.sample(hosts, k=rng.randint(1, 2))
+    apps = dht_swarm(rng, addr, duration, scale, clients=torrenters)
+    apps.append(web(rng, addr, duration, scale, tls=True, port=443, clients=hosts,
+                    modes=[rng.choice(["browse", "browse", "stream"]) for _ in hosts], app="https-mixed"))
+    chat = rng.sample(hosts, k=rng.randint(1, len(hosts)))
+    apps.append(web(rng, addr, duration, scale, tls=True, port=_port(rng, False), clients=chat,
+                    modes=["chat"] * len(chat), app="https-chat"))
+    apps.append(dns(rng, addr, duration, clients=hosts, storminess=1.0))
+    for app in apps:
+        app.vantage = list(hosts)
+    return apps
+
+
+_BUILDERS = {"p2p-dht-swarm": dht_swarm, "p2p-dht-home": dht_home}
 
 
 def build(scenario: str, rng: random.Random, addr: _Addresses, duration: int, scale: float) -> list[AppSpec]:
