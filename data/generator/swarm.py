@@ -97,6 +97,7 @@ class Host:
         self.handles: list[Any] = []
 
     def start(self, rng: random.Random) -> None:
+        """Join: open the session, seed its DHT routing table, add its torrents."""
         import libtorrent as lt
 
         s = self.spec
@@ -121,7 +122,7 @@ class Host:
         (a real client meets a different stale peer each time; repeats would merge into one flow)."""
         if self.session is None or not self.handles:
             return
-        for addr in self.world.stale(rng, k):
+        for addr in self.world.stale(k):
             try:
                 rng.choice(self.handles).connect_peer(addr)
             except RuntimeError:  # torrent not ready yet
@@ -133,6 +134,7 @@ class Host:
             self.session.dht_get_peers(random_hash(rng))
 
     def progress(self) -> list[float]:
+        """Download progress of each torrent (1.0: complete), for the log."""
         return [round(float(h.status().progress), 2) for h in self.handles if h.is_valid()]
 
 
@@ -166,7 +168,7 @@ class World:
         # Magnets of torrents nobody seeds: clients keep looking them up in the DHT and at trackers.
         self.dead = [(random_hash(rng), [urls[k] for k in d if k in urls]) for d in params.get("dead", [])]
 
-    def stale(self, rng: random.Random, k: int) -> list[tuple[str, int]]:
+    def stale(self, k: int) -> list[tuple[str, int]]:
         """``k`` gone peers not dialled from a stale list before (fewer when the pool runs dry)."""
         out, self._stale = self._stale[:k], self._stale[k:]
         return out
@@ -176,7 +178,7 @@ class World:
         ``magnet`` (metadata from peers) or ``dead`` (``index`` into the dead magnets)."""
         import libtorrent as lt
 
-        save = self.workdir / ip / str(index)
+        save = self.workdir / ip / (f"dead{index}" if mode == "dead" else str(index))
         if mode == "dead":
             ih, trackers = self.dead[index]
             uri = f"magnet:?xt=urn:btih:{ih}" + "".join(f"&tr={u}" for u in trackers)
