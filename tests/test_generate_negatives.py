@@ -124,8 +124,10 @@ def test_game_udp_ticks_small_datagrams_between_high_ports(tmp_path: Path) -> No
             assert f["bytes"] / f["packets"] < 400
     lobby = {f["src"] for f in apps["game-udp-lobby"]} | {f["dst"] for f in apps["game-udp-lobby"]}
     assert len(lobby) >= 3  # a mesh, not a client and its server
-    h3 = apps["http3"]  # the players also browse over HTTP/3
-    assert h3 and {f["ndpi"] for f in h3} == {"QUIC"} and sum(f["bytes"] for f in h3) > 100_000
+    assert {f["proto"] for f in apps["game-udp"]} >= {6, 17}  # a TCP login beside the UDP match, same server
+    h3 = apps["http3"]  # the players also browse over HTTP/3, after a first request over HTTPS/TCP
+    assert {f["ndpi"] for f in h3 if f["proto"] == 17} == {"QUIC"} and any(f["proto"] == 6 for f in h3)
+    assert sum(f["bytes"] for f in h3) > 100_000
 
 
 @needs_root
@@ -157,6 +159,9 @@ def test_lan_services_fan_out_dns_ntp_and_multicast_discovery(tmp_path: Path) ->
     assert {f["ndpi"] for f in apps["ntp"]} == {"NTP"} and all(f["dport"] == 123 for f in apps["ntp"])
     assert any(f["dst"] == "224.0.0.251" and f["ndpi"] == "MDNS" for f in apps["mdns"])
     assert any(f["dst"] == "239.255.255.250" for f in apps["ssdp"])
+    browsing = apps["https-many-origins"]
+    assert max(len({f["dst"] for f in browsing if f["src"] == h}) for h in {f["src"] for f in browsing}) >= 8
+    assert any(f["packets"] <= 2 for f in browsing)  # a refused connection to an origin that is down
 
 
 @needs_root

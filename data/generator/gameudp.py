@@ -68,9 +68,56 @@ def _server(ip: str, port: int, tick_hz: float, stop: threading.Event) -> None:
     s.close()
 
 
+def _session_server(ip: str, port: int, stop: threading.Event) -> None:
+    """The game's TCP side on the same address and port: a login answered with the match setup, then
+    heartbeats until the player closes (so players have TCP and UDP to one peer, as with real games)."""
+    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((ip, port))
+    ls.listen(64)
+    ls.settimeout(0.3)
+
+    def session(conn: socket.socket) -> None:
+        conn.settimeout(None)
+        try:
+            if conn.recv(2048):
+                conn.sendall(_datagram(5, port, random.randint(500, 4000)))
+                while data := conn.recv(2048):
+                    conn.sendall(_datagram(6, len(data), 24))
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    while not stop.is_set():
+        try:
+            conn, _ = ls.accept()
+        except TimeoutError:
+            continue
+        threading.Thread(target=session, args=(conn,), daemon=True).start()
+    ls.close()
+
+
+def _login(ip: str, server: tuple[str, int], rng: random.Random) -> socket.socket | None:
+    """Log in over TCP before a match; the connection stays open for heartbeats."""
+    c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        c.bind((ip, 0))
+        c.settimeout(5)
+        c.connect(server)
+        c.sendall(_datagram(5, rng.getrandbits(32), rng.randint(200, 400)))
+        c.recv(8192)
+        return c
+    except OSError:
+        c.close()
+        return None
+
+
 def _player(ip: str, server: tuple[str, int], rng: random.Random, until: float, tick_hz: float) -> None:
-    """Matches of 10-120 s from a fresh high port each: inputs at ``tick_hz``, pauses between."""
+    """Matches of 10-120 s from a fresh high port each: a TCP login, inputs at ``tick_hz``, a TCP
+    heartbeat every 5 s, pauses between matches."""
     while time.time() < until - 2:
+        tcp = _login(ip, server, rng)
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.bind((ip, rng.randint(20000, 60999)) if rng.random() < 0.5 else (ip, 0))
         s.setblocking(False)
@@ -80,6 +127,9 @@ def _player(ip: str, server: tuple[str, int], rng: random.Random, until: float, 
             while time.time() < end:
                 seq += 1
                 s.sendto(_datagram(1, seq, int(rng.gauss(60, 15)) + 20), server)
+                if tcp is not None and seq % int(5 * tick_hz) == 0:
+                    tcp.sendall(_datagram(6, seq, 40))
+                    tcp.recv(2048)
                 try:
                     while s.recv(2048):
                         pass
@@ -90,6 +140,8 @@ def _player(ip: str, server: tuple[str, int], rng: random.Random, until: float, 
             log.info("player %s: %s", ip, err)
         finally:
             s.close()
+            if tcp is not None:
+                tcp.close()
         time.sleep(min(max(0.0, until - time.time()), rng.uniform(2, 15)))
 
 
@@ -134,6 +186,7 @@ def run_game(params: dict[str, Any]) -> None:
     if srv:
         threads.append(threading.Thread(target=_server, args=(srv["ip"], srv["port"], srv["tick_hz"], stop),
                                         daemon=True))
+        threading.Thread(target=_session_server, args=(srv["ip"], srv["port"], stop), daemon=True).start()
 
     def player(spec: dict[str, Any], seed: int) -> None:
         time.sleep(max(0.0, t0 + spec["start"] - time.time()))

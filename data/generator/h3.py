@@ -2,12 +2,15 @@
 
 Why: the ``quic`` app already carries requests over QUIC streams; this one speaks HTTP/3 proper, with its
 control and QPACK streams, HEADERS and DATA frames, as browsers talking to large sites do. Both are UDP
-flows between a high client port and 443 with encrypted payloads in both directions, like uTP.
+flows between a high client port and 443 with encrypted payloads in both directions, like uTP. As
+browsers do, a visit often starts over HTTPS/TCP to the same address and port (where the Alt-Svc header
+announces HTTP/3), so a host has TCP and UDP to one peer: another shape P2P clients have.
 """
 
 from __future__ import annotations
 
 import asyncio
+import http.client
 import logging
 import random
 import ssl
@@ -15,6 +18,7 @@ import time
 from typing import Any
 
 from data.generator.quic import _payload, run_clients
+from data.generator.web import Server
 
 log = logging.getLogger(__name__)
 
@@ -78,14 +82,31 @@ def _protocols() -> tuple[type, type]:
     return Server, Client
 
 
-async def _visit(ip: str, server: tuple[str, int], rng: random.Random, until: float, scale: float, client: type) -> None:
-    """One connection: pages (a document, then 5-40 objects, six in flight) until the user moves on."""
+def _alt_svc_probe(ip: str, server: tuple[str, int], size: int) -> None:
+    """The first request over HTTPS/TCP, whose Alt-Svc answer sends the browser to HTTP/3 (same address)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    c = http.client.HTTPSConnection(*server, context=ctx, timeout=20, source_address=(ip, 0))
+    try:
+        c.request("GET", f"/obj/{size}", headers={"User-Agent": "Mozilla/5.0", "Accept": "*/*"})
+        c.getresponse().read()
+    finally:
+        c.close()
+
+
+async def _visit(ip: str, server: tuple[str, int], rng: random.Random, until: float, scale: float, client: type,
+                 tcp_first: bool) -> None:
+    """One connection: pages (a document, then 5-40 objects, six in flight) until the user moves on;
+    ``tcp_first``: the first request goes over HTTPS/TCP (no Alt-Svc cached for the site)."""
     from aioquic.h3.connection import H3_ALPN
     from aioquic.quic.configuration import QuicConfiguration
     from aioquic.quic.connection import QuicConnection
 
     cfg = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN, verify_mode=ssl.CERT_NONE,
                             server_name="www.example.test")
+    if tcp_first:
+        await asyncio.to_thread(_alt_svc_probe, ip, server, int(rng.randint(15_000, 120_000) * min(1.0, scale)))
     loop = asyncio.get_running_loop()
     transport, proto = await loop.create_datagram_endpoint(lambda: client(QuicConnection(configuration=cfg)),
                                                            local_addr=(ip, 0))
@@ -115,10 +136,21 @@ async def _main(params: dict[str, Any]) -> None:
     cfg = QuicConfiguration(is_client=False, alpn_protocols=H3_ALPN)
     cfg.load_cert_chain(params["certfile"], params["keyfile"])
     server = await serve(params["server_ip"], params["port"], configuration=cfg, create_protocol=server_cls)
+    tcp = Server(params["server_ip"], params["port"], True, params["certfile"], params["keyfile"])  # HTTPS, same port
     until, scale = params["until"], params.get("scale", 1.0)
-    await run_clients(params, random.Random(params["seed"]), lambda spec, r: _visit(
-        spec["ip"], (params["server_ip"], params["port"]), r, until, scale, client_cls))
-    server.close()
+    seen: set[str] = set()
+
+    def visit(spec: dict[str, Any], r: random.Random) -> Any:
+        first = spec["ip"] not in seen  # a browser's first visit learns of HTTP/3 over TCP; the cache expires
+        seen.add(spec["ip"])
+        return _visit(spec["ip"], (params["server_ip"], params["port"]), r, until, scale, client_cls,
+                      first or r.random() < 0.3)
+
+    try:
+        await run_clients(params, random.Random(params["seed"]), visit)
+    finally:
+        server.close()
+        tcp.close()
 
 
 def run_h3(params: dict[str, Any]) -> None:

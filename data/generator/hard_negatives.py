@@ -57,7 +57,7 @@ def game(rng: random.Random, addr: _Addresses, duration: int, *, players: list[s
                   "players": [{"ip": ip, "start": round(rng.uniform(0, 0.3 * duration), 2)} for ip in players],
                   "seed": rng.getrandbits(32)}
         apps.append(AppSpec(name="game-udp", label="other", params=params,
-                            rows=pair_rows(players, [server], _UDP, "other", "game-udp")))
+                            rows=pair_rows(players, [server], (17, 6, 1), "other", "game-udp")))
     if lobby or n_remote:
         _, host = addr.block(62)
         members = list(lobby) + [host(h) for h in range(2, 2 + n_remote)]
@@ -107,7 +107,8 @@ def origins(rng: random.Random, addr: _Addresses, duration: int, scale: float, *
             n_origins: int) -> AppSpec:
     """Browsing that pulls every page from many HTTPS origins (``n_origins`` servers, Zipf popularity)."""
     _, host = addr.block(67)
-    specs = [{"ip": host(h), "port": 443 if rng.random() < 0.95 else 8443} for h in range(1, 1 + n_origins)]
+    specs = [{"ip": host(h), "port": 443 if rng.random() < 0.95 else 8443,
+              "dead": h > n_origins // 2 and rng.random() < 0.15} for h in range(1, 1 + n_origins)]
     params = {"kind": "origins", "origins": specs, "tls": True, "scale": scale, "seed": rng.getrandbits(32),
               "clients": [{"ip": ip, "start": round(rng.uniform(0, 0.2 * duration), 2)} for ip in clients]}
     return AppSpec(name="https-many-origins", label="other", params=params,
@@ -252,7 +253,8 @@ def http3(rng: random.Random, addr: _Addresses, duration: int, scale: float, *, 
     params = {"kind": "h3", "server_ip": server, "port": rng.choice([443, 443, 443, 8443]), "tls": True, "scale": scale,
               "clients": [{"ip": ip, "start": round(rng.uniform(0, 0.2 * duration), 2)} for ip in clients],
               "seed": rng.getrandbits(32)}
-    return AppSpec(name="http3", label="other", params=params, rows=pair_rows(clients, [server], _UDP, "other", "http3"))
+    return AppSpec(name="http3", label="other", params=params,
+                   rows=pair_rows(clients, [server], (17, 6, 1), "other", "http3"))
 
 
 def _game_udp(rng: random.Random, a: _Addresses, d: int, s: float) -> list[AppSpec]:

@@ -3,7 +3,9 @@ analytics, ads), so a browsing host talks to dozens of distinct servers within a
 
 Why: "many distinct peers" is the strongest host-level sign of P2P, and a browser has it too. Origins are
 drawn by popularity (a Zipf law: a few CDNs serve most pages, a long tail is seen once), each an HTTPS
-server of its own (data.generator.web's server) on 443 or, rarely, 8443.
+server of its own (data.generator.web's server) on 443 or, rarely, 8443. A few origins in the tail are
+down (a retired tracker, a blocked ad server): connections to them are refused, so browsing hosts also
+have the failed connections that P2P clients are known for.
 """
 
 from __future__ import annotations
@@ -55,10 +57,11 @@ def _browse(ip: str, origins: list[dict[str, Any]], rng: random.Random, until: f
 
 
 def run_origins(params: dict[str, Any]) -> None:
-    """params: ``origins`` (list of {ip, port}), ``clients`` (list of {ip, start}), ``certfile``/``keyfile``,
+    """params: ``origins`` (list of {ip, port, dead}; nothing listens on a dead one), ``clients`` (list of {ip, start}), ``certfile``/``keyfile``,
     ``scale``, ``seed``, ``until``, ``t0``."""
     rng = random.Random(params["seed"])
-    servers = [Server(o["ip"], o["port"], True, params["certfile"], params["keyfile"]) for o in params["origins"]]
+    servers = [Server(o["ip"], o["port"], True, params["certfile"], params["keyfile"]) for o in params["origins"]
+               if not o.get("dead")]
     until = params["until"]
 
     def client(spec: dict[str, Any], seed: int) -> None:
