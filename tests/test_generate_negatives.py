@@ -29,8 +29,7 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="generating captures n
 
 
 def _ready(scenario: str) -> pytest.MarkDecorator:
-    kinds = {a.params["kind"] for a in scenarios.build(scenario, 0, 30, 1.0).apps}
-    need = hard_negatives.missing(kinds)
+    need = hard_negatives.missing(scenarios.build(scenario, 0, 30, 1.0).apps)
     return pytest.mark.skipif(need is not None, reason=f"{scenario}: {need}")
 
 
@@ -51,9 +50,11 @@ def test_plans_label_everything_other_and_each_pair_names_one_app(scenario: str)
 def test_missing_names_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(shutil, "which", lambda cmd: None)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    need = hard_negatives.missing({"webrtc", "ranged"})
-    assert need == "run 'pip install aiortc' and 'apt-get install coturn curl lftp' first"
-    assert hard_negatives.missing({"game"}) is None
+    need = hard_negatives.missing(scenarios.build("webrtc", 0, 30, 1.0).apps)
+    assert need == "run 'pip install aiortc' and 'apt-get install coturn' first"
+    need = hard_negatives.missing(scenarios.build("parallel-downloads", 0, 30, 1.0).apps)
+    assert need == "run 'apt-get install curl lftp rsync' first"
+    assert hard_negatives.missing(scenarios.build("ssh", 0, 30, 1.0).apps) is None  # shells and scp: no rsync
 
 
 def _flows(pcap: Path, labels: Path) -> list[dict[str, Any]]:

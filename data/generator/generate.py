@@ -90,7 +90,7 @@ def missing_requirement(plan: scenarios.Plan) -> str | None:
     need = clients.missing(plan.implementations())
     if need:
         return f"scenario {plan.scenario} runs {', '.join(plan.implementations())}; {need}"
-    need = hard_negatives.missing(kinds)
+    need = hard_negatives.missing(plan.apps)
     if need:
         return f"scenario {plan.scenario} runs {', '.join(sorted(kinds))}; {need}"
     return None

@@ -18,6 +18,8 @@ from __future__ import annotations
 import importlib.util
 import random
 import shutil
+from collections.abc import Sequence
+
 from data.generator.labels import pair_rows
 from data.generator.scenarios import AppSpec, _Addresses, _port, dns, web
 
@@ -25,13 +27,15 @@ from data.generator.scenarios import AppSpec, _Addresses, _port, dns, web
 SCENARIOS: tuple[str, ...] = ("webrtc", "game-udp", "parallel-downloads", "lan-services", "vpn")
 
 #: Worker kinds of these apps: kind -> (module under data.generator, its entry function).
-KINDS: dict[str, tuple[str, str]] = {"game": ("gameudp", "run_game"), "webrtc": ("webrtc", "run_webrtc"),
-                                     "ranged": ("ranged", "run_ranged"), "resolver": ("lanservices", "run_resolver"),
-                                     "ntp": ("lanservices", "run_ntp"), "discovery": ("lanservices", "run_discovery"),
-                                     "vpn": ("vpn", "run_vpn"), "openvpn": ("vpn", "run_openvpn"), "origins": ("origins", "run_origins"),
-                                     "h3": ("h3", "run_h3")}
+KINDS: dict[str, tuple[str, str]] = {
+    "game": ("gameudp", "run_game"), "webrtc": ("webrtc", "run_webrtc"), "ranged": ("ranged", "run_ranged"),
+    "resolver": ("lanservices", "run_resolver"), "ntp": ("lanservices", "run_ntp"),
+    "discovery": ("lanservices", "run_discovery"), "vpn": ("vpn", "run_vpn"), "openvpn": ("vpn", "run_openvpn"),
+    "origins": ("origins", "run_origins"), "h3": ("h3", "run_h3"),
+}
 
-#: What each kind needs beyond the base generator: Python modules and (command, Debian package) pairs.
+#: What each kind needs beyond the base generator: Python modules and (command, Debian package) pairs
+#: ("ssh" only for rsync clients).
 _NEEDS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
     "webrtc": (("aiortc",), (("turnserver", "coturn"),)),
     "ranged": ((), (("curl", "curl"), ("lftp", "lftp"))),
@@ -239,7 +243,8 @@ def openvpn(rng: random.Random, addr: _Addresses, duration: int, scale: float, *
 
 def _vpn(rng: random.Random, a: _Addresses, d: int, s: float) -> list[AppSpec]:
     hosts = a.hosts(rng.randint(3, 6))
-    wg, ovpn = hosts[: rng.randint(1, 2)], hosts[-rng.randint(1, 2):]
+    wg = hosts[: rng.randint(1, 2)]
+    ovpn = hosts[len(wg) : len(wg) + rng.randint(1, 2)]
     return [vpn(rng, a, d, s, clients=wg, modes=[rng.choice(["browse", "bulk", "stream"]) for _ in wg]),
             openvpn(rng, a, d, s, clients=ovpn, modes=[rng.choice(["browse", "bulk", "stream"]) for _ in ovpn],
                     proto=rng.choice(["udp", "udp", "tcp"])),
@@ -271,8 +276,10 @@ _BUILDERS = {"webrtc": _webrtc, "game-udp": _game_udp, "parallel-downloads": _pa
              "lan-services": _lan_services, "vpn": _vpn}
 
 
-def missing(kinds: set[str]) -> str | None:
-    """What to install before apps of ``kinds`` can run, as an instruction, or None."""
+def missing(apps: Sequence[AppSpec]) -> str | None:
+    """What to install before ``apps`` can run, as an instruction, or None."""
+    kinds = {a.params["kind"] for a in apps
+             if a.params["kind"] != "ssh" or any(c.get("mode") == "rsync" for c in a.params["clients"])}
     mods = sorted({m for k in kinds for m in _NEEDS.get(k, ((), ()))[0] if importlib.util.find_spec(m) is None})
     pkgs = sorted({p for k in kinds for c, p in _NEEDS.get(k, ((), ()))[1] if shutil.which(c) is None})
     steps = ([f"'pip install {' '.join(mods)}'"] if mods else []) + ([f"'apt-get install {' '.join(pkgs)}'"] if pkgs else [])
