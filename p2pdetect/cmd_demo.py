@@ -26,7 +26,7 @@ def add_parser(sub) -> None:
 
 def _final_verdicts(path: Path) -> list[dict]:
     with open(path) as fh:
-        return [v for v in map(json.loads, fh) if v["stage"] == "final"]
+        return [v for v in map(json.loads, fh) if v.get("stage") == "final"]
 
 
 def _trained_on(bundle) -> set[str]:
