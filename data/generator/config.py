@@ -26,6 +26,8 @@ SCENARIOS: tuple[str, ...] = (
     # swarms that behave like real ones (data.generator.realistic): a DHT of hundreds of nodes, trackers, LSD
     "p2p-dht-swarm",
     "p2p-dht-home",
+    # the evasions the seed documents describe (data.generator.evasion): BitTorrent over TLS, through SSH SOCKS
+    "p2p-evasion",
     # an ISP's vantage point (data.generator.isp): subscriber homes behind a router, some behind NAT, WAN paths
     "home-isp",
     # hard negatives (data.generator.hard_negatives): ordinary traffic with P2P's shape

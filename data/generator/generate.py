@@ -83,7 +83,8 @@ def _make_cert(workdir: Path) -> tuple[str, str]:
 def missing_requirement(plan: scenarios.Plan) -> str | None:
     """What to install before ``plan`` can run (optional apps: SSH, QUIC), or None."""
     kinds = {a.params["kind"] for a in plan.apps}
-    if "ssh" in kinds and not Path("/usr/sbin/sshd").exists():
+    sshd = "ssh" in kinds or any(a.params.get("sshd") for a in plan.apps)  # evasion: SOCKS tunnels through sshd
+    if sshd and not Path("/usr/sbin/sshd").exists():
         return f"scenario {plan.scenario} runs an SSH server; run 'apt-get install openssh-server' first"
     if "quic" in kinds and importlib.util.find_spec("aioquic") is None:
         return f"scenario {plan.scenario} runs QUIC clients; run 'pip install aioquic' first"

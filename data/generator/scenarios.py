@@ -348,9 +348,9 @@ def build(scenario: str, seed: int, duration: int, scale: float) -> Plan:
         apps += homes[0]
         return Plan(scenario=scenario, rate_mbit=rate, apps=apps, homes=homes[1])
     else:
-        from data.generator import hard_negatives, realistic  # they import this module: loaded on first use
+        from data.generator import evasion, hard_negatives, realistic  # they import this module: loaded on first use
 
-        family = next((m for m in (hard_negatives, realistic) if scenario in m.SCENARIOS), None)
+        family = next((m for m in (hard_negatives, realistic, evasion) if scenario in m.SCENARIOS), None)
         if family is None:
             raise ValueError(f"unknown scenario {scenario!r}")
         apps += family.build(scenario, rng, a, d, s)

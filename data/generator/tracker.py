@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -90,8 +91,10 @@ def parse_query(query: str) -> dict[bytes, list[bytes]]:
     return out
 
 
-def serve(ip: str, port: int, tracker: Tracker) -> ThreadingHTTPServer:
-    """Serve ``tracker`` at ``http://ip:port/announce`` on a daemon thread; returns the server."""
+def serve(ip: str, port: int, tracker: Tracker, context: ssl.SSLContext | None = None) -> ThreadingHTTPServer:
+    """Serve ``tracker`` at ``http://ip:port/announce`` on a daemon thread; returns the server.
+
+    With ``context`` (a server-side SSL context) the tracker speaks HTTPS instead."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
@@ -112,6 +115,9 @@ def serve(ip: str, port: int, tracker: Tracker) -> ThreadingHTTPServer:
 
     server = ThreadingHTTPServer((ip, port), Handler)
     server.daemon_threads = True
+    if context is not None:
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, name="tracker", daemon=True).start()
-    log.info("tracker listening on http://%s:%d/announce (%d ghost peers)", ip, port, len(tracker.ghosts))
+    log.info("tracker listening on %s://%s:%d/announce (%d ghost peers)", "https" if context else "http", ip, port,
+             len(tracker.ghosts))
     return server

@@ -40,9 +40,9 @@ def main(argv: list[str]) -> int:
     else:
         from importlib import import_module
 
-        from data.generator import hard_negatives, realistic
+        from data.generator import evasion, hard_negatives, realistic
 
-        kinds = {**hard_negatives.KINDS, **realistic.KINDS}
+        kinds = {**hard_negatives.KINDS, **realistic.KINDS, **evasion.KINDS}
         if kind not in kinds:
             raise SystemExit(f"unknown app kind {kind!r}")
         module, entry = kinds[kind]
