@@ -1,0 +1,104 @@
+"""The evasion scenario: BitTorrent over TLS, through an SSH SOCKS tunnel, on ports 443/80/8080/22.
+
+The end-to-end test needs root (network namespaces, tc, tcpdump) and is skipped otherwise. It captures
+whole packets (the generator keeps 128 bytes) so that nDPI can read the TLS ClientHello.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from data.generator import GenerateConfig, capture, scenarios
+from data.generator.evasion import EVASION_PORTS
+from data.generator.labels import LabelIndex, read_csv
+
+IS_ROOT = os.geteuid() == 0
+needs_root = pytest.mark.skipif(not IS_ROOT, reason="generating captures needs root (netns, tc, tcpdump)")
+
+
+def _apps(plan: scenarios.Plan) -> dict[str, dict]:
+    return {a.name: a.params for a in plan.apps}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_plan_labels_every_pair_once_and_tunnelled_clients_talk_only_to_their_ssh_server(seed: int) -> None:
+    plan = scenarios.build("p2p-evasion", seed, 45, 1.0)
+    rows = plan.rows()
+    keys = [(min(r.src_ip, r.dst_ip), max(r.src_ip, r.dst_ip), r.protocol) for r in rows]
+    assert len(keys) == len(set(keys))  # one row per pair and protocol: labels by address pair are exact
+    apps = _apps(plan)
+    tls, socks = apps["libtorrent-tls"], apps["libtorrent-socks"]
+    assert tls["ssl"] and tls["tracker"]["https"] and any(p["port"] == 443 for p in tls["peers"])
+    tunnelled = [p["ip"] for p in socks["peers"] if "tunnel" in p]
+    assert tunnelled and all(ip.startswith("127.50.") for ip in tunnelled)
+    for r in rows:
+        if r.src_ip in tunnelled or r.dst_ip in tunnelled:
+            assert {r.src_ip, r.dst_ip} - set(tunnelled) == {socks["sshd"]["ip"]} and r.app == "libtorrent-socks"
+    assert socks["exit_route"] == socks["tracker"]["ip"].rsplit(".", 1)[0] + ".0/24"
+
+
+def test_plans_put_peers_on_https_http_proxy_and_ssh_ports_with_every_encryption() -> None:
+    ports: set[int] = set()
+    encs: set[str] = set()
+    for seed in range(6):
+        socks = _apps(scenarios.build("p2p-evasion", seed, 45, 1.0))["libtorrent-socks"]
+        direct = [p for p in socks["peers"] if "tunnel" not in p]
+        ports |= {p["port"] for p in direct}
+        encs |= {p["enc"] for p in direct}
+    assert set(EVASION_PORTS) <= ports and encs == {"forced", "prefer", "plain"}
+
+
+@needs_root
+def test_tls_and_socks_bittorrent_move_data_every_flow_labelled_nothing_left(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from nfstream import NFStreamer
+
+    from data.generator import generate
+
+    monkeypatch.setattr(capture, "SNAPLEN", 2048)  # whole packets: nDPI reads the ClientHello and its SNI
+    plan = scenarios.build("p2p-evasion", 0, 30, 1.0)
+    sizes = {name: p["size"] for name, p in _apps(plan).items()}
+    [summary] = generate(GenerateConfig(scenario="p2p-evasion", duration=30, seed=0, out_dir=tmp_path))
+    assert summary["unlabelled_share"] == 0.0 and summary["worker_failures"] == []
+
+    idx = LabelIndex(read_csv(tmp_path / "p2p-evasion.labels.csv"))
+    volume: Counter[str] = Counter()
+    tls_bytes, snis = 0, Counter()
+    for f in NFStreamer(source=str(tmp_path / "p2p-evasion.pcap"), statistical_analysis=False):
+        hits = {(r.label, r.app) for r in idx.match(f.src_ip, f.src_port, f.dst_ip, f.dst_port, f.protocol)}
+        assert len(hits) == 1, (f.src_ip, f.src_port, f.dst_ip, f.dst_port, f.protocol, hits)
+        label, app = hits.pop()
+        assert label == "p2p"
+        volume[app] += f.bidirectional_bytes
+        if app == "libtorrent-tls" and f.application_name == "TLS" and f.application_confidence != 1:
+            tls_bytes += f.bidirectional_bytes
+            snis[f.requested_server_name] += 1
+        if app == "libtorrent-socks":
+            assert f.application_name == "SSH" and f.dst_port == 22
+    # TLS-wrapped BitTorrent moved at least one copy of its torrent, nDPI reading TLS from the packets (not
+    # the port), every ClientHello naming the one torrent by its hex info-hash.
+    assert tls_bytes >= sizes["libtorrent-tls"], (tls_bytes, volume)
+    assert len(snis) == 1 and re.fullmatch(r"[0-9a-f]{40}", next(iter(snis))), snis
+    # The SSH tunnel carried at least one copy of the other torrent, which the server fetched from the swarm.
+    assert volume["libtorrent-socks"] >= sizes["libtorrent-socks"], volume
+    assert volume["libtorrent-socks-exit"] >= sizes["libtorrent-socks"], volume
+    assert volume["libtorrent-tls-tracker"] > 0 and volume["libtorrent-tracker"] > 0, volume
+
+    ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert f"p2pd-gen-{os.getpid()}" not in ns
+    leftover = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if f"p2pd-gen-{os.getpid()}-" in cmd:  # workers, ssh clients and sshd all run under the run's workdir
+                leftover.append(cmd)
+    assert leftover == []
