@@ -86,12 +86,19 @@ def _real(m: dict) -> str:
     return "".join(parts) + "</section>"
 
 
+def _seen(m: dict) -> str:
+    """A warning that the evaluated model trained on (some of) these captures: in distribution."""
+    seen = m["data"]["seen_in_training"]["captures"]
+    return (f" <b>In distribution:</b> {len(seen)} of these {m['data']['captures']} captures were in the "
+            f"evaluated model's training data." if seen else "")
+
+
 def _hosts(m: dict) -> str:
     h, b = m["overall"].get("host") or {}, (m.get("baseline") or {}).get("host") or {}
     rows = [{"weight": name, **x} for name, x in (("model", h), ("heuristic baseline", b)) if x]
     return ("<section id='hosts'><h2>Hosts</h2><p class='note'>A host is an IP in a capture; a P2P host has a "
             "P2P-labelled flow, an ordinary host none; flagged when any of its flows is (the evaluated model on "
-            "all evaluated captures).</p>"
+            "all evaluated captures)." + _seen(m) + "</p>"
             + _table(rows, [("weight", "", False), ("p2p_hosts", "P2P hosts", False), ("found", "found", False),
                             ("recall", "host recall", True), ("other_hosts", "ordinary hosts", False),
                             ("flagged_other", "flagged", False), ("fpr", "host FPR", True)]) + "</section>")
@@ -103,7 +110,7 @@ def _first(m: dict) -> str:
         return ("<section id='first-verdicts'><h2>First verdicts through the scorer</h2><p>Not measured "
                 "(<code>--no-early</code>, or the inputs were flow tables only).</p></section>")
     return (f"<section id='first-verdicts'><h2>First verdicts through the scorer</h2><p class='note'>"
-            f"{html.escape(fv['meaning'])}</p>"
+            f"{html.escape(fv['meaning'])}{_seen(m)}</p>"
             + _table(fv["points"], [("k", "packets k", False), ("p2p_flows", "P2P flows", False),
                                     ("recall", "recall", True), ("other_flows", "other flows", False),
                                     ("fpr", "FPR", True), ("decided_early", "decided early", True)]) + "</section>")
@@ -112,7 +119,8 @@ def _first(m: dict) -> str:
 def _recall_at(m: dict) -> str:
     pts = m["overall"].get("recall_at_fpr") or []
     return ("<section id='recall-at-fpr'><h2>Recall at a fixed FPR</h2><p class='note'>The evaluated model's "
-            "scores on all evaluated flows, each cut at the most permissive threshold within the rate.</p>"
+            "scores on all evaluated flows, each cut at the most permissive threshold within the rate."
+            + _seen(m) + "</p>"
             + _table(pts, [("fpr_target", "FPR at most", True), ("recall", "recall", True), ("fpr", "FPR reached", True),
                            ("threshold", "threshold", False)]) + "</section>")
 
