@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from features.captures import CaptureInfo, find_captures, validate_capture
 from features.config import ExtractConfig
 from features.featurize import FlowFeaturizer
 from features.meter import flow_row, make_streamer
+from features.reader import prepare_capture
 from features.snapshot_meter import FINAL, MeterSpec, run_meter
 from features.table import to_arrow
 from p2pdetect.errors import BadCaptureError
@@ -36,6 +36,7 @@ class CaptureResult:
     table: pa.Table | None
     seconds: float
     error: str | None = None
+    ignored: int = 0    # packets no meter reads (not IP, unknown link type)
 
     @property
     def flows(self) -> int:
@@ -43,48 +44,35 @@ class CaptureResult:
 
 
 def extract_capture(path: str | os.PathLike, config: ExtractConfig | None = None,
-                    *, name: str | None = None) -> pa.Table:
+                    *, name: str | None = None, strict: bool = False) -> pa.Table:
     """Flow table of one capture: validated, metered by nfstream, featurised in meter order."""
-    info, table = _extract(Path(path), config or ExtractConfig(), name if name is not None else str(path))
-    return table
+    return _extract(Path(path), config or ExtractConfig(), name if name is not None else str(path),
+                    strict)[1]
 
 
-class _Walk(threading.Thread):
-    """The full record walk, run beside the meter (it reads while the meter process works)."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(daemon=True)
-        self.path, self.info, self.error = path, None, None
-        self.start()
-
-    def run(self) -> None:
-        try:
-            self.info = validate_capture(self.path)
-        except BadCaptureError as err:
-            self.error = err
-
-    def result(self) -> CaptureInfo:
-        self.join()
-        if self.error is not None:
-            raise self.error
-        return self.info
-
-
-def _extract(path: Path, config: ExtractConfig, name: str) -> tuple[CaptureInfo, pa.Table]:
+def _extract(path: Path, config: ExtractConfig, name: str,
+             strict: bool = False) -> tuple[CaptureInfo, pa.Table, int]:
     """Meter one capture and featurise its flows in chunks while the meter still runs.
 
-    nfstream meters in a child process; the parent featurises each chunk of flows as it
-    arrives (host context is stateful and in order, so chunks give the same rows) and walks
-    the capture's records in a thread, so validation and features overlap the metering.
+    The capture is walked and decoded first (features.reader: a damaged file never reaches
+    the meter; a link type or truncation the meter would lose packets to is rewritten into
+    a temporary copy). nfstream meters in a child process; the parent featurises each chunk
+    of flows as it arrives (host context is stateful and in order, so chunks give the same
+    rows). Returns the capture's info, its flows and the packets no meter reads.
     """
-    validate_capture(path, full=False)
-    walk = _Walk(path)
-    featurizer = FlowFeaturizer(config, capture=name)
-    if config.snapshot_packets:
-        return _extract_with_snapshots(path, config, featurizer, walk)
+    with prepare_capture(path, strict=strict) as prepared:
+        featurizer = FlowFeaturizer(config, capture=name)
+        if config.snapshot_packets:
+            table = _extract_with_snapshots(path, prepared.source, config, featurizer)
+        else:
+            table = _meter_plain(path, prepared.source, config, featurizer)
+    return prepared.info, table, prepared.ignored
+
+
+def _meter_plain(path: Path, source: str, config: ExtractConfig, featurizer: FlowFeaturizer) -> pa.Table:
     pieces: list[pa.Table] = []
     rows: list[tuple] = []
-    flows = iter(make_streamer(str(path), config))
+    flows = iter(make_streamer(source, config))
     try:
         for flow in flows:
             rows.append(flow_row(flow))
@@ -93,15 +81,13 @@ def _extract(path: Path, config: ExtractConfig, name: str) -> tuple[CaptureInfo,
                 rows = []
     except (ValueError, OSError, RuntimeError) as err:
         _end_meters(flows)
-        walk.result()  # a damaged file explains the meter's failure better
         raise BadCaptureError(f"{path}: the meter cannot read this capture ({err})") from err
     except BaseException:
         _end_meters(flows)
         raise
-    info = walk.result()  # garbage from a damaged capture never leaves this function
     if rows or not pieces:
         pieces.append(to_arrow(featurizer.transform_rows(rows)))
-    return info, pa.concat_tables(pieces)
+    return pa.concat_tables(pieces)
 
 
 def _end_meters(flows) -> None:
@@ -141,40 +127,38 @@ class _Chunks:
                 start = i
 
 
-def _extract_with_snapshots(path: Path, config: ExtractConfig, featurizer: FlowFeaturizer,
-                            walk: "_Walk") -> tuple[CaptureInfo, pa.Table]:
+def _extract_with_snapshots(path: Path, source: str, config: ExtractConfig,
+                            featurizer: FlowFeaturizer) -> pa.Table:
     """Final rows identical to the plain meter's, plus an early row per flow that reaches
     config.snapshot_packets packets (features.snapshot_meter, run in this process)."""
-    spec = MeterSpec(source=str(path), live=False, streamer_kwargs=config.streamer_kwargs(),
+    spec = MeterSpec(source=source, live=False, streamer_kwargs=config.streamer_kwargs(),
                      early_packets=config.snapshot_packets, early_seconds=0.0,
                      chunk_flows=CHUNK, chunk_wait_s=3600.0)
     chunks = _Chunks(featurizer)
     try:
         run_meter(spec, chunks, [False])
     except (ValueError, OSError, RuntimeError) as err:
-        walk.result()
         raise BadCaptureError(f"{path}: the meter cannot read this capture ({err})") from err
-    info = walk.result()
     if chunks.error:
         raise BadCaptureError(f"{path}: the meter cannot read this capture ({chunks.error})")
     if not chunks.pieces:
         chunks.pieces.append(to_arrow(featurizer.transform_rows([])))
-    return info, pa.concat_tables(chunks.pieces)
+    return pa.concat_tables(chunks.pieces)
 
 
-def _worker(path: Path, config: ExtractConfig, skip_bad: bool) -> CaptureResult:
+def _worker(path: Path, config: ExtractConfig, skip_bad: bool, strict: bool = False) -> CaptureResult:
     t0 = time.perf_counter()
     try:
-        info, table = _extract(path, config, str(path))
+        info, table, ignored = _extract(path, config, str(path), strict)
     except BadCaptureError as err:
         if not skip_bad:
             raise
         return CaptureResult(path, None, None, time.perf_counter() - t0, error=str(err))
-    return CaptureResult(path, info, table, time.perf_counter() - t0)
+    return CaptureResult(path, info, table, time.perf_counter() - t0, ignored=ignored)
 
 
 def extract_each(files: list[Path], config: ExtractConfig, *, n_jobs: int = -1,
-                 skip_bad: bool = False) -> Iterator[CaptureResult]:
+                 skip_bad: bool = False, strict: bool = False) -> Iterator[CaptureResult]:
     """Meter capture files in parallel, one result per file, in input order.
 
     One meter per file: every meter reads its whole file, so splitting one file across meters
@@ -185,24 +169,24 @@ def extract_each(files: list[Path], config: ExtractConfig, *, n_jobs: int = -1,
     """
     n_workers = min(len(files), os.cpu_count() or 1) if n_jobs == -1 else max(1, min(n_jobs, len(files)))
     if n_workers <= 1:
-        yield from (_worker(f, config, skip_bad) for f in files)
+        yield from (_worker(f, config, skip_bad, strict) for f in files)
         return
     if config.snapshot_packets:
-        yield from _in_processes(files, config, skip_bad, n_workers)
+        yield from _in_processes(files, config, skip_bad, n_workers, strict)
         return
     yield from Parallel(n_jobs=n_workers, backend="threading", return_as="generator")(
-        delayed(_worker)(f, config, skip_bad) for f in files)
+        delayed(_worker)(f, config, skip_bad, strict) for f in files)
 
 
 def _in_processes(files: list[Path], config: ExtractConfig, skip_bad: bool,
-                  n_workers: int) -> Iterator[CaptureResult]:
+                  n_workers: int, strict: bool = False) -> Iterator[CaptureResult]:
     """_worker in forked worker processes, results in input order. The workers are our own
     children, forked (not exec'd like loky's), so whatever the caller arranged for children
     (p2pdetect.signals: they die with the parent) holds for them; an abandoned or failed
     iteration kills them instead of waiting for the captures they are still metering."""
     pool = ProcessPoolExecutor(n_workers, mp_context=mp.get_context("fork"))
     try:
-        yield from pool.map(_worker, files, repeat(config), repeat(skip_bad))
+        yield from pool.map(_worker, files, repeat(config), repeat(skip_bad), repeat(strict))
     except BaseException:
         for proc in list((getattr(pool, "_processes", None) or {}).values()):
             proc.kill()
@@ -212,7 +196,7 @@ def _in_processes(files: list[Path], config: ExtractConfig, skip_bad: bool,
 
 
 def extract_paths(paths: Iterable[str | os.PathLike], config: ExtractConfig | None = None, *,
-                  n_jobs: int = -1, skip_bad: bool = False,
+                  n_jobs: int = -1, skip_bad: bool = False, strict: bool = False,
                   on_result: Callable[[CaptureResult, int, int], None] | None = None,
                   ) -> pa.Table:
     """One flow table from capture files and directories (each capture its own host context).
@@ -224,9 +208,10 @@ def extract_paths(paths: Iterable[str | os.PathLike], config: ExtractConfig | No
     files = find_captures(paths)
     if not skip_bad:  # fail fast on the usual mistakes, before minutes of metering
         for f in files:
-            validate_capture(f, full=False)
+            validate_capture(f, full=False, strict=strict)
     tables = []
-    for done, res in enumerate(extract_each(files, config, n_jobs=n_jobs, skip_bad=skip_bad), 1):
+    for done, res in enumerate(extract_each(files, config, n_jobs=n_jobs, skip_bad=skip_bad,
+                                            strict=strict), 1):
         if res.table is not None:
             tables.append(res.table)
         if on_result is not None:

@@ -30,6 +30,9 @@ def add_parser(sub) -> None:
                    help="captures metered in parallel (default: one per core)")
     p.add_argument("--skip-bad", action="store_true",
                    help="warn about unreadable captures and leave them out instead of stopping")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse a capture whose last record is cut short (default: read the complete "
+                        "records before it and warn)")
     p.set_defaults(func=run)
 
 
@@ -52,19 +55,20 @@ def run(args: argparse.Namespace) -> int:
     if args.labels and args.labels != "auto":
         read_labels(args.labels)  # fail before metering, not after
     progress = Progress()
-    packets = [0]
+    packets = [0, 0]  # read, ignored (not IP / link type not decoded)
 
     def on_result(res, done: int, total: int) -> None:
         if res.error:
             log.warning("skipped: %s", res.error)
         else:
             packets[0] += res.info.packets
+            packets[1] += res.ignored
         rate = packets[0] / max(progress.elapsed(), 1e-9)
         progress.update(f"extract: {done}/{total} captures, {packets[0]:,} packets, {rate:,.0f} packets/s")
 
     try:
         table = extract_paths(captures, config, n_jobs=args.jobs, skip_bad=args.skip_bad,
-                              on_result=on_result)
+                              strict=args.strict, on_result=on_result)
     finally:
         progress.close()
     if args.labels:
@@ -73,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     early = table.num_rows - sum(s == "final" for s in table.column("stage").to_pylist())
     what = f"{table.num_rows - early} flows" + (f" + {early} early snapshots" if early else "")
     name = "standard output" if args.output == "-" else args.output
-    log.info("wrote %s: %s from %d captures, %d columns (%.1f s)", name, what,
-             len(set(table.column("capture").to_pylist())), table.num_columns, progress.elapsed())
+    ignored = f", {packets[1]:,} of {packets[0]:,} packets ignored (not IP)" if packets[1] else ""
+    log.info("wrote %s: %s from %d captures%s, %d columns (%.1f s)", name, what,
+             len(set(table.column("capture").to_pylist())), ignored, table.num_columns, progress.elapsed())
     return 0

@@ -102,7 +102,7 @@ def bad(capdir, tmp_path_factory):
     ("not a capture", ["{bad}/notcap.pcap"], [], "not a pcap or pcapng"),
     ("empty file", ["{bad}/empty.pcap"], [], "empty file"),
     ("header only", ["{bad}/headeronly.pcap"], [], "holds no packets"),
-    ("truncated", ["{bad}/truncated.pcap"], [], "truncated capture"),
+    ("truncated", ["{bad}/truncated.pcap"], ["--strict"], "truncated capture"),
     ("corrupted record header", ["{bad}/corrupt.pcap"], [], "corrupted record header at packet 5"),
     ("output dir missing", ["{cap}/a.pcap"], ["-o", "{bad}/no/such/dir/f.parquet"], "does not exist"),
     ("output is a dir", ["{cap}/a.pcap"], ["-o", "{bad}"], "is a directory"),
