@@ -28,6 +28,9 @@ def add_parser(sub) -> None:
     p.add_argument("--keep-partial", action="store_true",
                    help="capture: when a signal stops the run, keep the verdicts written so far at "
                         "-o (default: no file; the exit status is 130/143 either way)")
+    p.add_argument("--strict", action="store_true",
+                   help="capture: refuse one whose last record is cut short (default: score the complete "
+                        "records before it and warn)")
     p.add_argument("--metrics-port", type=int, metavar="N", help="serve Prometheus metrics on this port")
     p.add_argument("--bpf", metavar="FILTER", help="BPF filter for live capture, e.g. 'tcp or udp'")
     p.add_argument("--no-promisc", action="store_true", help="do not put the interface in promiscuous mode")
@@ -67,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from prometheus_client import CollectorRegistry
 
     from features.captures import validate_capture
+    from features.reader import prepare_capture
     from models import load_bundle
     from p2pdetect.errors import BadConfigError
     from p2pdetect.outputs import check_output
@@ -83,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
     if args.keep_partial and live:
         raise BadConfigError("--keep-partial applies to capture files only; a live run keeps every "
                              "verdict when it is stopped")
+    if args.strict and live:
+        raise BadConfigError("--strict applies to capture files only")
     if args.bpf is not None and not live:
         raise BadConfigError("--bpf applies to live capture only; filter a capture file with tcpdump -r")
     if live:
@@ -90,24 +96,29 @@ def run(args: argparse.Namespace) -> int:
         if args.bpf is not None:
             check_bpf(args.bpf)
     else:
-        validate_capture(args.capture, full=False)  # header and first record
+        validate_capture(args.capture, full=False, strict=args.strict)  # header and first record
     inputs = [] if live else [args.capture]
     if args.output:
         check_output(args.output, inputs=inputs)
+
+    # The full walk and decode (features.reader): a damaged capture never scores, and one the
+    # meter would lose packets of is metered through a rewritten copy, removed at the end.
+    prepared = None if live else prepare_capture(args.capture, strict=args.strict)
 
     def make_source(extract):
         if live:
             return interface_source(args.interface, extract, config, bpf_filter=args.bpf,
                                     promiscuous_mode=not args.no_promisc)
-        return capture_source(args.capture, extract, config, validate=False)
+        return capture_source(prepared, extract, config)
 
-    # Start the meter while the capture's records are walked and the model is verified.
+    # Start the meter while the model is verified.
     early_extract = _peek_extract_config(args.model)
-    source = make_source(early_extract).start() if early_extract is not None else None
+    source = None
     server = None
     try:
+        source = make_source(early_extract).start() if early_extract is not None else None
         if not live:
-            info = validate_capture(args.capture)  # the full walk: a damaged capture never scores
+            info = prepared.info
         bundle = load_bundle(args.model)
         if source is None or bundle.extract_config != early_extract:
             if source is not None:
@@ -125,7 +136,12 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if server is not None:
             server[0].shutdown()
+        if prepared is not None:
+            prepared.close()
     print(f"p2pdetect: {summary.line()}", file=sys.stderr)
+    if prepared is not None and prepared.ignored:
+        print(f"p2pdetect: {prepared.ignored:,} of {info.packets:,} packets of {args.capture} ignored "
+              f"(not IP, or a link type not decoded)", file=sys.stderr)
     if summary.interrupted and not live:  # a capture cut short is not a complete result
         share = f" ({100 * summary.packets / info.packets:.0f}%)" if info.packets > 0 else ""
         kept = ("verdicts so far written" if sink.stream else "verdicts so far kept"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-from features.captures import validate_capture
+from features.reader import PreparedCapture, prepare_capture
 from features.config import ExtractConfig
 from features.meter import flow_row
 from p2pdetect.errors import BadCaptureError, P2PDetectError
@@ -25,6 +25,8 @@ from features.snapshot_meter import EARLY, FINAL, MeterSpec, meter_process
 __all__ = ["EARLY", "FINAL", "MeterChunk", "MeterSource", "MeterStats", "SourceError",
            "capture_source", "check_bpf", "check_interface", "chunks_from_flows", "interface_source"]
 
+#: Bytes captured of each live packet: headers only (DESIGN.md invariant 4).
+LIVE_SNAPLEN = 128
 #: Linux capability number of CAP_NET_RAW (include/uapi/linux/capability.h).
 CAP_NET_RAW = 13
 
@@ -85,7 +87,7 @@ def check_interface(name: str) -> None:
     """Fail early, in one line, when `name` cannot be captured live."""
     if not name or "/" in name or name in (".", ".."):
         raise SourceError(f"{name!r} is not a network interface name; see 'ip link'")
-    if not Path("/sys/class/net", name).exists():
+    if name != ANY and not Path("/sys/class/net", name).exists():
         raise SourceError(f"interface {name!r} does not exist here; pick one from 'ip link'")
     if not _has_net_raw():
         raise SourceError(f"live capture on {name!r} needs root or CAP_NET_RAW; run as root, or "
@@ -132,8 +134,11 @@ class MeterSource:
     iteration ends once they are all handed over: nothing is lost.
     """
 
-    def __init__(self, spec: MeterSpec, *, queue_chunks: int = 64, poll_s: float = 0.05) -> None:
+    def __init__(self, spec: MeterSpec, *, queue_chunks: int = 64, poll_s: float = 0.05,
+                 prepared: PreparedCapture | None = None, owns_prepared: bool = False) -> None:
         self.spec = spec
+        self.prepared = prepared  # the capture as read
+        self._owns_prepared = owns_prepared  # remove its rewritten copy when the meter ends
         self.poll_s = poll_s
         self.stats = MeterStats()
         self._ctx = mp.get_context("fork")
@@ -145,7 +150,7 @@ class MeterSource:
 
     @property
     def name(self) -> str:
-        return self.spec.source
+        return str(self.prepared.info.path) if self.prepared is not None else self.spec.source
 
     def queue_depth(self) -> int:
         try:
@@ -212,6 +217,8 @@ class MeterSource:
         """
         proc = self._proc
         if proc is None or self._closed:
+            if self._owns_prepared and proc is None:
+                self.prepared.close()
             return
         self._closed = True
         if proc.is_alive() and drain:
@@ -227,6 +234,8 @@ class MeterSource:
         proc.join()
         self._queue.close()
         self._queue.cancel_join_thread()
+        if self._owns_prepared:
+            self.prepared.close()
 
 
 def _spec(source: str, live: bool, extract: ExtractConfig, config: ScoreConfig, **live_opts) -> MeterSpec:
@@ -235,19 +244,25 @@ def _spec(source: str, live: bool, extract: ExtractConfig, config: ScoreConfig, 
                      chunk_flows=config.chunk_flows, chunk_wait_s=config.chunk_wait_s, **live_opts)
 
 
-def capture_source(path: str | os.PathLike, extract: ExtractConfig, config: ScoreConfig, *,
-                   validate: bool = True) -> MeterSource:
-    """A capture file, metered as fast as it can be read (validated first unless told it was)."""
-    if validate:
-        validate_capture(path)
-    return MeterSource(_spec(str(path), False, extract, config), queue_chunks=config.queue_chunks,
-                       poll_s=min(0.05, config.max_wait_s / 2))
+def capture_source(path: str | os.PathLike | PreparedCapture, extract: ExtractConfig, config: ScoreConfig, *,
+                   strict: bool = False) -> MeterSource:
+    """A capture file, metered as fast as it can be read: walked and decoded first
+    (features.reader; a rewritten copy, when the meter needs one, lives as long as the
+    source), unless given already prepared (then the caller closes it)."""
+    owns = not isinstance(path, PreparedCapture)
+    prepared = prepare_capture(path, strict=strict) if owns else path
+    return MeterSource(_spec(prepared.source, False, extract, config), queue_chunks=config.queue_chunks,
+                       poll_s=min(0.05, config.max_wait_s / 2), prepared=prepared, owns_prepared=owns)
+
+
+#: The pseudo-interface that captures every interface (Linux cooked headers).
+ANY = "any"
 
 
 def interface_source(name: str, extract: ExtractConfig, config: ScoreConfig, *,
                      bpf_filter: str | None = None, promiscuous_mode: bool = True) -> MeterSource:
-    """A live interface, headers only (snapshot length 128 bytes)."""
+    """A live interface, headers only (snapshot length LIVE_SNAPLEN); `any` captures them all."""
     check_interface(name)
-    return MeterSource(_spec(name, True, extract, config, bpf_filter=bpf_filter, snapshot_length=128,
+    return MeterSource(_spec(name, True, extract, config, bpf_filter=bpf_filter, snapshot_length=LIVE_SNAPLEN,
                              promiscuous_mode=promiscuous_mode),
                        queue_chunks=config.queue_chunks, poll_s=min(0.05, config.max_wait_s / 2))
