@@ -48,6 +48,8 @@ RECIPE: tuple[tuple[str, tuple[int, ...], int, float], ...] = (
     # seen from the observed clients only (data.generator.realistic).
     ("p2p-dht-swarm", (1101, 1102, 1103), 60, 1.0),
     ("p2p-dht-home", (1111, 1112), 60, 1.0),
+    # The seeds' evasions (data.generator.evasion): BitTorrent over TLS, through an SSH SOCKS tunnel, on 443/80/8080/22.
+    ("p2p-evasion", (1201, 1202), 50, 2.0),
     # Hard negatives: ordinary traffic with P2P's endpoint and host shape (data.generator.hard_negatives).
     ("webrtc", (1001, 1002), 50, 1.0),
     ("game-udp", (1011,), 45, 1.0),
