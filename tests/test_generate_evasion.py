@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from data.generator import GenerateConfig, capture, scenarios
+from data.generator.audit import audit_capture
 from data.generator.evasion import EVASION_PORTS
 from data.generator.labels import LabelIndex, read_csv
 
@@ -89,6 +90,11 @@ def test_tls_and_socks_bittorrent_move_data_every_flow_labelled_nothing_left(tmp
     assert volume["libtorrent-socks"] >= sizes["libtorrent-socks"], volume
     assert volume["libtorrent-socks-exit"] >= sizes["libtorrent-socks"], volume
     assert volume["libtorrent-tls-tracker"] > 0 and volume["libtorrent-tracker"] > 0, volume
+    # tshark's second opinion: it sees TLS and SSH where the labels say BitTorrent, which the audit counts as
+    # wrapped BitTorrent, not as disagreements.
+    report = audit_capture(tmp_path / "p2p-evasion.pcap", tmp_path / "p2p-evasion.labels.csv", max_packets=3000)
+    assert report["disagreements"] == 0 and report["unlabelled_flows"] == 0, report
+    assert report["label_vs_tshark"].get("p2p->wrapped (tcp)", 0) > 0, report
 
     ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert f"p2pd-gen-{os.getpid()}" not in ns

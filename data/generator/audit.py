@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from data import GenerateError
+from data.generator.evasion import WRAPPERS
 from data.generator.labels import LabelIndex, read_csv
 
 log = logging.getLogger(__name__)
@@ -151,17 +152,19 @@ def audit_capture(pcap: Path, labels_csv: Path, per_flow: int = 8, max_packets: 
     disagreements: list[str] = []
     unlabelled = 0
     for k in kept:
-        hits = {r.label for r in index.match(*k)}
+        hits = {(r.label, r.app) for r in index.match(*k)}
         if len(hits) != 1:
             unlabelled += 1
             continue
-        label = hits.pop()
+        label, app = hits.pop()
         protos = seen.get(k, set())
         verdict = "p2p" if protos & P2P_PROTOCOLS else "other" if protos & OTHER_PROTOCOLS else "unidentified"
+        if verdict == "other" and label == "p2p" and protos <= WRAPPERS.get(app, frozenset()):
+            verdict = "wrapped"  # BitTorrent inside TLS or an SSH tunnel (data.generator.evasion): by design
         table[f"{label}->{verdict} ({_PROTO.get(k[4], str(k[4]))})"] += 1
         if verdict == "unidentified" and label == "p2p":
             unidentified_p2p[_PROTO.get(k[4], str(k[4]))] += 1
-        elif verdict != "unidentified" and verdict != label:
+        elif verdict not in ("unidentified", "wrapped") and verdict != label:
             disagreements.append(f"{k[0]}:{k[1]}-{k[2]}:{k[3]}/{k[4]} label={label} tshark={sorted(protos)}")
     return {
         "pcap": pcap.name,

@@ -34,6 +34,12 @@ KINDS: dict[str, tuple[str, str]] = {"bt-evasion": ("evasion_swarm", "run_evasio
 #: Ports peers hide behind: HTTPS, HTTP, HTTP proxies and SSH (each peer has its own address).
 EVASION_PORTS: tuple[int, ...] = (443, 80, 8080, 22)
 
+#: Apps whose BitTorrent travels inside another protocol, and the protocols a dissector sees instead
+#: (the label audit counts those flows as wrapped, not as disagreements).
+WRAPPERS: dict[str, frozenset[str]] = {"libtorrent-tls": frozenset({"tls"}),
+                                       "libtorrent-tls-tracker": frozenset({"tls"}),
+                                       "libtorrent-socks": frozenset({"ssh"})}
+
 _ALL = (6, 17, 1)
 
 
