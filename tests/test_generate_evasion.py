@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
+import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -19,8 +22,23 @@ from data.generator.audit import audit_capture
 from data.generator.evasion import EVASION_PORTS
 from data.generator.labels import LabelIndex, read_csv
 
+REPO = Path(__file__).resolve().parents[1]
 IS_ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="generating captures needs root (netns, tc, tcpdump)")
+
+
+def _procs_mentioning(text: str) -> list[str]:
+    """Command lines of live processes that mention ``text`` (workers, ssh and sshd name the run's workdir)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit() and int(d.name) != os.getpid():
+            try:
+                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if text in cmd:
+                out.append(cmd)
+    return out
 
 
 def _apps(plan: scenarios.Plan) -> dict[str, dict]:
@@ -98,13 +116,24 @@ def test_tls_and_socks_bittorrent_move_data_every_flow_labelled_nothing_left(tmp
 
     ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert f"p2pd-gen-{os.getpid()}" not in ns
-    leftover = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if f"p2pd-gen-{os.getpid()}-" in cmd:  # workers, ssh clients and sshd all run under the run's workdir
-                leftover.append(cmd)
-    assert leftover == []
+    assert _procs_mentioning(f"p2pd-gen-{os.getpid()}-") == []
+
+
+@needs_root
+def test_sigint_while_tunnels_are_up_leaves_no_ssh_client_server_or_namespace(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "data.generator", "--scenario", "p2p-evasion", "--duration", "30", "--scale", "0.1",
+         "-o", str(tmp_path)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    ns = f"p2pd-gen-{proc.pid}"
+    deadline = time.time() + 30
+    while time.time() < deadline and not any(cmd.startswith("ssh -N -D") for cmd in _procs_mentioning(f"{ns}-")):
+        time.sleep(0.2)
+    assert any("sshd" in cmd for cmd in _procs_mentioning(f"{ns}-")), _procs_mentioning(f"{ns}-")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2 and "interrupted" in err
+    assert ns not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert _procs_mentioning(f"{ns}-") == []
+    assert list(tmp_path.iterdir()) == []
