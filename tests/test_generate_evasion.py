@@ -21,24 +21,7 @@ from data.generator import GenerateConfig, capture, scenarios
 from data.generator.audit import audit_capture
 from data.generator.evasion import EVASION_PORTS
 from data.generator.labels import LabelIndex, read_csv
-
-REPO = Path(__file__).resolve().parents[1]
-IS_ROOT = os.geteuid() == 0
-needs_root = pytest.mark.skipif(not IS_ROOT, reason="generating captures needs root (netns, tc, tcpdump)")
-
-
-def _procs_mentioning(text: str) -> list[str]:
-    """Command lines of live processes that mention ``text`` (workers, ssh and sshd name the run's workdir)."""
-    out = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit() and int(d.name) != os.getpid():
-            try:
-                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if text in cmd:
-                out.append(cmd)
-    return out
+from test_generate import REPO, _namespaces, _procs_mentioning, needs_root
 
 
 def _apps(plan: scenarios.Plan) -> dict[str, dict]:
@@ -114,8 +97,7 @@ def test_tls_and_socks_bittorrent_move_data_every_flow_labelled_nothing_left(tmp
     assert report["disagreements"] == 0 and report["unlabelled_flows"] == 0, report
     assert report["label_vs_tshark"].get("p2p->wrapped (tcp)", 0) > 0, report
 
-    ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    assert f"p2pd-gen-{os.getpid()}" not in ns
+    assert f"p2pd-gen-{os.getpid()}" not in _namespaces()
     assert _procs_mentioning(f"p2pd-gen-{os.getpid()}-") == []
 
 
@@ -134,6 +116,6 @@ def test_sigint_while_tunnels_are_up_leaves_no_ssh_client_server_or_namespace(tm
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 2 and "interrupted" in err
-    assert ns not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert ns not in _namespaces()
     assert _procs_mentioning(f"{ns}-") == []
     assert list(tmp_path.iterdir()) == []
