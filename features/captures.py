@@ -146,28 +146,30 @@ def _walk_pcap(path: Path, buf, size: int, endian: str, frac_limit: int, *, quic
         raise BadCaptureError(f"{path}: truncated pcap global header ({size} of 24 bytes)")
     link = struct.unpack_from(endian + "I", buf, 20)[0] & 0x0FFFFFFF
     unpack = struct.Struct(endian + "IIII").unpack_from
-    data, caplen, wirelen, ts = array("q"), array("q"), array("q"), array("q")
-    scale = 1_000_000_000 // frac_limit
+    starts = array("q")  # record header offsets; the fields are gathered after, vectorised
+    append = starts.append
     off = 24
     limit = size - 16
     while off <= limit:
-        sec, frac, incl, orig = unpack(buf, off)
+        _, frac, incl, orig = unpack(buf, off)
         if incl > MAX_RECORD or frac >= frac_limit or incl > orig:
             raise BadCaptureError(
-                f"{path}: corrupted record header at packet {len(data) + 1} (byte {off}: "
+                f"{path}: corrupted record header at packet {len(starts) + 1} (byte {off}: "
                 f"captured length {incl}, original length {orig}); the file is damaged, "
                 f"re-capture it or cut it before that packet")
         if off + 16 + incl > size:
             break
-        data.append(off + 16)
-        caplen.append(incl)
-        wirelen.append(orig)
-        ts.append(sec * 1_000_000_000 + frac * scale)
+        append(off)
         off += 16 + incl
         if quick:
             break
-    cut = None if off == size or quick and data else len(data) + 1
-    return (*_arrays(data, caplen, wirelen, ts, link), cut)
+    cut = None if off == size or quick and starts else len(starts) + 1
+    hdr = np.frombuffer(starts, dtype=np.int64)
+    raw = np.frombuffer(buf, dtype=np.uint8)
+    fields = raw[hdr[:, None] + np.arange(16)].view(endian + "u4").astype(np.int64).reshape(-1, 4)
+    ts = fields[:, 0] * 1_000_000_000 + fields[:, 1] * (1_000_000_000 // frac_limit)
+    del raw
+    return hdr + 16, fields[:, 2], fields[:, 3], ts, np.full(len(hdr), link, dtype=np.int32), cut
 
 
 def _walk_pcapng(path: Path, buf, size: int, *, quick: bool) -> tuple:
