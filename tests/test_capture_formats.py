@@ -205,3 +205,34 @@ def test_decode_reads_vlan_and_versions(tmp_path):
     dec = decode(np.fromfile(cap, dtype=np.uint8), rec)
     assert set(dec.version.tolist()) == {4, 6}
     assert (dec.l3 - rec.data == 22).all() and dec.outer_tag.all()
+
+
+# Labels CSV (issue 10, item 12): the other input a user hands over by hand.
+
+HEADER = "src_ip,src_port,dst_ip,dst_port,protocol,label"
+
+
+@pytest.mark.parametrize("text, key", [
+    ("\ufeff" + HEADER + "\r\n10.0.0.1,1,10.0.0.2,2,tcp,p2p\r\n", ("10.0.0.1", 1, "10.0.0.2", 2, 6)),
+    ("label,comment,src_ip,src_port,dst_ip,dst_port,protocol,app\np2p,hi,10.0.0.1,1,10.0.0.2,2,udp,bt\n",
+     ("10.0.0.1", 1, "10.0.0.2", 2, 17)),
+    (HEADER + "\n2001:DB8:0::1,1,2001:db8::2,2,tcp,p2p\n", ("2001:db8::1", 1, "2001:db8::2", 2, 6)),
+], ids=["utf8-bom", "extra-column-by-name", "ipv6-canonical"])
+def test_labels_accepted(tmp_path, text, key):
+    from training.labels import read_labels
+
+    f = tmp_path / "l.csv"
+    f.write_text(text, encoding="utf-8")
+    assert key in read_labels(f).exact
+
+
+@pytest.mark.parametrize("row, expect", [
+    ("not-an-ip,1,10.0.0.2,2,tcp,p2p", "src_ip 'not-an-ip' is not an IPv4 or IPv6 address"),
+    ("10.0.0.1,1,127.11.0.002,2,tcp,p2p", "dst_ip '127.11.0.002' is not an IPv4 or IPv6 address (leading zeros"),
+    ("10.0.0.1,1,10.0.0.2,2,tcp,P2P", "label 'P2P' must be 'p2p' or 'other' (lower case)"),
+])
+def test_labels_refused_naming_file_and_line(tmp_path, row, expect):
+    f = tmp_path / "l.csv"
+    f.write_text(f"{HEADER}\n10.0.0.1,1,10.0.0.3,2,tcp,other\n{row}\n")
+    cap = write_pcap(tmp_path / "c.pcap", conversation())
+    _one_line_exit_2(run_cli("extract", cap, "--labels", f, "-o", tmp_path / "o.parquet"), f"{f}:3: {expect}")

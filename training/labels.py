@@ -9,6 +9,7 @@ one with wildcards.
 from __future__ import annotations
 
 import csv
+import ipaddress
 import logging
 import os
 from dataclasses import dataclass, field
@@ -56,6 +57,20 @@ def _port(value: str, where: str) -> int | None:
     return int(value)
 
 
+def _ip(value: str, column: str, where: str) -> str:
+    """An address in the form the meter writes it (IPv6 compressed, lower case)."""
+    value = value.strip()
+    if not value:
+        raise BadLabelsError(f"{where}: src_ip and dst_ip are required")
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        parts = value.split(".")
+        zeros = len(parts) == 4 and any(len(x) > 1 and x.startswith("0") and x.isdigit() for x in parts)
+        hint = " (leading zeros are ambiguous: octal or decimal?)" if zeros else ""
+        raise BadLabelsError(f"{where}: {column} {value!r} is not an IPv4 or IPv6 address{hint}") from None
+
+
 def _proto(value: str, where: str) -> int | None:
     value = value.strip().lower()
     if value == "":
@@ -72,7 +87,7 @@ def read_labels(path: str | os.PathLike, into: Labels | None = None) -> Labels:
     path = Path(path)
     labels = into if into is not None else Labels()
     try:
-        fh = open(path, newline="", encoding="utf-8")
+        fh = open(path, newline="", encoding="utf-8-sig")  # a BOM (Excel) is not part of the header
     except OSError as err:
         raise BadLabelsError(f"{path}: cannot read labels ({err.strerror}); check the path") from err
     with fh:
@@ -87,12 +102,11 @@ def read_labels(path: str | os.PathLike, into: Labels | None = None) -> Labels:
                 where = f"{path}:{lineno}"
                 if None in row or any(row.get(c) is None for c in REQUIRED):
                     raise BadLabelsError(f"{where}: wrong number of fields; expected {len(header)}")
-                label = row["label"].strip().lower()
+                label = row["label"].strip()
                 if label not in LABELS:
-                    raise BadLabelsError(f"{where}: label {row['label']!r} must be 'p2p' or 'other'")
-                sip, dip = row["src_ip"].strip(), row["dst_ip"].strip()
-                if not sip or not dip:
-                    raise BadLabelsError(f"{where}: src_ip and dst_ip are required")
+                    raise BadLabelsError(f"{where}: label {row['label']!r} must be 'p2p' or 'other' "
+                                         f"(lower case)")
+                sip, dip = _ip(row["src_ip"], "src_ip", where), _ip(row["dst_ip"], "dst_ip", where)
                 sport, dport = _port(row["src_port"], where), _port(row["dst_port"], where)
                 proto = _proto(row["protocol"], where)
                 value = (label, (row.get("app") or "").strip())
