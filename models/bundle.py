@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import platform
 import shutil
@@ -27,6 +28,8 @@ from features.config import ExtractConfig
 from features.schema import PORT_FEATURES, SCHEMA_VERSION, TIMING_FEATURES, feature_columns
 from p2pdetect.errors import BadConfigError, BadModelError, OutputError
 from p2pdetect.outputs import check_output_dir, commit_dir, new_output_dir
+
+log = logging.getLogger("p2pdetect.model")
 
 #: The shipped model, inside the package directory.
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default"
@@ -188,6 +191,28 @@ def _check_metadata(path: Path, meta: object) -> dict:
     return meta
 
 
+#: Libraries whose version changes the features a bundle sees: the meter and the feature code.
+FEATURE_LIBRARIES = ("nfstream", "p2pdetect")
+
+
+def _check_libraries(path: Path, meta: dict) -> None:
+    """Warn when the bundle was made with another meter or feature code than the one running.
+
+    Features may then differ slightly (a meter fix, a changed feature): the schema version
+    and the feature list (checked before) refuse a bundle whose columns differ; a version
+    difference alone is a warning, with what to do about it.
+    """
+    made = meta.get("libraries")
+    if not isinstance(made, dict):
+        return
+    running = library_versions()
+    for lib in FEATURE_LIBRARIES:
+        then, now = made.get(lib), running.get(lib)
+        if then and now and then != now:
+            log.warning("%s: model trained with %s %s, running %s; its features may differ a little: "
+                        "re-train with this version to be sure", path, lib, then, now)
+
+
 def load_bundle(path: str | os.PathLike | None = None, *, num_threads: int = 1) -> ModelBundle:
     """Load and verify a bundle (None = the shipped default model)."""
     import lightgbm as lgb
@@ -206,6 +231,7 @@ def load_bundle(path: str | os.PathLike | None = None, *, num_threads: int = 1) 
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise _fail(path, f"{METADATA_FILE} is not valid JSON ({err}); re-create the bundle") from err
     meta = _check_metadata(path, meta)
+    _check_libraries(path, meta)
     try:
         booster = lgb.Booster(model_str=raw_model.decode("utf-8"))
     except (UnicodeDecodeError, lgb.basic.LightGBMError, ValueError) as err:

@@ -236,3 +236,51 @@ def test_labels_refused_naming_file_and_line(tmp_path, row, expect):
     f.write_text(f"{HEADER}\n10.0.0.1,1,10.0.0.3,2,tcp,other\n{row}\n")
     cap = write_pcap(tmp_path / "c.pcap", conversation())
     _one_line_exit_2(run_cli("extract", cap, "--labels", f, "-o", tmp_path / "o.parquet"), f"{f}:3: {expect}")
+
+
+# Model bundles made by another meter or feature code (issue 10, item 13).
+
+def _edited_default_model(tmp_path, edit) -> "Path":
+    import hashlib
+    import shutil
+
+    from models import DEFAULT_MODEL_DIR
+    from models.bundle import MANIFEST_FILE, METADATA_FILE, MODEL_FILE
+
+    path = tmp_path / "model"
+    shutil.copytree(DEFAULT_MODEL_DIR, path)
+    meta = json.loads((path / METADATA_FILE).read_text())
+    edit(meta)
+    (path / METADATA_FILE).write_text(json.dumps(meta))
+    (path / MANIFEST_FILE).write_text("".join(
+        f"{hashlib.sha256((path / f).read_bytes()).hexdigest()}  {f}\n" for f in (MODEL_FILE, METADATA_FILE)))
+    return path
+
+
+@pytest.mark.parametrize("lib", ["nfstream", "p2pdetect"])
+def test_bundle_from_another_meter_or_feature_code_warns(tmp_path, caplog, lib):
+    from models import load_bundle
+
+    path = _edited_default_model(tmp_path, lambda m: m["libraries"].__setitem__(lib, "0.0.1"))
+    with caplog.at_level(logging.WARNING, logger="p2pdetect.model"):
+        load_bundle(path)
+    assert f"model trained with {lib} 0.0.1, running" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="p2pdetect.model"):
+        load_bundle()  # the shipped model matches what runs
+    assert "model trained with" not in caplog.text
+
+
+def test_bundle_with_another_feature_schema_is_refused(tmp_path):
+    from models import load_bundle
+    from p2pdetect.errors import BadModelError
+
+    def edit(meta):
+        meta["libraries"]["nfstream"] = "0.0.1"
+        meta["feature_names"] = meta["feature_names"][:-1]
+
+    path = _edited_default_model(tmp_path, edit)
+    with pytest.raises(BadModelError, match="feature list does not match"):
+        load_bundle(path)
+    _one_line_exit_2(run_cli("score", write_pcap(tmp_path / "c.pcap", conversation()), "--model", path),
+                     "feature list does not match")
