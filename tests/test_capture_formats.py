@@ -11,12 +11,13 @@ import gzip
 import json
 import logging
 import os
+import shutil
 import struct
 
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import needs_root, run_cli
 from craft import Pkt, tcp_flow, write_pcap, write_pcapng
 from features.captures import validate_capture
 from features.extract import extract_capture
@@ -182,6 +183,58 @@ def test_rewrite_is_vectorised(tmp_path):
         size = os.path.getsize(prepared.source)
     assert size > n * reps * 30
     assert elapsed < 10, elapsed
+
+
+_TRAFFIC = """
+import socket, threading
+for fam, addr in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+    srv = socket.socket(fam); srv.bind((addr, 0)); srv.listen()
+    def serve():
+        c, _ = srv.accept()
+        while c.recv(65536): pass
+        c.close()
+    t = threading.Thread(target=serve); t.start()
+    cl = socket.create_connection((addr, srv.getsockname()[1]))
+    for _ in range(50): cl.sendall(b"x" * 1400)
+    cl.close(); t.join()
+    u = socket.socket(fam, socket.SOCK_DGRAM); r = socket.socket(fam, socket.SOCK_DGRAM); r.bind((addr, 0))
+    for _ in range(20): u.sendto(b"y" * 1000, r.getsockname()[:2])
+"""
+
+
+@needs_root
+@pytest.mark.skipif(not shutil.which("tcpdump"), reason="tcpdump is not installed")
+def test_real_tcpdump_any_capture_at_128_bytes(tmp_path):
+    """What this machine's `tcpdump -i any -s 128` writes (Linux cooked v2), in a namespace:
+    nfstream alone meters none of it; the reader meters IPv4 and IPv6 alike."""
+    import subprocess
+    import sys
+    import time
+
+    ns, cap = f"p2ptest{os.getpid()}", tmp_path / "any.pcap"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        run = ["ip", "netns", "exec", ns]
+        subprocess.run(run + ["ip", "link", "set", "lo", "up", "mtu", "1500"], check=True)
+        subprocess.run(run + ["ethtool", "-K", "lo", "tso", "off", "gso", "off", "gro", "off"],
+                       capture_output=True)
+        dump = subprocess.Popen(run + ["tcpdump", "-Z", "root", "--immediate-mode", "-i", "any", "-s", "128", "-U",
+                                       "-w", str(cap)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            while b"listening" not in dump.stderr.readline():
+                pass
+            subprocess.run(run + [sys.executable, "-c", _TRAFFIC], check=True, timeout=60)
+            time.sleep(0.5)
+        finally:
+            dump.terminate()
+            dump.wait(10)
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=True)
+    assert validate_capture(cap).linktypes == (276,)
+    cols = extract_capture(cap).to_pydict()
+    got = sorted(zip(cols["src_ip"], cols["protocol"], cols["bidirectional_bytes"]))
+    assert got == [("127.0.0.1", 6, 70000), ("127.0.0.1", 17, 20000), ("::1", 6, 70000), ("::1", 17, 20000)]
 
 
 def test_interface_any_is_accepted():
