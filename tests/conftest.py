@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+# A test run started in the background (`make test &`, nohup, some CI runners) inherits SIGINT and
+# SIGHUP ignored, and the commands under test rightly keep a signal their caller ignored. The signal
+# tests need what a terminal gives: default dispositions, inherited by every command they start.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "data" / "samples"
