@@ -142,6 +142,9 @@ def run(args: argparse.Namespace) -> int:
     if prepared is not None and prepared.ignored:
         print(f"p2pdetect: {prepared.ignored:,} of {info.packets:,} packets of {args.capture} ignored "
               f"(not IP, or a link type not decoded)", file=sys.stderr)
+    elif live and source.stats.ignored:
+        print(f"p2pdetect: {source.stats.ignored:,} packets ignored by the meter (not IP, or IPv6 "
+              f"longer than the 128-byte snap length: docs/architecture.md)", file=sys.stderr)
     if summary.interrupted and not live:  # a capture cut short is not a complete result
         share = f" ({100 * summary.packets / info.packets:.0f}%)" if info.packets > 0 else ""
         kept = ("verdicts so far written" if sink.stream else "verdicts so far kept"
