@@ -126,7 +126,7 @@ def test_dpi_labels_vectorised_matches_scalar():
 
 def test_train_model_uses_only_model_features(table):
     res = train_model(table, ExtractConfig(), FAST)
-    assert res.feature_names == feature_columns(32)
+    assert res.feature_names == feature_columns(32, timing_features=False)  # the training default
     assert not set(res.feature_names) & set(IDENTITY_COLUMNS)
     assert res.booster.feature_name() == res.feature_names
     assert 0.0 <= res.threshold <= 1.0
