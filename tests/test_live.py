@@ -56,7 +56,12 @@ def _in_ns(ns: str, *cmd: str, **kw) -> subprocess.Popen:
 def _start_scorer(ns: str, model: str, out: Path, *extra: str) -> subprocess.Popen:
     proc = _in_ns(ns, sys.executable, "-m", "p2pdetect", "score", "--interface", "lo", "--model", model,
                   "-o", str(out), "--max-wait", "0.1", *extra, stderr=subprocess.PIPE, text=True)
-    time.sleep(2.0)  # meter process up and capturing
+    # the output file is opened after the meter has started: wait for it (start-up takes seconds,
+    # more on a loaded machine), then give the meter a moment to be capturing
+    deadline = time.time() + 60
+    while not out.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    time.sleep(1.5)
     assert proc.poll() is None, proc.stderr.read()
     return proc
 
