@@ -188,6 +188,8 @@ def impl_swarm(rng: random.Random, addr: _Addresses, duration: int, scale: float
         # UDP too: BiglyBT probes for a UDP tracker on the HTTP tracker's port (ICMP answers it).
         rows += pair_rows([a["ip"]], [tracker_ip], (6, 17, 1), "p2p", f"{impl}-tracker")
         rows += pair_rows([a["ip"]], [g[0] for g in ghosts], (6, 17, 1), "p2p", f"{impl}-unreachable")
+        # a peer the tracker (or PEX) hands its own address dials itself before it sees its peer id
+        rows += pair_rows([a["ip"]], [a["ip"]], (6, 17, 1), "p2p", f"{impl}-self")
         for b in specs[i + 1:]:
             rows += pair_rows([a["ip"]], [b["ip"]], (6, 17, 1), "p2p", pair_app(a, b))
     return AppSpec(name=app, label="p2p", params=params, rows=rows)
