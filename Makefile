@@ -13,7 +13,7 @@ setup: system venv
 # live scoring; sshd, ssh-keygen and openssl for its ssh and TLS traffic; coturn, curl, lftp, rsync,
 # openvpn for its hard negatives; biglybt and ctorrent, BitTorrent engines besides libtorrent); the tests also need chromium (the report renders in headless Chromium).
 # Each entry is command:package; a package is installed only when its command is missing.
-SYSPKGS  := tshark:tshark tcpdump:tcpdump ip:iproute2 tc:iproute2 ethtool:ethtool iptables:iptables \
+SYSPKGS  := tshark:tshark tcpdump:tcpdump ip:iproute2 tc:iproute2 ethtool:ethtool iptables:iptables nft:nftables \
             sshd:openssh-server ssh-keygen:openssh-client openssl:openssl \
             turnserver:coturn curl:curl lftp:lftp rsync:rsync openvpn:openvpn biglybt:biglybt ctorrent:ctorrent
 TESTPKGS := chromium:chromium
