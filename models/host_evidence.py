@@ -263,6 +263,16 @@ def evidence_scores(cols: dict[str, np.ndarray], scores: np.ndarray, threshold: 
 def score_table(bundle, table) -> tuple[np.ndarray, dict[str, list[dict]]]:
     """A flow table's rows scored as the scorer scores them: the bundle's model, then the
     endpoint and host evidence per capture in meter order. Returns (scores, host records per capture)."""
+    return evidence_scores(table_columns(table), bundle.predict_proba(table), bundle.threshold,
+                           model_id=bundle.bundle_id)
+
+
+def table_columns(table, rows=None) -> dict[str, np.ndarray]:
+    """What evidence_scores reads of a flow table (optionally of some rows): EVIDENCE_COLUMNS,
+    capture, flow_index and stage when present."""
+    import pyarrow as pa
+
+    if rows is not None:
+        table = table.take(pa.array(rows))
     need = EVIDENCE_COLUMNS + ["capture", "flow_index"] + (["stage"] if "stage" in table.column_names else [])
-    cols = {c: table.column(c).to_numpy(zero_copy_only=False) for c in need}
-    return evidence_scores(cols, bundle.predict_proba(table), bundle.threshold, model_id=bundle.bundle_id)
+    return {c: table.column(c).to_numpy(zero_copy_only=False) for c in need}

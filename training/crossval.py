@@ -58,13 +58,11 @@ def with_host_evidence(table: pa.Table, rows: np.ndarray, scores: np.ndarray, th
     """Scores of final rows as the scorer gives them: the model's, raised by the endpoint and host
     evidence of earlier flows of the same capture (models.host_evidence), in meter order; with
     records, also each capture's host records."""
-    from models.host_evidence import EVIDENCE_COLUMNS, evidence_scores
+    from models.host_evidence import evidence_scores, table_columns
 
     if not len(rows):
         return (scores, {}) if records else scores
-    need = EVIDENCE_COLUMNS + ["capture", "flow_index"] + (["stage"] if "stage" in table.column_names else [])
-    cols = {c: table.column(c).take(pa.array(rows)).to_numpy(zero_copy_only=False) for c in need}
-    out, recs = evidence_scores(cols, scores, threshold)
+    out, recs = evidence_scores(table_columns(table, rows), scores, threshold)
     return (out, recs) if records else out
 
 
