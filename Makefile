@@ -52,18 +52,18 @@ bench: setup
 	$(PY) benchmarks/score.py
 
 samples: setup
-	$(PY) -m data.make_samples
+	$(PY) -m p2pdetect.data.make_samples
 
 dataset: setup
-	$(PY) -m data.make_corpus
+	$(PY) -m p2pdetect.data.make_corpus
 
 # The shipped model is trained on the generated corpus (built first when absent, ~20 min)
 # plus the real captures in ../shared/captures/ndpi (warned about and skipped when absent).
 data/corpus/manifest.json: | setup
-	$(PY) -m data.make_corpus
+	$(PY) -m p2pdetect.data.make_corpus
 
 model: setup data/corpus/manifest.json
-	$(PY) -m training.make_model
+	$(PY) -m p2pdetect.training.make_model
 
 clean:
 	rm -rf $(VENV) .cache *.egg-info

@@ -16,11 +16,11 @@ import os
 import tempfile
 from pathlib import Path
 
-from features.captures import find_captures
-from models import load_bundle
-from serve import FINAL, ScoreConfig, capture_source, run_scoring
-from serve.sinks import JsonLinesSink
-from training.labels import read_labels
+from p2pdetect.features.captures import find_captures
+from p2pdetect.models import load_bundle
+from p2pdetect.serve import FINAL, ScoreConfig, capture_source, run_scoring
+from p2pdetect.serve.sinks import JsonLinesSink
+from p2pdetect.training.labels import read_labels
 
 
 def first_verdicts(cap: Path, bundle, k: int) -> list[dict]:

@@ -24,12 +24,12 @@ sys.path.insert(0, str(HERE))
 
 from synth_capture import make_capture  # noqa: E402
 
-from features.captures import validate_capture  # noqa: E402
+from p2pdetect.features.captures import validate_capture  # noqa: E402
 
 BARE = """
 import sys
 from nfstream import NFStreamer
-from features.config import ExtractConfig
+from p2pdetect.features.config import ExtractConfig
 for _ in NFStreamer(source=sys.argv[1], **ExtractConfig().streamer_kwargs()):
     pass
 """

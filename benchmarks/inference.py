@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from models.bundle import load_bundle
+from p2pdetect.models.bundle import load_bundle
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,7 +39,7 @@ from synth_capture import make_capture  # noqa: E402
 BARE = """
 import sys
 from nfstream import NFStreamer
-from features.config import ExtractConfig
+from p2pdetect.features.config import ExtractConfig
 for _ in NFStreamer(source=sys.argv[1], **ExtractConfig().streamer_kwargs()):
     pass
 """
@@ -85,13 +85,13 @@ def _run(cmd: list[str], sample_s: float = 0.1) -> tuple[float, list[tuple[float
 def _stand_in(cap: Path, path: Path):
     import lightgbm as lgb
 
-    from features import ExtractConfig
-    from features.extract import extract_capture
-    from models import save_bundle
+    from p2pdetect.features import ExtractConfig
+    from p2pdetect.features.extract import extract_capture
+    from p2pdetect.models import save_bundle
 
     config = ExtractConfig()
     t = extract_capture(cap, config)
-    from features import feature_columns
+    from p2pdetect.features import feature_columns
     names = feature_columns(config.splt_n)
     X = np.column_stack([t.column(n).to_numpy(zero_copy_only=False).astype(np.float32) for n in names])
     dport = t.column("dst_port").to_numpy()
@@ -109,7 +109,7 @@ def _latencies(cap: Path, bundle) -> tuple[list[float], dict]:
     """Run the scorer in process and record each chunk's hand-over -> written latency."""
     from prometheus_client import CollectorRegistry
 
-    from serve import JsonLinesSink, ScoreConfig, ScoreMetrics, capture_source, run_scoring
+    from p2pdetect.serve import JsonLinesSink, ScoreConfig, ScoreMetrics, capture_source, run_scoring
 
     lat: list[float] = []
 
@@ -184,8 +184,8 @@ def _live_inner(model: str, rate: float, seconds: float) -> int:
     """Inside a private namespace: score lo while UDP flows arrive at `rate` per second."""
     from prometheus_client import CollectorRegistry
 
-    from models import load_bundle
-    from serve import JsonLinesSink, ScoreConfig, ScoreMetrics, interface_source, run_scoring
+    from p2pdetect.models import load_bundle
+    from p2pdetect.serve import JsonLinesSink, ScoreConfig, ScoreMetrics, interface_source, run_scoring
 
     bundle = load_bundle(model)
     steady: list[float] = []
@@ -251,10 +251,10 @@ def main() -> int:
     if a.live_inner:
         return _live_inner(a.model, a.live_rate, a.live_seconds)
 
-    from features.captures import validate_capture
-    from features.config import ExtractConfig
-    from features.extract import extract_capture
-    from models import load_bundle
+    from p2pdetect.features.captures import validate_capture
+    from p2pdetect.features.config import ExtractConfig
+    from p2pdetect.features.extract import extract_capture
+    from p2pdetect.models import load_bundle
 
     work = Path(tempfile.mkdtemp(prefix="p2pd-score-bench-"))
     cap = Path(a.capture) if a.capture else make_capture(work / "bench.pcap", a.packets, seed=1)
@@ -301,7 +301,7 @@ def main() -> int:
     full, booster_only = _inference(bundle, table, 1_000_000, 100_000)
     print(f"model inference, one thread, batches of 100k, synthetic-capture flows: predict_proba "
           f"{full:,.0f} flows/s; booster.predict alone {booster_only:,.0f} flows/s (target >= 1,000,000)")
-    from features.extract import extract_paths
+    from p2pdetect.features.extract import extract_paths
     real = extract_paths([str(SAMPLES)], replace(bundle.extract_config, snapshot_packets=0))
     real_full, real_booster = _inference(bundle, real, 1_000_000, 100_000)
     print(f"model inference, one thread, batches of 100k, generated real-client flows (data/samples, "

@@ -17,15 +17,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from data import GenerateError
-from data.generator import scenarios
-from data.generator.clients import implementations_in
-from data.generator.generate import missing_requirement
-from data.generator.namespace import require_root
+from p2pdetect.data import GenerateError
+from p2pdetect.data.generator import scenarios
+from p2pdetect.data.generator.clients import implementations_in
+from p2pdetect.data.generator.generate import missing_requirement
+from p2pdetect.data.generator.namespace import require_root
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 _REPO = Path(__file__).resolve().parents[1]
-log = logging.getLogger("data.make_corpus")
+log = logging.getLogger("p2pdetect.data.make_corpus")
 
 #: (scenario, seeds, duration seconds, scale) of the full corpus.
 RECIPE: tuple[tuple[str, tuple[int, ...], int, float], ...] = (
@@ -92,7 +92,7 @@ def _run_one(out: Path, scenario: str, seed: int, duration: int, scale: float,
     if summary.exists():
         log.info("%s seed %d: already generated, kept", scenario, seed)
         return json.loads(summary.read_text())
-    cmd = [sys.executable, "-m", "data.generator", "--scenario", scenario, "--seed", str(seed),
+    cmd = [sys.executable, "-m", "p2pdetect.data.generator", "--scenario", scenario, "--seed", str(seed),
            "--duration", str(duration), "--scale", str(scale), "--network", network, "-o", str(run_dir)]
     res = subprocess.run(cmd, cwd=_REPO, capture_output=True, text=True)
     if res.returncode != 0:
@@ -146,7 +146,7 @@ def make_corpus(out: Path = CORPUS, quick: bool = False, jobs: int = 2) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m data.make_corpus", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m p2pdetect.data.make_corpus", description=__doc__)
     parser.add_argument("-o", "--output", type=Path, default=None,
                         help=f"corpus directory (default: {CORPUS}, or {CORPUS / 'quick'} with --quick)")
     parser.add_argument("--quick", action="store_true", help="a ~2-minute smoke corpus instead of the full one")

@@ -14,8 +14,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from data import GenerateError
-from data.generator import GenerateConfig, generate
+from p2pdetect.data import GenerateError
+from p2pdetect.data.generator import GenerateConfig, generate
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
 
@@ -53,7 +53,7 @@ def make_samples(dest: Path = SAMPLES, only: tuple[str, ...] = ()) -> list[dict]
 
 
 def main(argv: list[str]) -> int:
-    """``python -m data.make_samples [SCENARIO ...]``: regenerate all samples, or those named."""
+    """``python -m p2pdetect.data.make_samples [SCENARIO ...]``: regenerate all samples, or those named."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         for s in make_samples(only=tuple(argv)):

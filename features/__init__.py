@@ -1,10 +1,10 @@
 """Flow extraction on nfstream, derived features, host context, and the flow-table schema."""
 
-from features.config import ExtractConfig
-from features.derived import derive_features
-from features.featurize import FlowFeaturizer
-from features.host_context import HostContext
-from features.schema import (
+from p2pdetect.features.config import ExtractConfig
+from p2pdetect.features.derived import derive_features
+from p2pdetect.features.featurize import FlowFeaturizer
+from p2pdetect.features.host_context import HostContext
+from p2pdetect.features.schema import (
     SCHEMA_VERSION,
     feature_columns,
     identity_columns,

@@ -14,13 +14,13 @@ from typing import Callable, Iterable, Iterator
 import pyarrow as pa
 from joblib import Parallel, delayed
 
-from features.captures import CaptureInfo, find_captures, validate_capture
-from features.config import ExtractConfig
-from features.featurize import FlowFeaturizer
-from features.meter import flow_row, make_streamer
-from features.reader import prepare_capture
-from features.snapshot_meter import FINAL, MeterSpec, run_meter
-from features.table import to_arrow
+from p2pdetect.features.captures import CaptureInfo, find_captures, validate_capture
+from p2pdetect.features.config import ExtractConfig
+from p2pdetect.features.featurize import FlowFeaturizer
+from p2pdetect.features.meter import flow_row, make_streamer
+from p2pdetect.features.reader import prepare_capture
+from p2pdetect.features.snapshot_meter import FINAL, MeterSpec, run_meter
+from p2pdetect.features.table import to_arrow
 from p2pdetect.errors import BadCaptureError
 
 #: Flows featurised at a time while the meter runs.

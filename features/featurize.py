@@ -12,11 +12,11 @@ from typing import Sequence
 
 import numpy as np
 
-from features.config import ExtractConfig
-from features.derived import derive_features
-from features.host_context import HostContext
-from features.meter import columns_from_flows, columns_from_rows
-from features.schema import (
+from p2pdetect.features.config import ExtractConfig
+from p2pdetect.features.derived import derive_features
+from p2pdetect.features.host_context import HostContext
+from p2pdetect.features.meter import columns_from_flows, columns_from_rows
+from p2pdetect.features.schema import (
     AUDIT_COLUMNS,
     COUNTER_FEATURES,
     FLAG_FEATURES,

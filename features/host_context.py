@@ -26,8 +26,8 @@ from collections import deque
 
 import numpy as np
 
-from features.config import check_param, is_int
-from features.schema import HOST_FEATURES, PORT_FEATURES
+from p2pdetect.features.config import check_param, is_int
+from p2pdetect.features.schema import HOST_FEATURES, PORT_FEATURES
 
 TCP, UDP = 6, 17
 _OTHER = {TCP: UDP, UDP: TCP}

@@ -13,8 +13,8 @@ from typing import Iterable, Sequence
 import numpy as np
 from nfstream import NFStreamer
 
-from features.config import ExtractConfig
-from features.schema import (
+from p2pdetect.features.config import ExtractConfig
+from p2pdetect.features.schema import (
     AUDIT_COLUMNS,
     COUNTER_FEATURES,
     FLAG_FEATURES,

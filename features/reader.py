@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from features.captures import MAX_RECORD as MAX_SNAP, CaptureInfo, Records, read_records
+from p2pdetect.features.captures import MAX_RECORD as MAX_SNAP, CaptureInfo, Records, read_records
 
 log = logging.getLogger("p2pdetect.capture")
 

@@ -110,7 +110,7 @@ def run_meter(spec: MeterSpec, channel, stop: list) -> None:
     from nfstream.meter import NFCache, get_flow_key_from_pkt, meter_scan
     from nfstream.utils import NFMode
 
-    from features.meter import flow_row
+    from p2pdetect.features.meter import flow_row
 
     kw = spec.streamer_kwargs
     idle_timeout = int(kw["idle_timeout"]) * 1000

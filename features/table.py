@@ -11,8 +11,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.config import ExtractConfig
-from features.schema import META_CONFIG, META_SCHEMA_VERSION, SCHEMA_VERSION
+from p2pdetect.features.config import ExtractConfig
+from p2pdetect.features.schema import META_CONFIG, META_SCHEMA_VERSION, SCHEMA_VERSION
 from p2pdetect.errors import BadDatasetError
 from p2pdetect.outputs import open_output
 

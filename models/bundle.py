@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from features.config import ExtractConfig
-from features.schema import PORT_FEATURES, SCHEMA_VERSION, TIMING_FEATURES, feature_columns
+from p2pdetect.features.config import ExtractConfig
+from p2pdetect.features.schema import PORT_FEATURES, SCHEMA_VERSION, TIMING_FEATURES, feature_columns
 from p2pdetect.errors import BadConfigError, BadModelError, OutputError
 from p2pdetect.outputs import check_output_dir, commit_dir, new_output_dir
 

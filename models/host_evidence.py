@@ -34,7 +34,7 @@ from typing import Iterator
 
 import numpy as np
 
-from features.host_context import high_port
+from p2pdetect.features.host_context import high_port
 
 _PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp6"}
 _TRANSPORT = (6, 17)

@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _user_error_types() -> tuple[type[BaseException], ...]:
     types: list[type[BaseException]] = [P2PDetectError]
     try:
-        from data import GenerateError  # the generator has no dependency on us
+        from p2pdetect.data import GenerateError  # the generator has no dependency on us
         types.append(GenerateError)
     except ImportError:
         pass

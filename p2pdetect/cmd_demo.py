@@ -45,11 +45,11 @@ def _sha256(path: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from features.captures import find_captures
-    from models import load_bundle
+    from p2pdetect.features.captures import find_captures
+    from p2pdetect.models import load_bundle
     from p2pdetect.errors import OutputError
-    from serve import JsonLinesSink, ScoreConfig, capture_source, run_scoring
-    from training.labels import read_labels
+    from p2pdetect.serve import JsonLinesSink, ScoreConfig, capture_source, run_scoring
+    from p2pdetect.training.labels import read_labels
 
     captures = find_captures([args.samples])
     bundle = load_bundle(args.model)

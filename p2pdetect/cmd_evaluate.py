@@ -37,12 +37,12 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.bundle import load_bundle
+    from p2pdetect.models.bundle import load_bundle
     from p2pdetect.errors import BadConfigError
-    from training.config import TrainConfig
-    from training.datasets import load_dataset
-    from training.evaluate import evaluate
-    from training.report import check_report_path, write_report
+    from p2pdetect.training.config import TrainConfig
+    from p2pdetect.training.datasets import load_dataset
+    from p2pdetect.training.evaluate import evaluate
+    from p2pdetect.training.report import check_report_path, write_report
 
     if args.folds < 2:
         raise BadConfigError(f"--folds must be an int >= 2. Got {args.folds} instead.")
@@ -77,9 +77,9 @@ def _first_verdicts(bundle, dataset, ks: list[int]) -> dict:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from serve import ScoreConfig, capture_source, run_scoring
-    from serve.sinks import JsonLinesSink
-    from training.early import FIRST_VERDICT_MEANING, first_verdict_rates
+    from p2pdetect.serve import ScoreConfig, capture_source, run_scoring
+    from p2pdetect.serve.sinks import JsonLinesSink
+    from p2pdetect.training.early import FIRST_VERDICT_MEANING, first_verdict_rates
 
     def score_capture(cap: str, k: int) -> list[dict]:
         config = ScoreConfig(early_packets=k, early_seconds=0)
@@ -88,7 +88,7 @@ def _first_verdicts(bundle, dataset, ks: list[int]) -> dict:
             run_scoring(capture_source(cap, bundle.extract_config, config), bundle, JsonLinesSink(out), config)
             return [json.loads(line) for line in out.read_text().splitlines()]
 
-    from training.datasets import DPI
+    from p2pdetect.training.datasets import DPI
 
     t = dataset.table
     # captures with labels files (the scorer's verdicts are matched to them); nDPI-labelled real

@@ -37,13 +37,13 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from features.captures import find_captures
-    from features.config import ExtractConfig
-    from features.extract import extract_paths
-    from features.table import write_flow_table
+    from p2pdetect.features.captures import find_captures
+    from p2pdetect.features.config import ExtractConfig
+    from p2pdetect.features.extract import extract_paths
+    from p2pdetect.features.table import write_flow_table
     from p2pdetect.outputs import check_output
     from p2pdetect.progress import Progress
-    from training.labels import label_table, read_labels
+    from p2pdetect.training.labels import label_table, read_labels
 
     config = ExtractConfig(splt_n=args.splt, host_window_s=args.window, snapshot_packets=args.early_packets)
     captures = find_captures(args.inputs)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from data.generator.command import add_arguments
+from p2pdetect.data.generator.command import add_arguments
 
 
 def add_parser(subparsers: Any) -> None:
@@ -30,6 +30,6 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Generate (or audit) as the parsed ``args`` ask; returns the exit status."""
-    from data.generator.command import run as run_generator
+    from p2pdetect.data.generator.command import run as run_generator
 
     return run_generator(args)

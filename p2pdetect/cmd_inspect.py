@@ -64,7 +64,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from features.captures import validate_capture
+    from p2pdetect.features.captures import validate_capture
 
     flow = parse_flow(args.flow)
     if args.max_packets < 1:

@@ -53,9 +53,9 @@ def _peek_extract_config(model: str | None):
     import json
     from pathlib import Path
 
-    from features.config import ExtractConfig
-    from models import DEFAULT_MODEL_DIR
-    from models.bundle import METADATA_FILE
+    from p2pdetect.features.config import ExtractConfig
+    from p2pdetect.models import DEFAULT_MODEL_DIR
+    from p2pdetect.models.bundle import METADATA_FILE
 
     try:
         meta = json.loads((Path(model or DEFAULT_MODEL_DIR) / METADATA_FILE).read_text())
@@ -69,12 +69,12 @@ def run(args: argparse.Namespace) -> int:
 
     from prometheus_client import CollectorRegistry
 
-    from features.captures import validate_capture
-    from features.reader import prepare_capture
-    from models import load_bundle
+    from p2pdetect.features.captures import validate_capture
+    from p2pdetect.features.reader import prepare_capture
+    from p2pdetect.models import load_bundle
     from p2pdetect.errors import BadConfigError
     from p2pdetect.outputs import check_output
-    from serve import (JsonLinesSink, ScoreConfig, ScoreMetrics, capture_source, check_bpf, check_interface,
+    from p2pdetect.serve import (JsonLinesSink, ScoreConfig, ScoreMetrics, capture_source, check_bpf, check_interface,
                        interface_source, run_scoring, serve_metrics)
 
     # Every check before any output exists (DESIGN.md invariant 8); the cheap ones first.

@@ -50,11 +50,11 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.bundle import check_bundle_path
-    from training.build import build_bundle
-    from training.config import TrainConfig
-    from features.config import ExtractConfig
-    from training.datasets import load_dataset
+    from p2pdetect.models.bundle import check_bundle_path
+    from p2pdetect.training.build import build_bundle
+    from p2pdetect.training.config import TrainConfig
+    from p2pdetect.features.config import ExtractConfig
+    from p2pdetect.training.datasets import load_dataset
 
     extract = ExtractConfig(snapshot_packets=args.early_packets)
     config = TrainConfig(target_fpr=args.target_fpr, port_features=not args.no_port_features,

@@ -1,12 +1,12 @@
 """The streaming scorer: sources, micro-batching, scoring, verdict sinks, metrics, shutdown."""
 
-from serve.batching import Batch, micro_batches
-from serve.config import ScoreConfig
-from serve.metrics import ScoreMetrics, serve_metrics
-from serve.scorer import ScoredBatch, StreamScorer, score_stream
-from serve.service import RunSummary, run_scoring
-from serve.sinks import JsonLinesSink
-from serve.sources import (
+from p2pdetect.serve.batching import Batch, micro_batches
+from p2pdetect.serve.config import ScoreConfig
+from p2pdetect.serve.metrics import ScoreMetrics, serve_metrics
+from p2pdetect.serve.scorer import ScoredBatch, StreamScorer, score_stream
+from p2pdetect.serve.service import RunSummary, run_scoring
+from p2pdetect.serve.sinks import JsonLinesSink
+from p2pdetect.serve.sources import (
     EARLY,
     FINAL,
     MeterChunk,
@@ -18,7 +18,7 @@ from serve.sources import (
     chunks_from_flows,
     interface_source,
 )
-from serve.verdicts import HOST_KEYS, VERDICT_KEYS, verdict_lines
+from p2pdetect.serve.verdicts import HOST_KEYS, VERDICT_KEYS, verdict_lines
 
 __all__ = [
     "Batch", "EARLY", "FINAL", "JsonLinesSink", "MeterChunk", "MeterSource", "RunSummary",

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
-from serve.sources import MeterChunk, MeterStats
+from p2pdetect.serve.sources import MeterChunk, MeterStats
 
 
 @dataclass

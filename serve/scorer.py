@@ -18,10 +18,10 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from features.featurize import FlowFeaturizer
-from models.host_evidence import EVIDENCE_COLUMNS, HostEvidence
-from serve.batching import Batch
-from serve.sources import EARLY, FINAL, MeterStats
+from p2pdetect.features.featurize import FlowFeaturizer
+from p2pdetect.models.host_evidence import EVIDENCE_COLUMNS, HostEvidence
+from p2pdetect.serve.batching import Batch
+from p2pdetect.serve.sources import EARLY, FINAL, MeterStats
 
 #: Flow-table columns a verdict record carries (identity and size; never payload).
 RECORD_COLUMNS = ["src_ip", "src_port", "dst_ip", "dst_port", "protocol",

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from p2pdetect.signals import Interrupted
-from serve.batching import micro_batches
-from serve.config import ScoreConfig
-from serve.metrics import ScoreMetrics
-from serve.scorer import StreamScorer, score_stream
-from serve.sinks import JsonLinesSink
-from serve.sources import FINAL, MeterSource
-from serve.verdicts import verdict_lines
+from p2pdetect.serve.batching import micro_batches
+from p2pdetect.serve.config import ScoreConfig
+from p2pdetect.serve.metrics import ScoreMetrics
+from p2pdetect.serve.scorer import StreamScorer, score_stream
+from p2pdetect.serve.sinks import JsonLinesSink
+from p2pdetect.serve.sources import FINAL, MeterSource
+from p2pdetect.serve.verdicts import verdict_lines
 
 
 @dataclass

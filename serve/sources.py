@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-from features.reader import PreparedCapture, prepare_capture
-from features.config import ExtractConfig
-from features.meter import flow_row
+from p2pdetect.features.reader import PreparedCapture, prepare_capture
+from p2pdetect.features.config import ExtractConfig
+from p2pdetect.features.meter import flow_row
 from p2pdetect.errors import BadCaptureError, P2PDetectError
-from serve.config import ScoreConfig
-from features.snapshot_meter import EARLY, FINAL, MeterSpec, meter_process
+from p2pdetect.serve.config import ScoreConfig
+from p2pdetect.features.snapshot_meter import EARLY, FINAL, MeterSpec, meter_process
 
 
 __all__ = ["EARLY", "FINAL", "MeterChunk", "MeterSource", "MeterStats", "SourceError",

@@ -8,8 +8,8 @@ import time
 
 import numpy as np
 
-from serve.scorer import ScoredBatch
-from serve.sources import FINAL
+from p2pdetect.serve.scorer import ScoredBatch
+from p2pdetect.serve.sources import FINAL
 
 #: Keys of a flow verdict record, in the order they are written.
 VERDICT_KEYS = ["event_type", "ts_ms", "stage", "src_ip", "src_port", "dst_ip", "dst_port", "protocol",

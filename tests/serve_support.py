@@ -36,10 +36,10 @@ def build_stand_in_bundle(path: Path, extract_config=None):
     """Train and save a tiny bundle on the samples' labelled flows (about a second)."""
     import lightgbm as lgb
 
-    from features import ExtractConfig, feature_columns
-    from features.extract import extract_capture
-    from models import save_bundle
-    from training.labels import label_table
+    from p2pdetect.features import ExtractConfig, feature_columns
+    from p2pdetect.features.extract import extract_capture
+    from p2pdetect.models import save_bundle
+    from p2pdetect.training.labels import label_table
 
     config = extract_config or ExtractConfig()
     names = feature_columns(config.splt_n)
@@ -87,7 +87,7 @@ def offline_flows(path, bundle):
     (a bundle trained on early snapshots records snapshot_packets; scoring compares finals)."""
     from dataclasses import replace
 
-    from features.extract import extract_capture
+    from p2pdetect.features.extract import extract_capture
 
     return extract_capture(path, replace(bundle.extract_config, snapshot_packets=0))
 
@@ -95,7 +95,7 @@ def offline_flows(path, bundle):
 def offline_scores(path, bundle):
     """What the scorer's final verdicts must say: batch extraction, the model, then the endpoint
     and host evidence in meter order. Returns (flow table, scores, host records)."""
-    from models.host_evidence import score_table
+    from p2pdetect.models.host_evidence import score_table
 
     table = offline_flows(path, bundle)
     scores, hosts = score_table(bundle, table)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.baseline import RULE_IP_PORT, RULE_NONE, RULE_TCP_UDP, karagiannis
+from p2pdetect.training.baseline import RULE_IP_PORT, RULE_NONE, RULE_TCP_UDP, karagiannis
 
 TCP, UDP = 6, 17
 
@@ -103,8 +103,8 @@ def test_captures_are_separate():
 
 @pytest.fixture(scope="module")
 def sample_flows(samples):
-    from features.config import ExtractConfig
-    from training.datasets import load_dataset
+    from p2pdetect.features.config import ExtractConfig
+    from p2pdetect.training.datasets import load_dataset
 
     return load_dataset([s for s in samples], ExtractConfig(), n_jobs=2).table
 

@@ -9,14 +9,14 @@ import time
 import numpy as np
 import pytest
 
-from features.config import ExtractConfig
-from features.schema import SCHEMA_VERSION, feature_columns
-from models import DEFAULT_MODEL_DIR, ModelBundle, load_bundle, save_bundle
-from models.bundle import MANIFEST_FILE, METADATA_FILE, MODEL_FILE
+from p2pdetect.features.config import ExtractConfig
+from p2pdetect.features.schema import SCHEMA_VERSION, feature_columns
+from p2pdetect.models import DEFAULT_MODEL_DIR, ModelBundle, load_bundle, save_bundle
+from p2pdetect.models.bundle import MANIFEST_FILE, METADATA_FILE, MODEL_FILE
 from p2pdetect.errors import BadModelError, OutputError
-from training.config import TrainConfig
-from training.synthetic import synthetic_table
-from training.train import feature_matrix, train_model
+from p2pdetect.training.config import TrainConfig
+from p2pdetect.training.synthetic import synthetic_table
+from p2pdetect.training.train import feature_matrix, train_model
 
 
 @pytest.fixture(scope="module")

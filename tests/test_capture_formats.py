@@ -19,9 +19,9 @@ import pytest
 
 from conftest import needs_root, run_cli
 from craft import Pkt, tcp_flow, write_pcap, write_pcapng
-from features.captures import validate_capture
-from features.extract import extract_capture
-from features.reader import prepare_capture
+from p2pdetect.features.captures import validate_capture
+from p2pdetect.features.extract import extract_capture
+from p2pdetect.features.reader import prepare_capture
 from p2pdetect.errors import BadCaptureError
 
 COUNTS = ["bidirectional_packets", "bidirectional_bytes", "src2dst_packets", "dst2src_bytes",
@@ -238,7 +238,7 @@ def test_real_tcpdump_any_capture_at_128_bytes(tmp_path):
 
 
 def test_interface_any_is_accepted():
-    from serve.sources import ANY, SourceError, check_interface
+    from p2pdetect.serve.sources import ANY, SourceError, check_interface
 
     if os.geteuid() != 0:
         with pytest.raises(SourceError, match="CAP_NET_RAW"):
@@ -250,8 +250,8 @@ def test_interface_any_is_accepted():
 
 
 def test_decode_reads_vlan_and_versions(tmp_path):
-    from features.captures import read_records
-    from features.reader import decode
+    from p2pdetect.features.captures import read_records
+    from p2pdetect.features.reader import decode
 
     cap = write_pcap(tmp_path / "q.pcap", conversation() + conversation(v6=True, t0=5.0), link="qinq")
     rec = read_records(cap)
@@ -272,7 +272,7 @@ HEADER = "src_ip,src_port,dst_ip,dst_port,protocol,label"
     (HEADER + "\n2001:DB8:0::1,1,2001:db8::2,2,tcp,p2p\n", ("2001:db8::1", 1, "2001:db8::2", 2, 6)),
 ], ids=["utf8-bom", "extra-column-by-name", "ipv6-canonical"])
 def test_labels_accepted(tmp_path, text, key):
-    from training.labels import read_labels
+    from p2pdetect.training.labels import read_labels
 
     f = tmp_path / "l.csv"
     f.write_text(text, encoding="utf-8")
@@ -297,8 +297,8 @@ def _edited_default_model(tmp_path, edit) -> "Path":
     import hashlib
     import shutil
 
-    from models import DEFAULT_MODEL_DIR
-    from models.bundle import MANIFEST_FILE, METADATA_FILE, MODEL_FILE
+    from p2pdetect.models import DEFAULT_MODEL_DIR
+    from p2pdetect.models.bundle import MANIFEST_FILE, METADATA_FILE, MODEL_FILE
 
     path = tmp_path / "model"
     shutil.copytree(DEFAULT_MODEL_DIR, path)
@@ -312,7 +312,7 @@ def _edited_default_model(tmp_path, edit) -> "Path":
 
 @pytest.mark.parametrize("lib", ["nfstream", "p2pdetect"])
 def test_bundle_from_another_meter_or_feature_code_warns(tmp_path, caplog, lib):
-    from models import load_bundle
+    from p2pdetect.models import load_bundle
 
     path = _edited_default_model(tmp_path, lambda m: m["libraries"].__setitem__(lib, "0.0.1"))
     with caplog.at_level(logging.WARNING, logger="p2pdetect.model"):
@@ -325,7 +325,7 @@ def test_bundle_from_another_meter_or_feature_code_warns(tmp_path, caplog, lib):
 
 
 def test_bundle_with_another_feature_schema_is_refused(tmp_path):
-    from models import load_bundle
+    from p2pdetect.models import load_bundle
     from p2pdetect.errors import BadModelError
 
     def edit(meta):

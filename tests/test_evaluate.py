@@ -14,15 +14,15 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from features.config import ExtractConfig
-from features.schema import feature_columns
-from features.table import write_flow_table
-from training import metrics as M
-from training.datasets import Dataset
-from training.early import masked_columns
-from training.evaluate import evaluate
-from training.report import SECTIONS, write_report
-from training.synthetic import synthetic_table
+from p2pdetect.features.config import ExtractConfig
+from p2pdetect.features.schema import feature_columns
+from p2pdetect.features.table import write_flow_table
+from p2pdetect.training import metrics as M
+from p2pdetect.training.datasets import Dataset
+from p2pdetect.training.early import masked_columns
+from p2pdetect.training.evaluate import evaluate
+from p2pdetect.training.report import SECTIONS, write_report
+from p2pdetect.training.synthetic import synthetic_table
 
 # ten flows, two captures: (label, score, bytes, capture, app)
 HAND = [
@@ -244,7 +244,7 @@ def _two_implementations() -> Dataset:
     """Synthetic captures: two hold libtorrent, two biglybt, three hold no P2P at all."""
     import pyarrow.compute as pc
 
-    from training.datasets import Dataset as DS
+    from p2pdetect.training.datasets import Dataset as DS
 
     def renamed(t, prefix, app):
         caps = t.column("capture").to_numpy(zero_copy_only=False).astype(str)
@@ -266,7 +266,7 @@ def _two_implementations() -> Dataset:
 
 
 def test_group_units_hold_out_every_capture_of_an_implementation(tmp_path):
-    from training.groups import ORDINARY, REAL, capture_meta, group_units, implementation_of
+    from p2pdetect.training.groups import ORDINARY, REAL, capture_meta, group_units, implementation_of
 
     assert implementation_of("libtorrent-mse") == "libtorrent" and implementation_of("bittorrent-utp") == "libtorrent"
     assert implementation_of("biglybt-mse") == "biglybt"
@@ -297,8 +297,8 @@ def test_group_units_hold_out_every_capture_of_an_implementation(tmp_path):
 
 
 def test_leave_one_implementation_out_beside_the_baseline():
-    from training.config import TrainConfig
-    from training.group_eval import group_out
+    from p2pdetect.training.config import TrainConfig
+    from p2pdetect.training.group_eval import group_out
 
     ds = _two_implementations()
     sec = group_out(ds, "implementation", TrainConfig(num_threads=1, threshold_folds=0), n_splits=2)

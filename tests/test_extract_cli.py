@@ -10,8 +10,8 @@ import pytest
 
 from conftest import NDPI, needs_ndpi, run_cli
 from craft import Pkt, tcp_flow, write_pcap
-from features import SCHEMA_VERSION
-from features.schema import META_SCHEMA_VERSION
+from p2pdetect.features import SCHEMA_VERSION
+from p2pdetect.features.schema import META_SCHEMA_VERSION
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,11 @@ import pyarrow as pa
 import pytest
 
 from craft import Pkt, tcp_flow, write_pcap
-from features import ExtractConfig, FlowFeaturizer, HostContext, feature_columns, port_feature_columns
-from features.derived import splt_entropy
-from features.extract import extract_capture
-from features.meter import flow_rows, make_streamer
-from features.schema import IDENTITY_COLUMNS
+from p2pdetect.features import ExtractConfig, FlowFeaturizer, HostContext, feature_columns, port_feature_columns
+from p2pdetect.features.derived import splt_entropy
+from p2pdetect.features.extract import extract_capture
+from p2pdetect.features.meter import flow_rows, make_streamer
+from p2pdetect.features.schema import IDENTITY_COLUMNS
 from p2pdetect.errors import BadConfigError
 
 
@@ -227,7 +227,7 @@ def test_host_context_snapshots_leave_state_untouched():
 def test_sample_mse_flows_unknown_to_ndpi_carry_every_feature(samples):
     """The committed MSE-over-TCP sample (real libtorrent peers, forced RC4): nDPI sees
     `Unknown`, and every model feature is there to tell it apart."""
-    from training.labels import label_table
+    from p2pdetect.training.labels import label_table
 
     cap = next(p for p in samples if p.name == "p2p-tcp-mse.pcap")
     table = label_table(extract_capture(cap), "auto").to_pydict()
@@ -309,7 +309,7 @@ def test_host_context_max_flows_bounds_memory():
 
 
 def test_rtt_estimate_from_the_handshake_or_the_first_reply():
-    from features.derived import rtt_estimate_ms
+    from p2pdetect.features.derived import rtt_estimate_ms
 
     ps = np.array([[0, 0, 0, 68, 68], [40, 60, 40, -1, -1], [0, 0, 0, 5, -1], [40, 40, -1, -1, -1]])
     dirs = np.array([[0, 1, 0, 0, 1], [0, 1, 0, -1, -1], [0, 0, 0, 1, -1], [0, 0, -1, -1, -1]])

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from data import GenerateError
-from data.generator import SCENARIOS, GenerateConfig, scenarios
-from data.generator.capture import PcapSummary, scan
-from data.generator.labels import LabelIndex, LabelRow, read_csv
-from data.generator.namespace import require_root
+from p2pdetect.data import GenerateError
+from p2pdetect.data.generator import SCENARIOS, GenerateConfig, scenarios
+from p2pdetect.data.generator.capture import PcapSummary, scan
+from p2pdetect.data.generator.labels import LabelIndex, LabelRow, read_csv
+from p2pdetect.data.generator.namespace import require_root
 
 REPO = Path(__file__).resolve().parents[1]
 IS_ROOT = os.geteuid() == 0
@@ -133,7 +133,7 @@ def test_cli_without_root_is_one_line_and_exit_2(tmp_path: Path) -> None:
         pytest.skip(f"{drop[0]} cannot run this checkout without root ({why})")
     assert int(probe.stdout) != 0
     res = subprocess.run(
-        [*drop, sys.executable, "-m", "data.generator",
+        [*drop, sys.executable, "-m", "p2pdetect.data.generator",
          "--scenario", "dns", "--duration", "5", "-o", str(tmp_path / "out")],
         cwd=REPO, capture_output=True, text=True, timeout=60,
     )
@@ -146,7 +146,7 @@ def test_cli_without_root_is_one_line_and_exit_2(tmp_path: Path) -> None:
 def test_short_run_labels_every_flow_once_and_cleans_up(tmp_path: Path) -> None:
     from nfstream import NFStreamer
 
-    from data.generator import generate
+    from p2pdetect.data.generator import generate
 
     cfg = GenerateConfig(scenario="mixed-home", duration=8, seed=3, scale=0.1, out_dir=tmp_path)
     [summary] = generate(cfg)
@@ -179,7 +179,7 @@ def test_short_run_labels_every_flow_once_and_cleans_up(tmp_path: Path) -> None:
 @needs_root
 def test_sigterm_removes_namespace_processes_and_partial_outputs(tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "data.generator", "--scenario", "p2p-tcp-mse", "--duration", "30", "--scale", "0.1",
+        [sys.executable, "-m", "p2pdetect.data.generator", "--scenario", "p2p-tcp-mse", "--duration", "30", "--scale", "0.1",
          "-o", str(tmp_path)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
@@ -203,7 +203,7 @@ needs_samples = pytest.mark.skipif(not (SAMPLES / "p2p-tcp-mse.pcap").exists(), 
 
 @needs_samples
 def test_samples_are_fully_labelled_fit_the_mtu_and_mse_tcp_is_unknown_to_ndpi() -> None:
-    from data.generator.verify import join_flows
+    from p2pdetect.data.generator.verify import join_flows
 
     total = sum(p.stat().st_size for p in SAMPLES.iterdir())
     assert total < 3_500_000, f"data/samples holds {total} bytes; keep it near 3 MB"
@@ -219,7 +219,7 @@ def test_samples_are_fully_labelled_fit_the_mtu_and_mse_tcp_is_unknown_to_ndpi()
 @needs_samples
 @pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
 def test_audit_agrees_with_sample_labels_and_cannot_see_mse_over_tcp() -> None:
-    from data.generator.audit import audit_capture
+    from p2pdetect.data.generator.audit import audit_capture
 
     mse = audit_capture(SAMPLES / "p2p-tcp-mse.pcap", SAMPLES / "p2p-tcp-mse.labels.csv", max_packets=3000)
     assert mse["disagreements"] == 0 and mse["p2p_unidentified_by_tshark"].get("tcp", 0) > 0

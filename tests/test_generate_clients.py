@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from data.generator import GenerateConfig, clients, scenarios
-from data.generator.labels import LabelIndex, read_csv
-from data.generator.tracker import Tracker, parse_query, serve
+from p2pdetect.data.generator import GenerateConfig, clients, scenarios
+from p2pdetect.data.generator.labels import LabelIndex, read_csv
+from p2pdetect.data.generator.tracker import Tracker, parse_query, serve
 from test_generate import REPO, _namespaces, _procs_mentioning
 
 IS_ROOT = os.geteuid() == 0
@@ -105,7 +105,7 @@ def test_tracker_answers_compact_peer_lists_with_ghosts_and_forgets_stopped_peer
 
 
 def _run(scenario: str, duration: int, seed: int, out: Path) -> dict:
-    from data.generator import generate
+    from p2pdetect.data.generator import generate
 
     [summary] = generate(GenerateConfig(scenario=scenario, duration=duration, seed=seed, scale=0.5, out_dir=out))
     assert summary["unlabelled_share"] == 0.0 and summary["worker_failures"] == []
@@ -150,7 +150,7 @@ def test_mixed_swarm_trades_across_biglybt_ctorrent_and_libtorrent(tmp_path: Pat
     assert apps["ctorrent+libtorrent-plain"]["bytes"] > 200_000
     assert apps["biglybt+ctorrent-refused"]["bytes"] < 50_000
     if shutil.which("tshark"):  # tshark's second opinion: plain BitTorrent, DHT, tracker announces are p2p
-        from data.generator.audit import audit_capture
+        from p2pdetect.data.generator.audit import audit_capture
 
         audit = audit_capture(tmp_path / "p2p-mixed-impl.pcap", tmp_path / "p2p-mixed-impl.labels.csv", max_packets=3000)
         assert audit["disagreements"] == 0 and audit["label_vs_tshark"].get("p2p->p2p (tcp)", 0) > 0
@@ -160,7 +160,7 @@ def test_mixed_swarm_trades_across_biglybt_ctorrent_and_libtorrent(tmp_path: Pat
 @needs_clients
 def test_sigterm_takes_down_the_jvms_and_ctorrents_with_the_namespace(tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "data.generator", "--scenario", "p2p-mixed-impl", "--duration", "40", "--scale", "0.3",
+        [sys.executable, "-m", "p2pdetect.data.generator", "--scenario", "p2p-mixed-impl", "--duration", "40", "--scale", "0.3",
          "-o", str(tmp_path)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )

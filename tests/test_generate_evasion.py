@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from data.generator import GenerateConfig, capture, scenarios
-from data.generator.audit import audit_capture
-from data.generator.evasion import EVASION_PORTS
-from data.generator.labels import LabelIndex, read_csv
+from p2pdetect.data.generator import GenerateConfig, capture, scenarios
+from p2pdetect.data.generator.audit import audit_capture
+from p2pdetect.data.generator.evasion import EVASION_PORTS
+from p2pdetect.data.generator.labels import LabelIndex, read_csv
 from test_generate import REPO, _namespaces, _procs_mentioning, needs_root
 
 
@@ -61,7 +61,7 @@ def test_tls_and_socks_bittorrent_move_data_every_flow_labelled_nothing_left(tmp
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     from nfstream import NFStreamer
 
-    from data.generator import generate
+    from p2pdetect.data.generator import generate
 
     monkeypatch.setattr(capture, "SNAPLEN", 2048)  # whole packets: nDPI reads the ClientHello and its SNI
     plan = scenarios.build("p2p-evasion", 0, 30, 1.0)
@@ -104,7 +104,7 @@ def test_tls_and_socks_bittorrent_move_data_every_flow_labelled_nothing_left(tmp
 @needs_root
 def test_sigint_while_tunnels_are_up_leaves_no_ssh_client_server_or_namespace(tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "data.generator", "--scenario", "p2p-evasion", "--duration", "30", "--scale", "0.1",
+        [sys.executable, "-m", "p2pdetect.data.generator", "--scenario", "p2p-evasion", "--duration", "30", "--scale", "0.1",
          "-o", str(tmp_path)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 from test_generate import _namespaces, _procs_mentioning
 
-from data.generator import GenerateConfig, hard_negatives, scenarios
-from data.generator.labels import LabelIndex, read_csv
+from p2pdetect.data.generator import GenerateConfig, hard_negatives, scenarios
+from p2pdetect.data.generator.labels import LabelIndex, read_csv
 
 REPO = Path(__file__).resolve().parents[1]
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="generating captures needs root (netns, tc, tcpdump)")
@@ -78,8 +78,8 @@ def _flows(pcap: Path, labels: Path) -> list[dict[str, Any]]:
 
 def _generate(tmp_path: Path, scenario: str, seed: int, duration: int = 12, scale: float = 0.5) -> list[dict[str, Any]]:
     """Generate ``scenario``, check the clean-up and tshark's second opinion, return its flows."""
-    from data.generator import generate
-    from data.generator.audit import audit_capture
+    from p2pdetect.data.generator import generate
+    from p2pdetect.data.generator.audit import audit_capture
 
     [summary] = generate(GenerateConfig(scenario=scenario, duration=duration, seed=seed, scale=scale, out_dir=tmp_path))
     assert summary["unlabelled_share"] == 0.0 and summary["worker_failures"] == []
@@ -179,7 +179,7 @@ def test_vpn_carries_web_traffic_in_one_long_flow_per_tunnel(tmp_path: Path) -> 
 @needs_root
 @_ready("webrtc")
 def test_sigterm_leaves_no_namespace_turn_server_or_outputs(tmp_path: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "data.generator", "--scenario", "webrtc", "--seed", "3",
+    proc = subprocess.Popen([sys.executable, "-m", "p2pdetect.data.generator", "--scenario", "webrtc", "--seed", "3",
                              "--duration", "30", "-o", str(tmp_path)],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ns = f"p2pd-gen-{proc.pid}"

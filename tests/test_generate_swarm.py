@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data.generator import GenerateConfig, scenarios
-from data.generator.labels import LabelIndex, read_csv
-from data.generator.realistic import LSD_GROUP
-from data.generator.udp_tracker import ANNOUNCE, CONNECT, ERROR, PROTOCOL_ID, SCRAPE, UdpTracker
+from p2pdetect.data.generator import GenerateConfig, scenarios
+from p2pdetect.data.generator.labels import LabelIndex, read_csv
+from p2pdetect.data.generator.realistic import LSD_GROUP
+from p2pdetect.data.generator.udp_tracker import ANNOUNCE, CONNECT, ERROR, PROTOCOL_ID, SCRAPE, UdpTracker
 from test_generate import _namespaces, _procs_mentioning, needs_root
 
 IH = bytes(range(20))
@@ -89,7 +89,7 @@ def test_plan_labels_every_pair_of_an_observed_client_once(seed: int) -> None:
 def test_short_run_has_many_small_dht_flows_per_client_endpoint_all_labelled(tmp_path: Path) -> None:
     from nfstream import NFStreamer
 
-    from data.generator import generate
+    from p2pdetect.data.generator import generate
 
     plan = scenarios.build("p2p-dht-swarm", 4, 30, 0.5)
     swarm = next(a.params for a in plan.apps if a.params["kind"] == "bt-realistic")

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from data import GenerateError
-from data.generator import GenerateConfig, namespace, scenarios, topology
-from data.generator.capture import handshake_gaps
-from data.generator.delayline import Link
-from data.generator.labels import read_csv
+from p2pdetect.data import GenerateError
+from p2pdetect.data.generator import GenerateConfig, namespace, scenarios, topology
+from p2pdetect.data.generator.capture import handshake_gaps
+from p2pdetect.data.generator.delayline import Link
+from p2pdetect.data.generator.labels import read_csv
 from tests.test_generate import _namespaces, _procs_mentioning
 
 REPO = Path(__file__).resolve().parents[1]
@@ -134,7 +134,7 @@ def test_remove_stale_takes_a_dead_runs_router_namespace_too() -> None:
 @needs_wan
 def test_home_isp_sigterm_removes_both_namespaces_and_the_delay_line(tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "data.generator", "--scenario", "home-isp", "--duration", "30", "--scale", "0.1",
+        [sys.executable, "-m", "p2pdetect.data.generator", "--scenario", "home-isp", "--duration", "30", "--scale", "0.1",
          "-o", str(tmp_path)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
@@ -143,7 +143,7 @@ def test_home_isp_sigterm_removes_both_namespaces_and_the_delay_line(tmp_path: P
     while time.time() < deadline and not _procs_mentioning(f"{ns}-"):
         time.sleep(0.2)
     assert {ns, topology.router_ns(ns)} <= set(_namespaces()), "the generator never started its workers"
-    assert _procs_mentioning(f"{ns}-") and [c for c in _procs_mentioning("data.generator.delayline") if ns in c]
+    assert _procs_mentioning(f"{ns}-") and [c for c in _procs_mentioning("p2pdetect.data.generator.delayline") if ns in c]
     time.sleep(2.0)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)

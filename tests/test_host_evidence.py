@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.host_evidence import HostEvidence, endpoint_name, evidence_scores
+from p2pdetect.models.host_evidence import HostEvidence, endpoint_name, evidence_scores
 
 H = "192.0.2.10"          # the host running P2P
 WEB = "198.51.100.80"     # a web server it also uses

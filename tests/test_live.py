@@ -90,7 +90,7 @@ UDP_SENDER = textwrap.dedent("""
 
 
 def test_idle_flow_expires_without_traffic_and_sigterm_flushes(netns, tmp_path):
-    from features import ExtractConfig
+    from p2pdetect.features import ExtractConfig
 
     model = tmp_path / "model"
     build_stand_in_bundle(model, ExtractConfig(idle_timeout=2))
@@ -153,7 +153,7 @@ HTTPS_CLIENT = textwrap.dedent("""
 SWARM = textwrap.dedent("""
     import random, sys, time
     from pathlib import Path
-    from data.generator.bittorrent import Peer, make_random_payload, make_torrent
+    from p2pdetect.data.generator.bittorrent import Peer, make_random_payload, make_torrent
     work = Path(sys.argv[1])
     content = work / "seed" / "content"
     make_random_payload(content, 8 << 20, 1, random.Random(1))
@@ -176,7 +176,7 @@ SWARM = textwrap.dedent("""
 
 def _model_for_live(tmp_path: Path) -> tuple[str, bool]:
     """The shipped model when it is built (then the verdicts are asserted), else a stand-in."""
-    from models import DEFAULT_MODEL_DIR
+    from p2pdetect.models import DEFAULT_MODEL_DIR
 
     if (DEFAULT_MODEL_DIR / "model.txt").exists():
         return str(DEFAULT_MODEL_DIR), True
@@ -188,7 +188,7 @@ def _model_for_live(tmp_path: Path) -> tuple[str, bool]:
 def test_live_bittorrent_flagged_and_https_not(netns, tmp_path):
     try:
         import libtorrent  # noqa: F401
-        from data.generator.bittorrent import run_swarm  # noqa: F401
+        from p2pdetect.data.generator.bittorrent import run_swarm  # noqa: F401
     except ImportError as err:
         pytest.skip(f"needs libtorrent and data.generator.bittorrent ({err})")
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"

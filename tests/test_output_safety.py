@@ -255,8 +255,8 @@ def test_a_device_is_not_an_output_directory(tmp_path, command):
 def test_flow_cache_files_honour_the_umask(tmp_path, monkeypatch):
     import pyarrow as pa
 
-    from features.config import ExtractConfig
-    from training import cache
+    from p2pdetect.features.config import ExtractConfig
+    from p2pdetect.training import cache
 
     monkeypatch.setenv("P2PDETECT_CACHE", str(tmp_path))
     old = os.umask(0o022)

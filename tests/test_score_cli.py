@@ -25,7 +25,7 @@ FLOWS = sample_facts("mixed-home")["flows"]  # as recorded when the sample was m
 @pytest.fixture(scope="module")
 def model():
     """The shipped model (models/default), as `p2pdetect score` uses it by default."""
-    from models import load_bundle
+    from p2pdetect.models import load_bundle
 
     return str(load_bundle().path)
 
@@ -54,7 +54,7 @@ def _one_line_error(res, fragment: str) -> None:
 
 @pytest.mark.parametrize("which", ["model", "stand_in"])
 def test_final_verdicts_equal_extract_plus_model(which, request, tmp_path):
-    from models import load_bundle
+    from p2pdetect.models import load_bundle
 
     model = request.getfixturevalue(which)
     res = run_cli("score", str(CAPTURE), "--model", model)
@@ -72,7 +72,7 @@ def test_final_verdicts_equal_extract_plus_model(which, request, tmp_path):
 
 
 def test_output_file_and_alerts_only(model, tmp_path):
-    from models import load_bundle
+    from p2pdetect.models import load_bundle
 
     out = tmp_path / "v.jsonl"
     # mixed-home holds both classes, so --alerts-only has verdicts to keep and verdicts to drop
@@ -114,10 +114,10 @@ def test_bad_input_is_one_line_exit_2_and_no_output_file(args, fragment, model, 
 
 
 def test_live_capture_without_root_is_one_line(monkeypatch, capsys):
-    import serve.sources
+    from p2pdetect.serve import sources
 
-    monkeypatch.setattr(serve.sources.os, "geteuid", lambda: 1000)
-    monkeypatch.setattr(serve.sources, "effective_capabilities", lambda: 0)
+    monkeypatch.setattr(sources.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(sources, "effective_capabilities", lambda: 0)
     assert main(["score", "--interface", "lo"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "needs root or CAP_NET_RAW" in err[0]

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from features.meter import make_streamer
+from p2pdetect.features.meter import make_streamer
 from p2pdetect.errors import BadConfigError
-from serve import (EARLY, FINAL, JsonLinesSink, MeterChunk, ScoreConfig, ScoreMetrics, StreamScorer,
+from p2pdetect.serve import (EARLY, FINAL, JsonLinesSink, MeterChunk, ScoreConfig, ScoreMetrics, StreamScorer,
                    VERDICT_KEYS, HOST_KEYS, capture_source, chunks_from_flows, micro_batches, run_scoring,
                    score_stream, verdict_lines)
 from serve_support import build_stand_in_bundle, offline_flows, offline_scores, one_flow_capture, sample, sample_facts
@@ -35,7 +35,7 @@ def one_flow(tmp_path_factory):
 @pytest.fixture(scope="module", params=["shipped", "stand-in"])
 def bundle(request, tmp_path_factory):
     """The shipped model (models/default), and a stand-in trained on the samples' labelled flows."""
-    from models import load_bundle
+    from p2pdetect.models import load_bundle
 
     if request.param == "shipped":
         return load_bundle()

@@ -226,7 +226,7 @@ class _Boom(Exception):
 def test_an_error_while_metering_ends_the_meter(big, monkeypatch):
     """Any error in the parent while nfstream meters (here: featurising a chunk) ends the meter
     process at once instead of leaving it metering into a queue nobody reads."""
-    import features.extract as fx
+    import p2pdetect.features.extract as fx
 
     before = _descendants(os.getpid())
     seen: set[int] = set()

@@ -9,16 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from features.config import ExtractConfig
-from features.schema import IDENTITY_COLUMNS, feature_columns, port_feature_columns
-from features.table import write_flow_table
+from p2pdetect.features.config import ExtractConfig
+from p2pdetect.features.schema import IDENTITY_COLUMNS, feature_columns, port_feature_columns
+from p2pdetect.features.table import write_flow_table
 from p2pdetect.errors import BadConfigError, BadDatasetError
-from training.config import TrainConfig
-from training.dpi_labels import dpi_label, dpi_labels
-from training.split import grouped_folds, grouped_split
-from training.synthetic import synthetic_table
-from training.threshold import rates_at, threshold_for_fpr
-from training.train import train_model
+from p2pdetect.training.config import TrainConfig
+from p2pdetect.training.dpi_labels import dpi_label, dpi_labels
+from p2pdetect.training.split import grouped_folds, grouped_split
+from p2pdetect.training.synthetic import synthetic_table
+from p2pdetect.training.threshold import rates_at, threshold_for_fpr
+from p2pdetect.training.train import train_model
 
 FAST = TrainConfig(max_rounds=15, num_threads=1)
 
@@ -148,7 +148,7 @@ def _cli(*args, cwd=None):
 
 
 def test_train_cli_writes_a_loadable_bundle(flow_table_path, tmp_path):
-    from models import load_bundle
+    from p2pdetect.models import load_bundle
 
     out = tmp_path / "model"
     r = _cli("train", str(flow_table_path), "-o", str(out), "--threads", "1")
@@ -191,7 +191,7 @@ SAMPLES = REPO / "data" / "samples"
 
 @pytest.mark.skipif(not (NDPI / "bittorrent_utp.pcap").is_file(), reason=f"{NDPI} is absent (real nDPI captures)")
 def test_dpi_labelled_real_captures(tmp_path):
-    from training.datasets import load_dataset
+    from p2pdetect.training.datasets import load_dataset
 
     ds = load_dataset([NDPI / "bittorrent_utp.pcap", NDPI / "dns.pcap"], labels_from_dpi=True, use_cache=False,
                       n_jobs=1)
@@ -206,7 +206,7 @@ def test_dpi_labelled_real_captures(tmp_path):
 def test_manifest_and_sidecar_labels(tmp_path):
     import json
 
-    from training.datasets import load_dataset
+    from p2pdetect.training.datasets import load_dataset
 
     pcap = sorted(SAMPLES.glob("*.pcap"))[0]
     labels = pcap.with_name(pcap.name.rsplit(".", 1)[0] + ".labels.csv")
@@ -222,8 +222,8 @@ def test_manifest_and_sidecar_labels(tmp_path):
 def test_flow_cache_is_keyed_by_content_and_config(tmp_path, monkeypatch):
     import shutil
 
-    from training import cache
-    from training.datasets import extract_cached
+    from p2pdetect.training import cache
+    from p2pdetect.training.datasets import extract_cached
 
     monkeypatch.setenv("P2PDETECT_CACHE", str(tmp_path / "cache"))
     a = tmp_path / "a.pcap"
@@ -242,7 +242,7 @@ def test_flow_cache_is_keyed_by_content_and_config(tmp_path, monkeypatch):
 
 
 def test_pick_threshold_meets_the_target_in_every_stratum():
-    from training.train import pick_threshold
+    from p2pdetect.training.train import pick_threshold
 
     rng = np.random.default_rng(0)
     easy = rng.random(1000) * 0.2              # generated negatives: low scores
@@ -259,7 +259,7 @@ def test_pick_threshold_meets_the_target_in_every_stratum():
 
 def test_make_model_prefers_the_manifest_then_corpus_runs_then_samples(tmp_path):
     from p2pdetect.errors import P2PDetectError
-    from training.make_model import labelled_sources
+    from p2pdetect.training.make_model import labelled_sources
 
     corpus, samples = tmp_path / "corpus", tmp_path / "samples"
     corpus.mkdir(), samples.mkdir()

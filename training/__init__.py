@@ -8,16 +8,16 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "TrainConfig": "training.config",
-    "Dataset": "training.datasets",
-    "load_dataset": "training.datasets",
-    "concat_datasets": "training.datasets",
-    "grouped_split": "training.split",
-    "grouped_folds": "training.split",
-    "threshold_for_fpr": "training.threshold",
-    "train_model": "training.train",
-    "build_bundle": "training.build",
-    "write_report": "training.report",
+    "TrainConfig": "p2pdetect.training.config",
+    "Dataset": "p2pdetect.training.datasets",
+    "load_dataset": "p2pdetect.training.datasets",
+    "concat_datasets": "p2pdetect.training.datasets",
+    "grouped_split": "p2pdetect.training.split",
+    "grouped_folds": "p2pdetect.training.split",
+    "threshold_for_fpr": "p2pdetect.training.threshold",
+    "train_model": "p2pdetect.training.train",
+    "build_bundle": "p2pdetect.training.build",
+    "write_report": "p2pdetect.training.report",
 }
 
 __all__ = sorted(_EXPORTS)

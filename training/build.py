@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import os
 
-from models.bundle import ModelBundle, save_bundle
-from training.config import TrainConfig
-from training.datasets import Dataset
-from training.train import train_model
+from p2pdetect.models.bundle import ModelBundle, save_bundle
+from p2pdetect.training.config import TrainConfig
+from p2pdetect.training.datasets import Dataset
+from p2pdetect.training.train import train_model
 
 log = logging.getLogger("p2pdetect.train")
 

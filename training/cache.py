@@ -18,8 +18,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.config import ExtractConfig
-from features.schema import SCHEMA_VERSION
+from p2pdetect.features.config import ExtractConfig
+from p2pdetect.features.schema import SCHEMA_VERSION
 from p2pdetect.outputs import umask
 
 log = logging.getLogger("p2pdetect.cache")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from features.config import check_param, is_int, is_num
+from p2pdetect.features.config import check_param, is_int, is_num
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -16,10 +16,10 @@ import numpy as np
 import pyarrow as pa
 
 from p2pdetect.errors import BadDatasetError
-from training.config import TrainConfig
-from training.datasets import Dataset
-from training.split import grouped_folds
-from training.train import feature_matrix, train_model
+from p2pdetect.training.config import TrainConfig
+from p2pdetect.training.datasets import Dataset
+from p2pdetect.training.split import grouped_folds
+from p2pdetect.training.train import feature_matrix, train_model
 
 log = logging.getLogger("p2pdetect.crossval")
 
@@ -58,7 +58,7 @@ def with_host_evidence(table: pa.Table, rows: np.ndarray, scores: np.ndarray, th
     """Scores of final rows as the scorer gives them: the model's, raised by the endpoint and host
     evidence of earlier flows of the same capture (models.host_evidence), in meter order; with
     records, also each capture's host records."""
-    from models.host_evidence import evidence_scores, table_columns
+    from p2pdetect.models.host_evidence import evidence_scores, table_columns
 
     if not len(rows):
         return (scores, {}) if records else scores

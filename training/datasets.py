@@ -24,14 +24,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.captures import CAPTURE_SUFFIXES, find_captures
-from features.config import ExtractConfig
-from features.extract import extract_each
-from features.table import read_flow_table
+from p2pdetect.features.captures import CAPTURE_SUFFIXES, find_captures
+from p2pdetect.features.config import ExtractConfig
+from p2pdetect.features.extract import extract_each
+from p2pdetect.features.table import read_flow_table
 from p2pdetect.errors import BadCaptureError, BadDatasetError, BadLabelsError
-from training import cache
-from training.dpi_labels import dpi_labels
-from training.labels import join_labels, read_labels
+from p2pdetect.training import cache
+from p2pdetect.training.dpi_labels import dpi_labels
+from p2pdetect.training.labels import join_labels, read_labels
 
 log = logging.getLogger("p2pdetect.dataset")
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from features.derived import derive_features
-from features.schema import DERIVED_FEATURES, SPLT_KINDS
+from p2pdetect.features.derived import derive_features
+from p2pdetect.features.schema import DERIVED_FEATURES, SPLT_KINDS
 
 #: Derived features computed from the first-N packet sequence (the rest use counters).
 SEQUENCE_FEATURES = [f for f in DERIVED_FEATURES if f.startswith(("splt_", "hs_"))]
@@ -58,7 +58,7 @@ def masked_columns(table, feature_names: list[str], splt_n: int, k: int) -> dict
 
 def early_curve(bundle, table, y: np.ndarray, ks: list[int] | None = None) -> list[dict]:
     """Recall, FPR (at the bundle's threshold) and ROC AUC per number of packets seen."""
-    from training.metrics import curves, rates
+    from p2pdetect.training.metrics import curves, rates
 
     splt_n = bundle.extract_config.splt_n
     out = []

@@ -11,18 +11,18 @@ from dataclasses import replace
 import numpy as np
 import pyarrow as pa
 
-from features.schema import port_feature_columns
-from models.host_evidence import score_table
+from p2pdetect.features.schema import port_feature_columns
+from p2pdetect.models.host_evidence import score_table
 from p2pdetect.errors import BadDatasetError
-from training import metrics as M
-from training.datasets import Dataset
-from training.early import early_curve
-from training.early import __doc__ as EARLY_DOC
-from training.baseline import __doc__ as BASELINE_DOC
-from training.baseline import karagiannis
-from training.group_eval import flow_list, host_flags
-from training.groups import capture_meta, scenario_of
-from training.importance import by_group, importance
+from p2pdetect.training import metrics as M
+from p2pdetect.training.datasets import Dataset
+from p2pdetect.training.early import early_curve
+from p2pdetect.training.early import __doc__ as EARLY_DOC
+from p2pdetect.training.baseline import __doc__ as BASELINE_DOC
+from p2pdetect.training.baseline import karagiannis
+from p2pdetect.training.group_eval import flow_list, host_flags
+from p2pdetect.training.groups import capture_meta, scenario_of
+from p2pdetect.training.importance import by_group, importance
 
 log = logging.getLogger("p2pdetect.evaluate")
 
@@ -164,8 +164,8 @@ def evaluate(bundle, dataset: Dataset, *, ablation: bool = False, train_config=N
                        "by_label_source": by_source(source, y, base, byts)}
     out["per_capture_baseline"] = M.by_group(groups, y, base, byts)
     if group_by:
-        from training.config import TrainConfig
-        from training.group_eval import group_out
+        from p2pdetect.training.config import TrainConfig
+        from p2pdetect.training.group_eval import group_out
 
         cfg = train_config or TrainConfig()
         cfg = replace(cfg, port_features=bool(bundle.port_features),
@@ -222,8 +222,8 @@ def _ablation(dataset, final_mask, bundle, train_config, n_splits, y, byts, app,
     has (early snapshots too, like the shipped model); the metrics are on final rows, with the
     early rows' recall and FPR beside them."""
 
-    from training.config import TrainConfig
-    from training.crossval import port_ablation
+    from p2pdetect.training.config import TrainConfig
+    from p2pdetect.training.crossval import port_ablation
 
     cfg = train_config or TrainConfig()
     if bundle.target_fpr is not None:

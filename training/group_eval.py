@@ -14,11 +14,11 @@ import logging
 import numpy as np
 import pyarrow as pa
 
-from training import metrics as M
-from training.crossval import leave_group_out
-from training.datasets import Dataset
-from training.groups import REAL, capture_meta, group_units, implementation_of
-from training.train import feature_matrix
+from p2pdetect.training import metrics as M
+from p2pdetect.training.crossval import leave_group_out
+from p2pdetect.training.datasets import Dataset
+from p2pdetect.training.groups import REAL, capture_meta, group_units, implementation_of
+from p2pdetect.training.train import feature_matrix
 
 log = logging.getLogger("p2pdetect.evaluate")
 
@@ -115,7 +115,7 @@ def group_out(dataset: Dataset, group_by: str, config, *, inputs=(), n_splits: i
     labelled rows like `train`; the baseline and the endpoint/host evidence see every whole flow
     of a capture; the figures count labelled whole flows).
     """
-    from training.baseline import karagiannis
+    from p2pdetect.training.baseline import karagiannis
 
     meta = capture_meta(dataset, inputs)
     units = group_units(meta, group_by, n_splits, config.seed)

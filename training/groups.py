@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from p2pdetect.errors import BadConfigError
-from training.datasets import DPI, Dataset
+from p2pdetect.training.datasets import DPI, Dataset
 
 log = logging.getLogger("p2pdetect.evaluate")
 

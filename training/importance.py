@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from features.schema import feature_group
+from p2pdetect.features.schema import feature_group
 
 
 def importance(bundle, X: np.ndarray, max_rows: int = 20000, seed: int = 0) -> list[dict]:

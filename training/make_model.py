@@ -1,4 +1,4 @@
-"""Build the shipped default model (`make model`): python -m training.make_model.
+"""Build the shipped default model (`make model`): python -m p2pdetect.training.make_model.
 
 Training data, in order of preference for the P2P side:
   1. the generator's corpus, data/corpus/manifest.json (`make dataset`), labels by construction
@@ -59,12 +59,12 @@ def labelled_sources(corpus: Path = CORPUS, samples: Path = SAMPLES) -> list[str
 
 
 def main(argv: list[str] | None = None) -> int:
-    from features.config import ExtractConfig
-    from training.build import build_bundle
-    from training.config import TrainConfig
-    from training.datasets import concat_datasets, load_dataset
+    from p2pdetect.features.config import ExtractConfig
+    from p2pdetect.training.build import build_bundle
+    from p2pdetect.training.config import TrainConfig
+    from p2pdetect.training.datasets import concat_datasets, load_dataset
 
-    ap = argparse.ArgumentParser(prog="python -m training.make_model", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m p2pdetect.training.make_model", description=__doc__.split("\n")[0])
     ap.add_argument("-o", "--output", default=str(REPO / "models" / "default"))
     ap.add_argument("--corpus", default=str(CORPUS))
     ap.add_argument("--ndpi", default=str(NDPI))
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                         _rel(ndpi))
         dataset = concat_datasets(parts)
         build_bundle(dataset, args.output, TrainConfig(seed=args.seed), sources=sources,
-                     command=f"make model (python -m training.make_model --seed {args.seed})")
+                     command=f"make model (python -m p2pdetect.training.make_model --seed {args.seed})")
     except P2PDetectError as err:
         print(f"p2pdetect: error: {err}", file=sys.stderr)
         return 2

@@ -158,7 +158,7 @@ RECALL_AT_FPR = (0.001, 0.005, 0.01)
 
 def recall_at_fpr(y: np.ndarray, scores: np.ndarray, fprs=RECALL_AT_FPR) -> list[dict]:
     """Recall at the most permissive threshold whose FPR on these flows stays within each rate."""
-    from training.threshold import threshold_for_fpr
+    from p2pdetect.training.threshold import threshold_for_fpr
 
     y = np.asarray(y).astype(int)
     scores = np.asarray(scores, dtype=np.float64)

@@ -103,7 +103,7 @@ def render_html(m: dict) -> str:
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>p2pdetect evaluation "
              f"{html.escape(m['model']['bundle_id'])}</title><style>{CSS}</style></head><body>",
              f"<h1>p2pdetect evaluation report</h1>"]
-    from training.report_ood import lead_sections
+    from p2pdetect.training.report_ood import lead_sections
 
     parts.append(lead_sections(m))
     dist = o.get("distribution") or {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 
-from training.report import _fmt, _table
+from p2pdetect.training.report import _fmt, _table
 
 LEAD_SECTIONS = ["out-of-distribution", "real-captures", "hosts", "first-verdicts", "recall-at-fpr", "flows"]
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from features.config import ExtractConfig
-from features.featurize import FlowFeaturizer
-from features.schema import COUNTER_FEATURES, FLAG_FEATURES, STAT_FEATURES
-from features.table import to_arrow
+from p2pdetect.features.config import ExtractConfig
+from p2pdetect.features.featurize import FlowFeaturizer
+from p2pdetect.features.schema import COUNTER_FEATURES, FLAG_FEATURES, STAT_FEATURES
+from p2pdetect.features.table import to_arrow
 
 
 def _meter(rng: np.random.Generator, y: np.ndarray, splt_n: int, t0: int, host: int) -> dict[str, np.ndarray]:

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from features.config import ExtractConfig
-from features.schema import feature_columns
+from p2pdetect.features.config import ExtractConfig
+from p2pdetect.features.schema import feature_columns
 from p2pdetect.errors import BadDatasetError
-from training.config import TrainConfig
-from training.split import Split, grouped_split
-from training.threshold import rates_at, threshold_for_fpr
+from p2pdetect.training.config import TrainConfig
+from p2pdetect.training.split import Split, grouped_split
+from p2pdetect.training.threshold import rates_at, threshold_for_fpr
 
 log = logging.getLogger("p2pdetect.train")
 
@@ -101,7 +101,7 @@ def pick_threshold(scores: np.ndarray, y: np.ndarray, strata: np.ndarray | None,
 def _out_of_fold(X: np.ndarray, y: np.ndarray, groups: np.ndarray, w: np.ndarray, names: list[str],
                  config: TrainConfig, rounds: int) -> np.ndarray | None:
     """Scores of every flow by a model that did not see its capture (None if a fold has one class)."""
-    from training.split import grouped_folds
+    from p2pdetect.training.split import grouped_folds
 
     scores = np.zeros(len(y))
     for fold in grouped_folds(groups, y, config.threshold_folds, config.seed):

@@ -1,4 +1,4 @@
-"""``python -m data.generator``: the generator without the rest of p2pdetect installed."""
+"""``python -m p2pdetect.data.generator``: the generator without the rest of p2pdetect installed."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import argparse
 import logging
 import sys
 
-from data import GenerateError
-from data.generator.command import add_arguments, run
+from p2pdetect.data import GenerateError
+from p2pdetect.data.generator.command import add_arguments, run
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m data.generator", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m p2pdetect.data.generator", description=__doc__)
     add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -16,9 +16,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from data import GenerateError
-from data.generator.evasion import WRAPPERS
-from data.generator.labels import LabelIndex, read_csv
+from p2pdetect.data import GenerateError
+from p2pdetect.data.generator.evasion import WRAPPERS
+from p2pdetect.data.generator.labels import LabelIndex, read_csv
 
 log = logging.getLogger(__name__)
 

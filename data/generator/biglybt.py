@@ -21,7 +21,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from data.generator.tracker import bencode
+from p2pdetect.data.generator.tracker import bencode
 
 log = logging.getLogger(__name__)
 

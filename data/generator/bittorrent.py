@@ -178,11 +178,11 @@ def _make_peer(spec: dict[str, Any], torrent: bytes, torrent_file: Path, workdir
     if impl == "libtorrent":
         return Peer(spec, torrent, workdir, transport)
     if impl == "biglybt":
-        from data.generator.biglybt import BiglyPeer
+        from p2pdetect.data.generator.biglybt import BiglyPeer
 
         return BiglyPeer(spec, torrent_file, workdir)
     if impl == "ctorrent":
-        from data.generator.ctorrent import CTorrentPeer
+        from p2pdetect.data.generator.ctorrent import CTorrentPeer
 
         return CTorrentPeer(spec, torrent_file, workdir)
     raise ValueError(f"unknown BitTorrent implementation {impl!r}")
@@ -208,7 +208,7 @@ def run_swarm(params: dict[str, Any]) -> None:
     torrent_file.write_bytes(torrent)
     server = None
     if trk:
-        from data.generator import tracker
+        from p2pdetect.data.generator import tracker
 
         ghosts = [(ip, int(port)) for ip, port in trk.get("ghosts", [])]
         server = tracker.serve(trk["ip"], trk["port"], tracker.Tracker(ghosts, trk.get("interval", 20), params["seed"]))

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from data import GenerateError
-from data.generator import namespace
+from p2pdetect.data import GenerateError
+from p2pdetect.data.generator import namespace
 
 log = logging.getLogger(__name__)
 

@@ -57,14 +57,14 @@ def versions(impls: Iterable[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     impls = set(impls)
     if "biglybt" in impls:
-        from data.generator import biglybt
+        from p2pdetect.data.generator import biglybt
 
         out["biglybt"] = biglybt.version()
         res = subprocess.run(["java", "-version"], capture_output=True, text=True)
         first = (res.stderr or res.stdout).splitlines()
         out["java"] = first[0].strip() if first else "?"
     if "ctorrent" in impls:
-        from data.generator import ctorrent
+        from p2pdetect.data.generator import ctorrent
 
         out["ctorrent"] = ctorrent.version()
     return out

@@ -1,4 +1,4 @@
-"""Command-line surface of the generator, shared by ``p2pdetect generate`` and ``python -m data.generator``."""
+"""Command-line surface of the generator, shared by ``p2pdetect generate`` and ``python -m p2pdetect.data.generator``."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import logging
 import sys
 from pathlib import Path
 
-from data import GenerateError
-from data.generator.config import NETWORKS, SCENARIOS, GenerateConfig
+from p2pdetect.data import GenerateError
+from p2pdetect.data.generator.config import NETWORKS, SCENARIOS, GenerateConfig
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Generate (or audit) as ``args`` ask; raises GenerateError for user errors."""
     if args.audit is not None:
-        from data.generator.audit import audit_dir
+        from p2pdetect.data.generator.audit import audit_dir
 
         report = audit_dir(args.audit, max_packets=args.audit_packets)
         json.dump(report, sys.stdout, indent=1)
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.output is None:
         raise GenerateError("give an output directory with -o DIR (or --audit DIR to check existing captures)")
-    from data.generator.generate import generate
+    from p2pdetect.data.generator.generate import generate
 
     config = GenerateConfig(scenario=args.scenario, duration=args.duration, seed=args.seed,
                             out_dir=args.output, scale=args.scale, network=args.network, rtt_ms=args.rtt_ms,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from data import GenerateError
+from p2pdetect.data import GenerateError
 
 #: Scenario names in the order ``--scenario all`` runs them.
 SCENARIOS: tuple[str, ...] = (

@@ -15,7 +15,7 @@ a random loss rate, per direction. TCP and uTP therefore see real delay, queues 
 react to them: the capture shows their retransmissions and congestion control, nothing is
 stamped on afterwards.
 
-Run inside the hosts namespace: ``python -m data.generator.delayline CONFIG.json``; it prints
+Run inside the hosts namespace: ``python -m p2pdetect.data.generator.delayline CONFIG.json``; it prints
 ``ready`` once the devices exist, forwards until SIGTERM/SIGINT, then writes its statistics.
 """
 

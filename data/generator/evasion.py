@@ -22,8 +22,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from data.generator.labels import LabelRow, pair_rows
-from data.generator.scenarios import _RATES, AppSpec, _Addresses, _content, _port, _schedule, pair_app
+from p2pdetect.data.generator.labels import LabelRow, pair_rows
+from p2pdetect.data.generator.scenarios import _RATES, AppSpec, _Addresses, _content, _port, _schedule, pair_app
 
 #: Scenario names this module builds, in the order ``--scenario all`` runs them.
 SCENARIOS: tuple[str, ...] = ("p2p-evasion",)

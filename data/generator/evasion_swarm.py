@@ -29,8 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from data.generator import pki, ssh, tracker
-from data.generator.bittorrent import Peer, _apply_global_peer_class, make_random_payload, session_settings
+from p2pdetect.data.generator import pki, ssh, tracker
+from p2pdetect.data.generator.bittorrent import Peer, _apply_global_peer_class, make_random_payload, session_settings
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-from data import GenerateError
-from data.generator import capture, clients, hard_negatives, labels, namespace, scenarios, topology, verify
-from data.generator.config import MAX_FRAME, GenerateConfig
+from p2pdetect.data import GenerateError
+from p2pdetect.data.generator import capture, clients, hard_negatives, labels, namespace, scenarios, topology, verify
+from p2pdetect.data.generator.config import MAX_FRAME, GenerateConfig
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ def run_scenario(name: str, config: GenerateConfig) -> dict[str, Any]:
                               certfile=cert, keyfile=key)
                 pfile = workdir / f"app{i}.json"
                 pfile.write_text(json.dumps(params))
-                proc = namespace.popen_in(ns, [sys.executable, "-m", "data.generator.worker", str(pfile)],
+                proc = namespace.popen_in(ns, [sys.executable, "-m", "p2pdetect.data.generator.worker", str(pfile)],
                                           workdir / f"app{i}.log", env=env)
                 procs.append((app, proc))
             while time.time() < until and any(p.poll() is None for _, p in procs):

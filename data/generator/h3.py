@@ -17,8 +17,8 @@ import ssl
 import time
 from typing import Any
 
-from data.generator.quic import _payload, run_clients
-from data.generator.web import Server
+from p2pdetect.data.generator.quic import _payload, run_clients
+from p2pdetect.data.generator.web import Server
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ import random
 import shutil
 from collections.abc import Sequence
 
-from data.generator.labels import pair_rows
-from data.generator.scenarios import AppSpec, _Addresses, _port, dns, web
+from p2pdetect.data.generator.labels import pair_rows
+from p2pdetect.data.generator.scenarios import AppSpec, _Addresses, _port, dns, web
 
 #: Scenario names this module builds, in the order ``--scenario all`` runs them.
 SCENARIOS: tuple[str, ...] = ("webrtc", "game-udp", "parallel-downloads", "lan-services", "vpn")

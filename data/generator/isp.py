@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from data.generator.scenarios import AppSpec, _Addresses, _peers, _port, dns, swarm, web
+from p2pdetect.data.generator.scenarios import AppSpec, _Addresses, _peers, _port, dns, swarm, web
 
 #: Scenario names this module builds.
 SCENARIOS: tuple[str, ...] = ("home-isp",)

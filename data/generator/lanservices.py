@@ -21,8 +21,8 @@ import threading
 import time
 from typing import Any
 
-from data.generator.dns import _client as dns_client
-from data.generator.dns import _qname, answer, encode_query, serve
+from p2pdetect.data.generator.dns import _client as dns_client
+from p2pdetect.data.generator.dns import _qname, answer, encode_query, serve
 
 log = logging.getLogger(__name__)
 

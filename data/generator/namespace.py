@@ -16,7 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from data import GenerateError
+from p2pdetect.data import GenerateError
 
 log = logging.getLogger(__name__)
 

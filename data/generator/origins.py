@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Any
 
-from data.generator.web import Server
+from p2pdetect.data.generator.web import Server
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from data.generator.web import _BodyIter, _Handler, _send_bytes
+from p2pdetect.data.generator.web import _BodyIter, _Handler, _send_bytes
 
 log = logging.getLogger(__name__)
 

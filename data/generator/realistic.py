@@ -19,8 +19,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from data.generator.labels import LabelRow, pair_rows
-from data.generator.scenarios import AppSpec, _Addresses, _content, _port, _schedule, dns, web
+from p2pdetect.data.generator.labels import LabelRow, pair_rows
+from p2pdetect.data.generator.scenarios import AppSpec, _Addresses, _content, _port, _schedule, dns, web
 
 #: Scenario names this module builds, in the order ``--scenario all`` runs them.
 SCENARIOS: tuple[str, ...] = ("p2p-dht-swarm", "p2p-dht-home")

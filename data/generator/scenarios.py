@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from data.generator.labels import LabelRow, pair_rows
+from p2pdetect.data.generator.labels import LabelRow, pair_rows
 
 _COMMON_PORTS = (443, 80, 8080, 53, 8443, 22, 993, 25, 3478)
 
@@ -344,13 +344,13 @@ def build(scenario: str, seed: int, duration: int, scale: float) -> Plan:
             apps.append(swarm(rng, a, d, s, transport="utp", n_peers=_peers(rng, s, 3, 10), members=[],
                               default_ports=0.2))
     elif scenario == "home-isp":  # subscriber homes behind an ISP router (WAN paths, NAT): data.generator.isp
-        from data.generator import isp
+        from p2pdetect.data.generator import isp
 
         homes = isp.build(rng, a, d, s)
         apps += homes[0]
         return Plan(scenario=scenario, rate_mbit=rate, apps=apps, homes=homes[1])
     else:
-        from data.generator import evasion, hard_negatives, realistic  # they import this module: loaded on first use
+        from p2pdetect.data.generator import evasion, hard_negatives, realistic  # they import this module: loaded on first use
 
         family = next((m for m in (hard_negatives, realistic, evasion) if scenario in m.SCENARIOS), None)
         if family is None:

@@ -27,8 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from data.generator.bittorrent import _apply_global_peer_class, make_random_payload
-from data.generator.dht import QUIET_SETTINGS, DHT_SETTINGS, bootstrap, random_hash
+from p2pdetect.data.generator.bittorrent import _apply_global_peer_class, make_random_payload
+from p2pdetect.data.generator.dht import QUIET_SETTINGS, DHT_SETTINGS, bootstrap, random_hash
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +236,7 @@ def run_trackers(params: dict[str, Any]) -> None:
     ghosts = [(ip, int(port)) for ip, port in params.get("gone_peers", [])]
     interval = int(params.get("tracker_interval", 30))
     if params.get("http_tracker"):
-        from data.generator import tracker
+        from p2pdetect.data.generator import tracker
 
         t = params["http_tracker"]
         # This tracker hands every announce all of its ghosts: give it a few of the gone peers only.
@@ -244,7 +244,7 @@ def run_trackers(params: dict[str, Any]) -> None:
         server = tracker.serve(t["ip"], int(t["port"]), tracker.Tracker(few, interval, params["seed"]))
         stops.append(server.shutdown)
     if params.get("udp_tracker"):
-        from data.generator import udp_tracker
+        from p2pdetect.data.generator import udp_tracker
 
         t = params["udp_tracker"]
         stops.append(udp_tracker.serve(t["ip"], int(t["port"]), udp_tracker.UdpTracker(ghosts, interval, params["seed"])))

@@ -42,9 +42,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from data import GenerateError
-from data.generator import namespace
-from data.generator.scenarios import AppSpec, Plan
+from p2pdetect.data import GenerateError
+from p2pdetect.data.generator import namespace
+from p2pdetect.data.generator.scenarios import AppSpec, Plan
 
 log = logging.getLogger(__name__)
 
@@ -331,7 +331,7 @@ def up(net: Network, hosts: str, workdir: Path, env: dict[str, str], rate_mbit: 
     cfg.write_text(json.dumps(delayline_config(net, router, workdir / "delayline.stats.json", seed)))
     logf = workdir / "delayline.log"
     logf.write_text("")
-    proc = namespace.popen_in(hosts, [sys.executable, "-m", "data.generator.delayline", str(cfg)], logf, env=env)
+    proc = namespace.popen_in(hosts, [sys.executable, "-m", "p2pdetect.data.generator.delayline", str(cfg)], logf, env=env)
     deadline = time.time() + 10
     while "ready" not in logf.read_text(errors="replace"):
         if proc.poll() is not None or time.time() > deadline:

@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from data.generator.labels import LabelIndex, LabelRow
+from p2pdetect.data.generator.labels import LabelIndex, LabelRow
 
 log = logging.getLogger(__name__)
 

@@ -128,7 +128,7 @@ def run_vpn(params: dict[str, Any]) -> None:
     """params: ``gateway_ip``, ``gw_port``, ``port`` (the inner web server's), ``clients`` (list of {ip, port,
     inner, mode, start}), ``keepalive``,
     ``rekey``, ``tls``, ``certfile``/``keyfile``, ``scale``, ``seed``, ``until``, ``t0``."""
-    from data.generator.web import run_web
+    from p2pdetect.data.generator.web import run_web
 
     rng = random.Random(params["seed"])
     clients = params["clients"]
@@ -213,7 +213,7 @@ def run_openvpn(params: dict[str, Any]) -> None:
     carrying web traffic to the inner server. params: ``gateway_ip``, ``proto`` ('udp'|'tcp'), ``clients``
     (list of {ip, port, gw_port, inner, mode, start}), ``keepalive``, ``port``, ``tls``, ``certfile``/``keyfile``,
     ``scale``, ``seed``, ``until``, ``t0``, ``workdir``."""
-    from data.generator.web import run_web
+    from p2pdetect.data.generator.web import run_web
 
     workdir = Path(params["workdir"])
     pki = _pki(workdir)

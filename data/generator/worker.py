@@ -1,4 +1,4 @@
-"""Entry point of one app process inside the namespace: ``python -m data.generator.worker PARAMS.json``.
+"""Entry point of one app process inside the namespace: ``python -m p2pdetect.data.generator.worker PARAMS.json``.
 
 Why a separate process per app instance: the orchestrator can start, stop and kill each one
 (its process group) independently, and a crashing client cannot take the capture down with it.
@@ -18,35 +18,35 @@ def main(argv: list[str]) -> int:
     params = json.loads(Path(argv[0]).read_text())
     kind = params["kind"]
     if kind == "bt-swarm":
-        from data.generator.bittorrent import run_swarm
+        from p2pdetect.data.generator.bittorrent import run_swarm
 
         run_swarm(params)
     elif kind == "web":
-        from data.generator.web import run_web
+        from p2pdetect.data.generator.web import run_web
 
         run_web(params)
     elif kind == "dns":
-        from data.generator.dns import run_dns
+        from p2pdetect.data.generator.dns import run_dns
 
         run_dns(params)
     elif kind == "ssh":
-        from data.generator.ssh import run_ssh
+        from p2pdetect.data.generator.ssh import run_ssh
 
         run_ssh(params)
     elif kind == "quic":
-        from data.generator.quic import run_quic
+        from p2pdetect.data.generator.quic import run_quic
 
         run_quic(params)
     else:
         from importlib import import_module
 
-        from data.generator import evasion, hard_negatives, realistic
+        from p2pdetect.data.generator import evasion, hard_negatives, realistic
 
         kinds = {**hard_negatives.KINDS, **realistic.KINDS, **evasion.KINDS}
         if kind not in kinds:
             raise SystemExit(f"unknown app kind {kind!r}")
         module, entry = kinds[kind]
-        getattr(import_module(f"data.generator.{module}"), entry)(params)
+        getattr(import_module(f"p2pdetect.data.generator.{module}"), entry)(params)
     return 0
 
 
