@@ -96,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
             mark = "*"
         w(f"{(cap.name + mark)[:27]:<28}{len(finals):>7}{len(p2p):>6}{len(finals) - len(p2p):>7}"
           f"{summary.early_verdicts:>7}{found:>20}{alarms:>14}\n")
+        sys.stdout.flush()  # a row per capture as it is scored; a reader gone (`| head -3`) stops the demo
     if fitted:
         w("* the model was trained on this capture: its row shows training fit, not generalisation "
           "(see docs/evaluation.md for held-out figures)\n")

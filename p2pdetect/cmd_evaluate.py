@@ -7,6 +7,9 @@ import logging
 
 log = logging.getLogger("p2pdetect.evaluate")
 
+#: which option sets which configuration field (errors name the option: p2pdetect.options)
+CONFIG_OPTIONS = {"TrainConfig.num_threads": "--threads"}
+
 
 def add_parser(sub) -> None:
     from p2pdetect.cmd_train import add_dataset_args
@@ -16,7 +19,9 @@ def add_parser(sub) -> None:
                                    "HTML report and metrics.json into REPORT_DIR.")
     add_dataset_args(p)
     p.add_argument("--model", metavar="MODEL_DIR", help="model bundle (default: the shipped model)")
-    p.add_argument("-o", "--output", required=True, metavar="REPORT_DIR")
+    p.add_argument("-o", "--output", required=True, metavar="REPORT_DIR",
+                   help="report directory to write (report.html + metrics.json; built beside it, then "
+                        "renamed into place; only an earlier report or an empty directory is replaced)")
     p.add_argument("--ablation", action="store_true",
                    help="also run the port ablation: grouped cross-validation over the evaluated captures "
                         "with and without port features (trains 2 x FOLDS models)")

@@ -5,20 +5,29 @@ from __future__ import annotations
 import argparse
 import logging
 
+from p2pdetect.options import jobs
+
 log = logging.getLogger("p2pdetect.extract")
+
+#: which option sets which configuration field (errors name the option: p2pdetect.options)
+CONFIG_OPTIONS = {"ExtractConfig.splt_n": "--splt", "ExtractConfig.host_window_s": "--window",
+                  "ExtractConfig.snapshot_packets": "--early-packets"}
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("extract", help="meter captures into a Parquet flow table",
                        description="Meter pcap/pcapng captures (files or directories) into one "
                                    "Parquet flow table with every feature the model uses.")
-    p.add_argument("inputs", nargs="+", metavar="CAPTURE|DIR")
+    p.add_argument("inputs", nargs="+", metavar="CAPTURE|DIR",
+                   help="pcap/pcapng captures, or directories searched for them (.pcap, .pcapng, "
+                        ".cap, .dmp); every capture's flows go into the one table")
     p.add_argument("-o", "--output", required=True, metavar="FLOWS.parquet",
                    help="flow table to write: a file (replaced atomically, through a symlink), or a "
                         "device, FIFO or '-' (standard output) written as a stream; never an input")
     p.add_argument("--labels", metavar="LABELS.csv",
-                   help="join labels (DESIGN.md format); 'auto' uses each capture's "
-                        "<name>.labels.csv beside it")
+                   help="join labels from this CSV (header src_ip,src_port,dst_ip,dst_port,protocol,"
+                        "label[,app]; docs/data.md); 'auto' uses each capture's <name>.labels.csv "
+                        "beside it")
     p.add_argument("--splt", type=int, default=32, metavar="N",
                    help="first packets kept per flow as columns (default 32)")
     p.add_argument("--window", type=float, default=300.0, metavar="S",
@@ -26,8 +35,8 @@ def add_parser(sub) -> None:
     p.add_argument("--early-packets", type=int, default=0, metavar="N",
                    help="also write each flow as it looked after N packets (stage 'early'), as the "
                         "scorer's early verdict sees it; for training (default 0: final rows only)")
-    p.add_argument("--jobs", type=int, default=-1, metavar="N",
-                   help="captures metered in parallel (default: one per core)")
+    p.add_argument("--jobs", type=jobs, default=-1, metavar="N",
+                   help="captures metered in parallel, -1 for one per core (default -1)")
     p.add_argument("--skip-bad", action="store_true",
                    help="warn about unreadable captures and leave them out instead of stopping")
     p.add_argument("--strict", action="store_true",

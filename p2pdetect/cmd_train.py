@@ -7,7 +7,13 @@ import logging
 import shlex
 import sys
 
+from p2pdetect.options import jobs
+
 log = logging.getLogger("p2pdetect.train")
+
+#: which option sets which configuration field (errors name the option: p2pdetect.options)
+CONFIG_OPTIONS = {"TrainConfig.target_fpr": "--target-fpr", "TrainConfig.seed": "--seed",
+                  "TrainConfig.num_threads": "--threads", "ExtractConfig.snapshot_packets": "--early-packets"}
 
 
 def add_dataset_args(p: argparse.ArgumentParser) -> None:
@@ -20,8 +26,8 @@ def add_dataset_args(p: argparse.ArgumentParser) -> None:
                         "application (P2P apps -> p2p, other identified apps -> other, Unknown dropped)")
     p.add_argument("--skip-bad", action="store_true",
                    help="warn about unreadable captures and leave them out instead of stopping")
-    p.add_argument("--jobs", type=int, default=-1, metavar="N",
-                   help="captures metered in parallel (default: one per core)")
+    p.add_argument("--jobs", type=jobs, default=-1, metavar="N",
+                   help="captures metered in parallel, -1 for one per core (default -1)")
     p.add_argument("--no-cache", action="store_true",
                    help="meter every capture again instead of using the flow cache "
                         "($P2PDETECT_CACHE or .cache/flows)")
@@ -32,7 +38,9 @@ def add_parser(sub) -> None:
                        description="Train a LightGBM P2P detector on labelled datasets, split by capture, "
                                    "and write a model bundle (text model, metadata, SHA-256 manifest).")
     add_dataset_args(p)
-    p.add_argument("-o", "--output", required=True, metavar="MODEL_DIR")
+    p.add_argument("-o", "--output", required=True, metavar="MODEL_DIR",
+                   help="model bundle directory to write (built beside it, then renamed into place; "
+                        "only an earlier bundle or an empty directory is replaced)")
     p.add_argument("--target-fpr", type=float, default=0.005, metavar="RATE",
                    help="false-positive rate on validation flows the threshold aims at (default 0.005)")
     p.add_argument("--no-port-features", action="store_true",

@@ -21,6 +21,11 @@ class BadConfigError(P2PDetectError, ValueError):
     """A configuration parameter has an invalid value."""
 
 
+class UsageError(BadConfigError):
+    """The command line asks for something it cannot do (a missing argument, options that do
+    not go together); the message is followed by where to look: '; see 'p2pdetect CMD --help''."""
+
+
 class BadModelError(P2PDetectError):
     """A model bundle is missing, tampered, truncated or incompatible."""
 

@@ -1,4 +1,4 @@
-"""`p2pdetect inspect`: one flow's packets through tshark, headers only."""
+"""`p2pdetect inspect`: one flow's packets through tshark, headers only (its verdict: test_cli_conventions)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def cap(tmp_path_factory):
 def test_inspect_shows_one_flow_both_directions(cap):
     r = run_cli("inspect", cap, "--flow", "127.0.0.2:6881-127.0.0.1:40000/tcp")
     assert r.returncode == 0, r.stderr
-    rows = r.stdout.strip().splitlines()[1:]
+    rows = r.stdout.split("\n\n")[-1].strip().splitlines()[1:]  # the packets come last, after the verdict
     assert len(rows) == 6  # 3 handshake + 3 payload packets; the other flow is not shown
     dirs = [row.split()[2] for row in rows]
     assert dirs == ["<-", "->", "<-", "<-", "->", "<-"]  # as seen from the --flow's first endpoint
@@ -33,7 +33,7 @@ def test_inspect_shows_one_flow_both_directions(cap):
 
 def test_inspect_max_packets(cap):
     r = run_cli("inspect", cap, "--flow", "127.0.0.1:40000-127.0.0.2:6881/tcp", "--max-packets", "2")
-    assert r.returncode == 0 and len(r.stdout.strip().splitlines()) == 3
+    assert r.returncode == 0 and len(r.stdout.split("\n\n")[-1].strip().splitlines()) == 3
 
 
 @pytest.mark.parametrize("flow, expect", [

@@ -166,7 +166,7 @@ def test_train_cli_writes_a_loadable_bundle(flow_table_path, tmp_path):
     (["train", "{bad_json}", "-o", "{out}"], "manifest"),
     (["train", "{txt}", "-o", "{out}"], "not a flow table"),
     (["train", "{flows}", "-o", "/nonexistent-dir/model"], "does not exist"),
-    (["train", "{flows}", "-o", "{out}", "--target-fpr", "2"], "target_fpr"),
+    (["train", "{flows}", "-o", "{out}", "--target-fpr", "2"], "--target-fpr must be"),
     (["train", "{pcap}", "-o", "{out}"], "labels"),
 ])
 def test_train_cli_bad_inputs_exit_2_one_line(args, needle, tmp_path, flow_table_path):
