@@ -27,6 +27,7 @@ import numpy as np
 from p2pdetect.features.config import ExtractConfig
 from p2pdetect.features.schema import PORT_FEATURES, SCHEMA_VERSION, TIMING_FEATURES, feature_columns
 from p2pdetect.errors import BadConfigError, BadModelError, OutputError
+from p2pdetect.models.predictor import column_major, make_predictor
 from p2pdetect.outputs import check_output_dir, commit_dir, new_output_dir
 
 log = logging.getLogger("p2pdetect.model")
@@ -73,6 +74,7 @@ class ModelBundle:
         self.feature_names: list[str] = list(metadata["feature_names"])
         self.extract_config: ExtractConfig = ExtractConfig.from_dict(metadata["extract_config"])
         self.num_threads = num_threads
+        self._predictor = None
 
     def __repr__(self) -> str:
         return f"ModelBundle({self.bundle_id!r}, path={str(self.path)!r}, threshold={self.threshold:.4g})"
@@ -87,35 +89,46 @@ class ModelBundle:
         """Whether the model sees absolute timings (False for the timing-ablation model)."""
         return set(TIMING_FEATURES) <= set(self.feature_names)
 
-    def matrix(self, cols) -> np.ndarray:
-        """(n, F) float32 matrix of the feature columns, in the model's order (NaN for nulls)."""
+    def _columns(self, cols, names: list[str]) -> list[np.ndarray]:
+        """The named columns of a dict of numpy columns or a pyarrow.Table, as numpy (NaN for nulls)."""
         is_table = hasattr(cols, "column_names")
-        names = set(cols.column_names) if is_table else cols.keys()
-        missing = [c for c in self.feature_names if c not in names]
+        have = set(cols.column_names) if is_table else cols.keys()
+        missing = [c for c in self.feature_names if c not in have]
         if missing:
             more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
             raise BadModelError(f"flows lack feature column {missing[0]!r}{more} that model {self.bundle_id} "
                                 f"needs; extract them with the bundle's extract config")
-        first = cols.column(self.feature_names[0]) if is_table else cols[self.feature_names[0]]
-        n = len(first)
+        if not is_table:
+            return [cols[name] for name in names]
+        out = []
+        for name in names:
+            col = cols.column(name)
+            if col.null_count:
+                col = col.cast("float64").fill_null(float("nan"))
+            out.append(col.to_numpy())
+        return out
+
+    def matrix(self, cols) -> np.ndarray:
+        """(n, F) float32 matrix of the feature columns, in the model's order (NaN for nulls)."""
         # Filled one contiguous row per feature, handed over as its (n, F) column-major view:
         # ~10x faster to build than a row-major matrix, and LightGBM reads it without a copy.
-        XT = np.empty((len(self.feature_names), n), dtype=np.float32)
-        for j, name in enumerate(self.feature_names):
-            col = cols.column(name) if is_table else cols[name]
-            if is_table:
-                if col.null_count:
-                    col = col.cast("float64").fill_null(float("nan"))
-                col = col.to_numpy()
-            XT[j] = col
-        return XT.T
+        return column_major(self._columns(cols, self.feature_names))
+
+    @property
+    def predictor(self):
+        """What scores flows (models.predictor): the model compiled by lleaves, or LightGBM.
+        Made on first use (a compile takes about a second, then comes from the user's cache)."""
+        if self._predictor is None:
+            self._predictor = make_predictor(self.booster, num_threads=self.num_threads)
+        return self._predictor
 
     def predict_proba(self, cols) -> np.ndarray:
         """P(p2p) per flow; cols: dict of numpy columns or a pyarrow.Table with the feature columns."""
-        X = self.matrix(cols)
-        if len(X) == 0:
+        columns = self._columns(cols, self.feature_names)
+        if not len(columns[0]):
             return np.empty(0, dtype=np.float64)
-        return self.booster.predict(X, num_threads=self.num_threads)
+        pred = self.predictor
+        return pred.predict([columns[i] for i in pred.used])
 
     def verdicts(self, scores: np.ndarray) -> np.ndarray:
         """Object array of "p2p" / "other" (p2p where score >= threshold)."""
