@@ -17,11 +17,15 @@ scan, cleanup), with three additions and nothing else changed:
   and a stop request is seen within `tick_s`;
 * **chunked hand-off**: flows cross to the parent as features.meter.flow_row tuples in
   chunks (not pickled NFlow objects one by one); SIGINT/SIGTERM make the meter expire and
-  hand over every active flow.
+  hand over every active flow. The counters ride along, and go out on their own
+  ("stats") every `stats_s` when no flow is handed over, so the parent's packet and byte
+  counts are current while flows are still active.
 
-Messages on the queue: ("flows", rows, stages, t_first, processed, ignored, dropped, finals)
-with stages a bytes of EARLY/FINAL per row and t_first the wall time of the chunk's first
-row; ("error", text); ("done", processed, ignored, dropped, finals). Counters are cumulative.
+Messages on the queue: ("flows", rows, stages, t_first, *counters) with stages a bytes of
+EARLY/FINAL per row and t_first the wall time of the chunk's first row; ("stats", *counters);
+("error", text); ("done", *counters). counters = (packets metered, packets ignored, packets
+dropped by the kernel (live), final flows, active flows, bytes metered (frame lengths)); all
+cumulative except active flows.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ class MeterSpec:
     promiscuous_mode: bool = True
     tick_s: float = 0.5         # live clock period
     drain_s: float = 1.2        # live: keep reading this long after a stop request
+    stats_s: float = 0.25       # counters go out at least this often when flows do not
 
 
 class _LiveClock:
@@ -145,7 +150,9 @@ def run_meter(spec: MeterSpec, channel, stop: list) -> None:
     rows: list = []
     stages = bytearray()
     t_first = [0.0]
-    counters = [0, 0, 0, 0]     # packets processed, ignored, dropped (kernel, live only); final flows
+    # packets processed, ignored, dropped (kernel, live only); final flows; active flows; bytes
+    counters = [0, 0, 0, 0, 0, 0]
+    last_sent = [time.monotonic()]
     stats = ffi.new("struct nf_stat *")
     capture_open = [True]
     early = bool(early_n or early_ms)
@@ -159,13 +166,20 @@ def run_meter(spec: MeterSpec, channel, stop: list) -> None:
             flush()
 
     def flush() -> None:
+        now = time.monotonic()
+        if not rows and now - last_sent[0] < spec.stats_s:
+            return
+        if spec.live and capture_open[0]:
+            lib.capture_stats(capture, stats, int(mode))
+            counters[2] = stats.dropped
+        counters[4] = len(cache)
+        last_sent[0] = now
         if rows:
-            if spec.live and capture_open[0]:
-                lib.capture_stats(capture, stats, int(mode))
-                counters[2] = stats.dropped
             channel.put(("flows", rows[:], bytes(stages), t_first[0], *counters))
             rows.clear()
             stages.clear()
+        else:
+            channel.put(("stats", *counters))
 
     def snapshot(flow) -> None:
         pending.discard(id(flow))
@@ -211,12 +225,13 @@ def run_meter(spec: MeterSpec, channel, stop: list) -> None:
 
     meter_tick = meter_scan_tick = 0
     last_flush = time.monotonic()
-    processed = ignored = 0
+    processed = ignored = nbytes = 0
     capture_next = lib.capture_next
     new = ffi.new
+    imode = int(mode)  # (converting the enum per packet cost more than counting the bytes does)
     while True:
         nf_packet = new("struct nf_packet *")  # fresh each time: the engine does not reset every field
-        ret = capture_next(capture, nf_packet, decode_tunnels, 1, 0, int(mode))
+        ret = capture_next(capture, nf_packet, decode_tunnels, 1, 0, imode)
         if ret > 0:
             packet_time = nf_packet.time
             if packet_time > meter_tick:
@@ -225,6 +240,7 @@ def run_meter(spec: MeterSpec, channel, stop: list) -> None:
                 nf_packet.time = meter_tick  # force time order, as nfstream does
             if ret == 1:
                 processed += 1
+                nbytes += nf_packet.raw_size  # the frame's length on the wire, whatever the snap length
                 key = get_flow_key_from_pkt(nf_packet)
                 flow = cache.get(key)
                 if flow is None:
@@ -255,7 +271,7 @@ def run_meter(spec: MeterSpec, channel, stop: list) -> None:
                     check_deadlines(meter_tick)
                 now = time.monotonic()
                 if now - last_flush >= spec.chunk_wait_s:
-                    counters[0], counters[1] = processed, ignored
+                    counters[0], counters[1], counters[5] = processed, ignored, nbytes
                     flush()
                     last_flush = now
                 if stop[0] and should_stop():
@@ -273,7 +289,7 @@ def run_meter(spec: MeterSpec, channel, stop: list) -> None:
                            statistics, splt, ffi, lib, dissector)
                 meter_scan_tick = meter_tick
                 check_deadlines(meter_tick)
-                counters[0], counters[1] = processed, ignored
+                counters[0], counters[1], counters[5] = processed, ignored, nbytes
                 flush()
                 last_flush = time.monotonic()
         else:  # end of file
@@ -290,7 +306,7 @@ def run_meter(spec: MeterSpec, channel, stop: list) -> None:
         flow = cache[key]
         final.put(flow.expire(udps, sync, n_dissections, statistics, splt, ffi, lib, dissector))
         del cache[key]
-    counters[0], counters[1] = processed, ignored
+    counters[0], counters[1], counters[5] = processed, ignored, nbytes
     flush()
     lib.dissector_cleanup(dissector)
     channel.put(("done", *counters))

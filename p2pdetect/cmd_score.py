@@ -31,7 +31,12 @@ def add_parser(sub) -> None:
     p.add_argument("--strict", action="store_true",
                    help="capture: refuse one whose last record is cut short (default: score the complete "
                         "records before it and warn)")
-    p.add_argument("--metrics-port", type=int, metavar="N", help="serve Prometheus metrics on this port")
+    p.add_argument("--metrics-port", type=int, metavar="N",
+                   help="serve Prometheus metrics on this TCP port (off by default); live capture then "
+                        "leaves TCP on this port out, so the scorer never scores its own scrapes")
+    p.add_argument("--metrics-address", default="127.0.0.1", metavar="ADDR",
+                   help="IP address the metrics server binds (default 127.0.0.1: this host only; "
+                        "0.0.0.0 or :: for every interface)")
     p.add_argument("--bpf", metavar="FILTER", help="BPF filter for live capture, e.g. 'tcp or udp'")
     p.add_argument("--no-promisc", action="store_true", help="do not put the interface in promiscuous mode")
     p.add_argument("--alerts-only", action="store_true", help="write P2P verdicts only")
@@ -76,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from p2pdetect.outputs import check_output
     from p2pdetect.serve import (JsonLinesSink, ScoreConfig, ScoreMetrics, capture_source, check_bpf, check_interface,
                        interface_source, run_scoring, serve_metrics)
+    from p2pdetect.serve.metrics import check_metrics_address
 
     # Every check before any output exists (DESIGN.md invariant 8); the cheap ones first.
     config = ScoreConfig(batch_size=args.batch_size, max_wait_s=args.max_wait,
@@ -83,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
                          alerts_only=args.alerts_only)
     if args.metrics_port is not None and not 0 < args.metrics_port < 65536:
         raise BadConfigError(f"--metrics-port must be in [1, 65535]. Got {args.metrics_port} instead.")
+    check_metrics_address(args.metrics_address)
     live = args.interface is not None
     if args.keep_partial and live:
         raise BadConfigError("--keep-partial applies to capture files only; a live run keeps every "
@@ -108,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     def make_source(extract):
         if live:
             return interface_source(args.interface, extract, config, bpf_filter=args.bpf,
-                                    promiscuous_mode=not args.no_promisc)
+                                    promiscuous_mode=not args.no_promisc, metrics_port=args.metrics_port)
         return capture_source(prepared, extract, config)
 
     # Start the meter while the model is verified.
@@ -126,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
             source = make_source(bundle.extract_config)
         metrics = ScoreMetrics(CollectorRegistry())
         if args.metrics_port:
-            server = serve_metrics(metrics.registry, args.metrics_port)
+            server = serve_metrics(metrics.registry, args.metrics_port, args.metrics_address)
         sink = JsonLinesSink(args.output, atomic=not live, inputs=inputs)
         summary = run_scoring(source, bundle, sink, config, metrics, keep_partial=live or args.keep_partial)
     except BaseException:

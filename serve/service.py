@@ -93,6 +93,9 @@ def run_scoring(source: MeterSource, bundle, sink: JsonLinesSink, config: ScoreC
     summary = RunSummary()
     scorer = StreamScorer(bundle, capture=capture_name if capture_name is not None else source.name)
     t0 = getattr(source, "started_at", None) or time.perf_counter()
+    if metrics is not None:  # packet and byte counts as the meter reports them, not per batch
+        metrics.new_meter()
+        source.on_stats = metrics.meter
     try:
         with stop_on_signals(source, summary), \
                 closing(iter(source)) as chunks, \
@@ -118,7 +121,6 @@ def run_scoring(source: MeterSource, bundle, sink: JsonLinesSink, config: ScoreC
                                                 ("p2p", "early"): n_p2p_early,
                                                 ("other", "early"): n_early - n_p2p_early},
                                   n_final, [now - t for t in scored.t_first])
-                    metrics.meter(scored.stats.packets, scored.stats.ignored, scored.stats.dropped)
                     metrics.queue_depth.set(source.queue_depth())
         if summary.interrupted and not keep_partial:
             sink.discard()
@@ -133,5 +135,5 @@ def run_scoring(source: MeterSource, bundle, sink: JsonLinesSink, config: ScoreC
         summary.packets = source.stats.packets
         summary.dropped = source.stats.dropped
         if metrics is not None:
-            metrics.meter(source.stats.packets, source.stats.ignored, source.stats.dropped)
+            metrics.meter(source.stats)
     return summary

@@ -12,7 +12,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from p2pdetect.features.reader import PreparedCapture, prepare_capture
 from p2pdetect.features.config import ExtractConfig
@@ -23,7 +23,8 @@ from p2pdetect.features.snapshot_meter import EARLY, FINAL, MeterSpec, meter_pro
 
 
 __all__ = ["EARLY", "FINAL", "MeterChunk", "MeterSource", "MeterStats", "SourceError",
-           "capture_source", "check_bpf", "check_interface", "chunks_from_flows", "interface_source"]
+           "capture_source", "check_bpf", "check_interface", "chunks_from_flows", "interface_source",
+           "live_filter"]
 
 #: Bytes captured of each live packet: headers only (DESIGN.md invariant 4).
 LIVE_SNAPLEN = 128
@@ -37,12 +38,14 @@ class SourceError(P2PDetectError):
 
 @dataclass
 class MeterStats:
-    """The meter's running counters (cumulative)."""
+    """The meter's running counters (cumulative, except active)."""
 
     packets: int = 0
     ignored: int = 0
     dropped: int = 0
     flows: int = 0      # final flow records reported so far
+    active: int = 0     # flows the meter holds now
+    bytes: int = 0      # frame lengths (on the wire) of the packets metered
 
 
 @dataclass
@@ -68,19 +71,22 @@ def chunks_from_flows(flows: Iterable, *, chunk_flows: int = 256, stage: int = F
         yield MeterChunk(rows, bytes([stage]) * len(rows), t_first)
 
 
-def effective_capabilities() -> int:
-    """This process's effective capability mask (0 when it cannot be read)."""
+def effective_capabilities() -> int | None:
+    """This process's effective capability mask (None when /proc does not say)."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("CapEff:"):
                 return int(line.split()[1], 16)
     except (OSError, ValueError):
         pass
-    return 0
+    return None
 
 
 def _has_net_raw() -> bool:
-    return os.geteuid() == 0 or bool(effective_capabilities() >> CAP_NET_RAW & 1)
+    """CAP_NET_RAW itself, not the user id: root in a container started without NET_RAW
+    (or under `setpriv --bounding-set -net_raw`) cannot open a packet socket either."""
+    caps = effective_capabilities()
+    return os.geteuid() == 0 if caps is None else bool(caps >> CAP_NET_RAW & 1)
 
 
 def check_interface(name: str) -> None:
@@ -90,6 +96,10 @@ def check_interface(name: str) -> None:
     if name != ANY and not Path("/sys/class/net", name).exists():
         raise SourceError(f"interface {name!r} does not exist here; pick one from 'ip link'")
     if not _has_net_raw():
+        if os.geteuid() == 0:
+            raise SourceError(f"live capture on {name!r} needs CAP_NET_RAW, which this root process "
+                              f"lacks (a container or sandbox without NET_RAW?); grant it, e.g. "
+                              f"docker run --cap-add NET_RAW")
         raise SourceError(f"live capture on {name!r} needs root or CAP_NET_RAW; run as root, or "
                           f"grant it: sudo setcap cap_net_raw+ep $(readlink -f $(which python3))")
 
@@ -137,6 +147,9 @@ class MeterSource:
     def __init__(self, spec: MeterSpec, *, queue_chunks: int = 64, poll_s: float = 0.05,
                  prepared: PreparedCapture | None = None, owns_prepared: bool = False) -> None:
         self.spec = spec
+        #: called with the meter's counters as each message arrives (at least every
+        #: MeterSpec.stats_s while the meter runs): live metrics without waiting for flows
+        self.on_stats: Callable[[MeterStats], None] | None = None
         self.prepared = prepared  # the capture as read
         self._owns_prepared = owns_prepared  # remove its rewritten copy when the meter ends
         self.poll_s = poll_s
@@ -199,16 +212,23 @@ class MeterSource:
                 kind = msg[0]
                 if kind == "flows":
                     _, rows, stages, t_first, *counters = msg
-                    self.stats = MeterStats(*counters)
+                    self._update(MeterStats(*counters))
                     yield MeterChunk(rows, stages, t_first, self.stats)
+                elif kind == "stats":
+                    self._update(MeterStats(*msg[1:]))
                 elif kind == "done":
-                    self.stats = MeterStats(*msg[1:])
+                    self._update(MeterStats(*msg[1:]))
                     return
                 elif kind == "error":
                     err = BadCaptureError if not self.spec.live else SourceError
                     raise err(f"{self.name}: the meter cannot read this source ({msg[1]})")
         finally:
             self._finish()
+
+    def _update(self, stats: MeterStats) -> None:
+        self.stats = stats
+        if self.on_stats is not None:
+            self.on_stats(stats)
 
     def _finish(self, drain: bool = True) -> None:
         """Reap the meter: ask it to stop and drain its queue (drain), or kill it outright.
@@ -259,10 +279,26 @@ def capture_source(path: str | os.PathLike | PreparedCapture, extract: ExtractCo
 ANY = "any"
 
 
+def live_filter(bpf_filter: str | None, metrics_port: int | None = None) -> str | None:
+    """The BPF filter live capture runs: the user's, and never the scorer's own metrics port.
+
+    Prometheus scrapes of the scorer are TCP connections to `metrics_port` on this host; they
+    are the scorer's own traffic, not the network's. Dropped in the kernel (BPF) rather than
+    after metering: no packet of theirs costs the meter anything, none is counted as metered,
+    and no flow of theirs enters the host context or host evidence of this host.
+    """
+    if not metrics_port:
+        return bpf_filter
+    own = f"not (tcp port {int(metrics_port)})"
+    return own if not bpf_filter else f"({bpf_filter}) and {own}"
+
+
 def interface_source(name: str, extract: ExtractConfig, config: ScoreConfig, *,
-                     bpf_filter: str | None = None, promiscuous_mode: bool = True) -> MeterSource:
-    """A live interface, headers only (snapshot length LIVE_SNAPLEN); `any` captures them all."""
+                     bpf_filter: str | None = None, promiscuous_mode: bool = True,
+                     metrics_port: int | None = None) -> MeterSource:
+    """A live interface, headers only (snapshot length LIVE_SNAPLEN); `any` captures them all.
+    With `metrics_port`, TCP on that port (the scorer's own metrics scrapes) is not captured."""
     check_interface(name)
-    return MeterSource(_spec(name, True, extract, config, bpf_filter=bpf_filter, snapshot_length=LIVE_SNAPLEN,
-                             promiscuous_mode=promiscuous_mode),
+    return MeterSource(_spec(name, True, extract, config, bpf_filter=live_filter(bpf_filter, metrics_port),
+                             snapshot_length=LIVE_SNAPLEN, promiscuous_mode=promiscuous_mode),
                        queue_chunks=config.queue_chunks, poll_s=min(0.05, config.max_wait_s / 2))

@@ -126,6 +126,70 @@ def test_idle_flow_expires_without_traffic_and_sigterm_flushes(netns, tmp_path):
     _balanced(summary, verdicts)
 
 
+#: Sends 100-byte UDP datagrams (142-byte frames on lo) for a few seconds while scraping the
+#: scorer's metrics every 0.2 s; prints one JSON line per scrape: seconds since the first
+#: datagram, datagrams sent, and the metrics.
+SEND_AND_SCRAPE = textwrap.dedent("""
+    import json, socket, sys, threading, time, urllib.request
+    port, seconds = int(sys.argv[1]), float(sys.argv[2])
+    sent, t0 = [0], time.time()
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.3", 40021))  # a listener: no ICMP port-unreachable replies
+    def send():
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.2", 40020))
+        while time.time() - t0 < seconds:
+            s.sendto(b"x" * 100, ("127.0.0.3", 40021))
+            sent[0] += 1
+            time.sleep(0.01)
+    sender = threading.Thread(target=send)
+    sender.start()
+    while sender.is_alive():
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        m = dict(l.rsplit(" ", 1) for l in text.splitlines() if l and l[0] != "#")
+        print(json.dumps({"t": time.time() - t0, "sent": sent[0], **{k: float(v) for k, v in m.items()
+              if k in ("p2pdetect_packets_total", "p2pdetect_bytes_total", "p2pdetect_active_flows",
+                       "p2pdetect_flows_total")}}), flush=True)
+        time.sleep(0.2)
+    print(json.dumps({"done": sent[0]}), flush=True)
+""")
+
+
+def test_metrics_current_while_flows_are_active_and_own_scrapes_not_scored(netns, tmp_path):
+    """Packet and byte counters follow traffic within about a second, long before any flow
+    ends (idle timeout 120 s, early verdicts off); the scrapes (TCP to the metrics port on
+    the captured lo) are neither metered nor scored."""
+    model = tmp_path / "model"
+    build_stand_in_bundle(model)
+    out = tmp_path / "v.jsonl"
+    port = "19100"
+    scorer = _start_scorer(netns, str(model), out, "--early-packets", "0", "--early-seconds", "0",
+                           "--metrics-port", port)
+    try:
+        run = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", SEND_AND_SCRAPE, port, "4"],
+                             capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0, run.stderr
+        *scrapes, done = [json.loads(line) for line in run.stdout.splitlines()]
+        time.sleep(1.5)  # the last datagrams reach the meter
+        summary = _stop(scorer)
+    finally:
+        if scorer.poll() is None:
+            scorer.kill()
+    first = next(s for s in scrapes if s["p2pdetect_packets_total"] > 0)
+    assert first["t"] < 2.5, f"packets_total still 0 {first['t']:.1f} s into the traffic"
+    late = [s for s in scrapes if s["t"] >= 2.0]
+    assert late and all(s["p2pdetect_flows_total"] == 0 and s["p2pdetect_active_flows"] >= 1 for s in late)
+    # current: within ~1.5 s of what was sent (ring blocks retire every 1 s on a quiet link)
+    assert all(s["p2pdetect_packets_total"] >= s["sent"] - 150 for s in late), late
+    # only the datagrams were metered, not the scrapes on the same interface
+    assert all(s["p2pdetect_bytes_total"] == 142 * s["p2pdetect_packets_total"] for s in scrapes), scrapes
+    verdicts = read_verdicts(out.read_text())
+    assert not [v for v in verdicts if int(port) in (v["src_port"], v["dst_port"])]
+    final = [v for v in verdicts if v.get("stage") == "final" and v["src_port"] == 40020]
+    assert len(final) == 1 and final[0]["packets"] == done["done"], (final, done)
+    _balanced(summary, verdicts)
+
+
 HTTPS_SERVER = textwrap.dedent("""
     import http.server, ssl, sys
     class H(http.server.BaseHTTPRequestHandler):
