@@ -2,9 +2,9 @@
 signals and the closing summary. Thin wiring around serve.scorer.score_stream.
 
 SIGINT/SIGTERM ask the source to stop; the meter then reports every active flow as final,
-and the run ends once each has its verdict written (DESIGN.md invariant 7). Whether what was
-written is kept is the caller's choice (keep_partial): a live run stopped by a signal ends
-normally; a capture file cut short is not a complete result.
+and the run ends once each has its verdict written (invariant 7, docs/architecture.md).
+Whether what was written is kept is the caller's choice (keep_partial): a live run stopped by
+a signal ends normally; a capture file cut short is not a complete result.
 """
 
 from __future__ import annotations

@@ -26,7 +26,9 @@ __all__ = ["EARLY", "FINAL", "MeterChunk", "MeterSource", "MeterStats", "SourceE
            "capture_source", "check_bpf", "check_interface", "chunks_from_flows", "interface_source",
            "live_filter"]
 
-#: Bytes captured of each live packet: headers only (DESIGN.md invariant 4).
+#: Bytes captured of each live packet: headers only (invariant 4, docs/architecture.md).
+#: IPv6 packets longer than this are lost live: nfstream meters IPv6 only when captured whole
+#: (docs/scoring.md, "Live capture"); a longer snap length would capture payload.
 LIVE_SNAPLEN = 128
 #: Linux capability number of CAP_NET_RAW (include/uapi/linux/capability.h).
 CAP_NET_RAW = 13
