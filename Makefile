@@ -5,17 +5,18 @@ PY     := $(VENV)/bin/python
 P2P    := $(VENV)/bin/p2pdetect
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup system system-test venv demo test bench samples dataset model clean
+.PHONY: setup system system-test venv node demo test bench samples dataset model clean
 
-setup: system venv
+setup: system venv node
 
 # System packages the product needs: tshark (pyshark), tcpdump/iproute2/ethtool (generator,
 # live scoring; sshd, ssh-keygen and openssl for its ssh and TLS traffic; coturn, curl, lftp, rsync,
-# openvpn for its hard negatives; biglybt and ctorrent, BitTorrent engines besides libtorrent); the tests also need chromium (the report renders in headless Chromium).
+# openvpn for its hard negatives; biglybt, ctorrent and Node.js for WebTorrent, BitTorrent engines besides libtorrent); the tests also need chromium (the report renders in headless Chromium).
 # Each entry is command:package; a package is installed only when its command is missing.
 SYSPKGS  := tshark:tshark tcpdump:tcpdump ip:iproute2 tc:iproute2 ethtool:ethtool iptables:iptables nft:nftables \
             sshd:openssh-server ssh-keygen:openssh-client openssl:openssl \
-            turnserver:coturn curl:curl lftp:lftp rsync:rsync openvpn:openvpn biglybt:biglybt ctorrent:ctorrent
+            turnserver:coturn curl:curl lftp:lftp rsync:rsync openvpn:openvpn biglybt:biglybt ctorrent:ctorrent \
+            node:nodejs npm:npm
 TESTPKGS := chromium:chromium
 define apt_need
 	@need=""; for pair in $(1); do cmd=$${pair%%:*}; pkg=$${pair#*:}; \
@@ -34,6 +35,13 @@ system-test:
 	$(call apt_need,$(TESTPKGS))
 
 venv: $(STAMP)
+
+# WebTorrent's pinned Node packages for the generator (package-lock.json; no install scripts, see its .npmrc).
+NODEDIR := data/generator/webtorrent
+node: $(NODEDIR)/node_modules/.package-lock.json
+
+$(NODEDIR)/node_modules/.package-lock.json: $(NODEDIR)/package-lock.json $(NODEDIR)/package.json | system
+	npm ci --prefix $(NODEDIR) --ignore-scripts --no-audit --no-fund --loglevel=error
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -158,7 +158,7 @@ class Peer:
                 self.handle.connect_peer((o["ip"], o["port"]))
             except RuntimeError:  # torrent not ready yet; the next round retries
                 pass
-            self.session.add_dht_node((o["ip"], o["port"]))
+            self.session.add_dht_node((o["ip"], o.get("dht_port", o["port"])))  # WebTorrent's DHT has a port of its own
 
     def stop(self) -> None:
         """Leave the swarm: close the session (peers see the connections end)."""
@@ -185,6 +185,10 @@ def _make_peer(spec: dict[str, Any], torrent: bytes, torrent_file: Path, workdir
         from p2pdetect.data.generator.ctorrent import CTorrentPeer
 
         return CTorrentPeer(spec, torrent_file, workdir)
+    if impl == "webtorrent":
+        from p2pdetect.data.generator.webtorrent import WebTorrentPeer
+
+        return WebTorrentPeer(spec, torrent_file, workdir)
     raise ValueError(f"unknown BitTorrent implementation {impl!r}")
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 #: Every BitTorrent engine the generator runs, each an independent implementation of the protocol.
-IMPLEMENTATIONS: tuple[str, ...] = ("libtorrent", "biglybt", "ctorrent")
+IMPLEMENTATIONS: tuple[str, ...] = ("libtorrent", "biglybt", "ctorrent", "webtorrent")
 
 #: Debian package (and the command that proves it is installed) of each implementation run as a program.
 PACKAGES: dict[str, tuple[str, str]] = {"biglybt": ("biglybt", "/usr/share/java/biglybt-core.jar"),
@@ -44,7 +44,14 @@ def implementations_in(apps: Mapping[str, Mapping[str, Any]]) -> list[str]:
 def missing(impls: Iterable[str]) -> str | None:
     """What to install before ``impls`` can run, as an instruction, or None when all are there."""
     need = []
-    for impl in sorted(set(impls)):
+    impls = set(impls)
+    if "webtorrent" in impls:  # Node.js packages, not a Debian one
+        from p2pdetect.data.generator import webtorrent
+
+        node = webtorrent.missing()
+        if node:
+            return node
+    for impl in sorted(impls):
         if impl in PACKAGES:
             pkg, probe = PACKAGES[impl]
             if not (Path(probe).exists() if probe.startswith("/") else shutil.which(probe)):
@@ -67,4 +74,9 @@ def versions(impls: Iterable[str]) -> dict[str, str]:
         from p2pdetect.data.generator import ctorrent
 
         out["ctorrent"] = ctorrent.version()
+    if "webtorrent" in impls:
+        from p2pdetect.data.generator import webtorrent
+
+        out["webtorrent"] = webtorrent.version()
+        out["node"] = webtorrent.node_version()
     return out

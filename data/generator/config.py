@@ -30,6 +30,9 @@ SCENARIOS: tuple[str, ...] = (
     "p2p-evasion",
     # an ISP's vantage point (data.generator.isp): subscriber homes behind a router, some behind NAT, WAN paths
     "home-isp",
+    # WebTorrent (data.generator.webtorrent_scenarios): uTP and DHT of an implementation other than libtorrent
+    "p2p-webtorrent-dht",
+    "p2p-webtorrent-mixed",
     # hard negatives (data.generator.hard_negatives): ordinary traffic with P2P's shape
     "webrtc",
     "game-udp",

@@ -3,7 +3,8 @@
 Address plan (labels by construction): every server owns a unique 127.K.N.1 address and every
 swarm its 127.K.N.x peers; client hosts may be shared between apps (a home host browses, resolves
 names and seeds a torrent), but a given address *pair* belongs to exactly one app, so the pair
-names the app. K per app family: 10-12 libtorrent swarms, 13 swarms of several implementations, 20 HTTPS, 22 HTTP, 24 QUIC, 30 DNS, 40 SSH, 50 client hosts.
+names the app. K per app family: 10-12 libtorrent swarms, 13 swarms of several implementations, 18-19 WebTorrent swarms and DHT nodes
+(data.generator.webtorrent_scenarios), 20 HTTPS, 22 HTTP, 24 QUIC, 30 DNS, 40 SSH, 50 client hosts.
 """
 
 from __future__ import annotations
@@ -176,7 +177,15 @@ def impl_swarm(rng: random.Random, addr: _Addresses, duration: int, scale: float
         if impl == "libtorrent":  # uTP as well as TCP (dials to gone peers then fail over UDP too); magnets
             spec["transport"] = rng.choice(["tcp", "tcp", "both"])
             spec["magnet"] = not seed and rng.random() < 0.5
+        elif impl == "webtorrent":  # uTP first, TCP too, a DHT node of its own (data.generator.webtorrent)
+            from p2pdetect.data.generator import webtorrent_scenarios as wts
+
+            wts.draw_peer(rng, spec, seed)
         specs.append(spec)
+    if any(s["impl"] == "webtorrent" for s in specs):
+        from p2pdetect.data.generator import webtorrent_scenarios as wts
+
+        wts.bootstrap_mixed(rng, specs)
     ghosts = [[host(200 + g), _port(rng, False)] for g in range(n_ghosts)]
     params = {"kind": "bt-swarm", "transport": "tcp", "peers": specs, **_content(rng, scale), "v1_only": True,
               "tracker": {"ip": tracker_ip, "port": rng.choice([6969, 80, 8080, 2710, _port(rng, False)]),
@@ -191,7 +200,12 @@ def impl_swarm(rng: random.Random, addr: _Addresses, duration: int, scale: float
         # a peer the tracker (or PEX) hands its own address dials itself before it sees its peer id
         rows += pair_rows([a["ip"]], [a["ip"]], (6, 17, 1), "p2p", f"{impl}-self")
         for b in specs[i + 1:]:
-            rows += pair_rows([a["ip"]], [b["ip"]], (6, 17, 1), "p2p", pair_app(a, b))
+            if "webtorrent" in (impl, b["impl"]):  # its UDP ports are known: uTP and DHT rows apart
+                from p2pdetect.data.generator import webtorrent_scenarios as wts
+
+                rows += wts.swarm_pair_rows(a, b)
+            else:
+                rows += pair_rows([a["ip"]], [b["ip"]], (6, 17, 1), "p2p", pair_app(a, b))
     return AppSpec(name=app, label="p2p", params=params, rows=rows)
 
 
@@ -350,9 +364,11 @@ def build(scenario: str, seed: int, duration: int, scale: float) -> Plan:
         apps += homes[0]
         return Plan(scenario=scenario, rate_mbit=rate, apps=apps, homes=homes[1])
     else:
-        from p2pdetect.data.generator import evasion, hard_negatives, realistic  # they import this module: loaded on first use
+        from p2pdetect.data.generator import (  # they import this module: loaded on first use
+            evasion, hard_negatives, realistic, webtorrent_scenarios)
 
-        family = next((m for m in (hard_negatives, realistic, evasion) if scenario in m.SCENARIOS), None)
+        family = next((m for m in (hard_negatives, realistic, evasion, webtorrent_scenarios) if scenario in m.SCENARIOS),
+                      None)
         if family is None:
             raise ValueError(f"unknown scenario {scenario!r}")
         apps += family.build(scenario, rng, a, d, s)

@@ -40,9 +40,9 @@ def main(argv: list[str]) -> int:
     else:
         from importlib import import_module
 
-        from p2pdetect.data.generator import evasion, hard_negatives, realistic
+        from p2pdetect.data.generator import evasion, hard_negatives, realistic, webtorrent_scenarios
 
-        kinds = {**hard_negatives.KINDS, **realistic.KINDS, **evasion.KINDS}
+        kinds = {**hard_negatives.KINDS, **realistic.KINDS, **evasion.KINDS, **webtorrent_scenarios.KINDS}
         if kind not in kinds:
             raise SystemExit(f"unknown app kind {kind!r}")
         module, entry = kinds[kind]
