@@ -58,6 +58,7 @@ test: setup system-test
 bench: setup
 	$(PY) benchmarks/extract.py
 	$(PY) benchmarks/score.py
+	$(PY) benchmarks/inference.py
 
 samples: setup
 	$(PY) -m p2pdetect.data.make_samples
