@@ -7,22 +7,29 @@ import logging
 
 log = logging.getLogger("p2pdetect.score")
 
+#: which option sets which configuration field (errors name the option: p2pdetect.options)
+CONFIG_OPTIONS = {"ScoreConfig.batch_size": "--batch-size", "ScoreConfig.max_wait_s": "--max-wait",
+                  "ScoreConfig.early_packets": "--early-packets", "ScoreConfig.early_seconds": "--early-seconds"}
+
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("score", help="score a capture or a live interface, verdicts as JSON lines",
-                       description="Meter a capture file (as fast as it reads) or a live interface "
+    p = sub.add_parser("score", help="score captures or a live interface, verdicts as JSON lines",
+                       description="Meter capture files (as fast as they read) or a live interface "
                                    "(headers only) and write one JSON verdict per flow: an early "
                                    "verdict once a flow has --early-packets packets or has lasted "
                                    "--early-seconds, and a final verdict when it ends. SIGINT/SIGTERM "
                                    "flush and score every active flow before exiting: a live run "
                                    "then ends normally (exit 0), a capture cut short exits 130/143 "
                                    "and keeps no -o file unless --keep-partial.")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("capture", nargs="?", metavar="CAPTURE", help="pcap/pcapng file to score")
-    src.add_argument("-i", "--interface", metavar="IF", help="live interface (needs root or CAP_NET_RAW)")
+    p.add_argument("captures", nargs="*", metavar="CAPTURE|DIR",
+                   help="pcap/pcapng capture(s) to score, or directories of them, one after the other "
+                        "into one output; '-' reads standard input (e.g. tcpdump -w - | p2pdetect score -), "
+                        "which is kept in a private temporary file until it ends")
+    p.add_argument("-i", "--interface", metavar="IF",
+                   help="live interface instead of captures ('any' for all; needs root or CAP_NET_RAW)")
     p.add_argument("--model", metavar="MODEL_DIR", help="model bundle (default: the shipped model)")
     p.add_argument("-o", "--output", metavar="VERDICTS.jsonl",
-                   help="write verdicts here instead of stdout (capture: a file is replaced atomically "
+                   help="write verdicts here instead of stdout (captures: a file is replaced atomically "
                         "at the end; live: appended per batch; a device, FIFO or '-' is written as a "
                         "stream; never an input)")
     p.add_argument("--keep-partial", action="store_true",
@@ -70,17 +77,11 @@ def _peek_extract_config(model: str | None):
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
-
-    from prometheus_client import CollectorRegistry
-
-    from p2pdetect.features.captures import validate_capture
-    from p2pdetect.features.reader import prepare_capture
-    from p2pdetect.models import load_bundle
-    from p2pdetect.errors import BadConfigError
+    from p2pdetect.errors import BadConfigError, UsageError
+    from p2pdetect.features.captures import find_captures, validate_capture
+    from p2pdetect.inputs import display_name, spooled
     from p2pdetect.outputs import check_output
-    from p2pdetect.serve import (JsonLinesSink, ScoreConfig, ScoreMetrics, capture_source, check_bpf, check_interface,
-                       interface_source, run_scoring, serve_metrics)
+    from p2pdetect.serve import ScoreConfig, check_bpf, check_interface
     from p2pdetect.serve.metrics import check_metrics_address
 
     # Every check before any output exists (DESIGN.md invariant 8); the cheap ones first.
@@ -91,72 +92,148 @@ def run(args: argparse.Namespace) -> int:
         raise BadConfigError(f"--metrics-port must be in [1, 65535]. Got {args.metrics_port} instead.")
     check_metrics_address(args.metrics_address)
     live = args.interface is not None
+    if live and args.captures:
+        raise UsageError("give captures or --interface, not both")
+    if not live and not args.captures:
+        raise UsageError("give a capture ('-' reads standard input; a directory, its captures) or --interface IF")
     if args.keep_partial and live:
-        raise BadConfigError("--keep-partial applies to capture files only; a live run keeps every "
-                             "verdict when it is stopped")
+        raise UsageError("--keep-partial applies to capture files only; a live run keeps every "
+                         "verdict when it is stopped")
     if args.strict and live:
-        raise BadConfigError("--strict applies to capture files only")
+        raise UsageError("--strict applies to capture files only")
     if args.bpf is not None and not live:
-        raise BadConfigError("--bpf applies to live capture only; filter a capture file with tcpdump -r")
+        raise UsageError("--bpf applies to live capture only; filter a capture file with tcpdump -r")
     if live:
         check_interface(args.interface)
         if args.bpf is not None:
             check_bpf(args.bpf)
-    else:
-        validate_capture(args.capture, full=False, strict=args.strict)  # header and first record
-    inputs = [] if live else [args.capture]
-    if args.output:
-        check_output(args.output, inputs=inputs)
+        if args.output:
+            check_output(args.output)
+        return _score(args, config, [], {})
+    # streams ('-', a FIFO) are kept in a private temporary file while they are scored
+    with spooled(args.captures) as paths:
+        names = {p: display_name(a) for a, p in zip(args.captures, paths) if p != str(a)}
+        captures = find_captures(paths)
+        for cap in captures:  # several: every one walked before any is scored
+            validate_capture(cap, full=len(captures) > 1, strict=args.strict)
+        if args.output:
+            check_output(args.output, inputs=captures)
+        return _score(args, config, captures, names)
 
-    # The full walk and decode (features.reader): a damaged capture never scores, and one the
-    # meter would lose packets of is metered through a rewritten copy, removed at the end.
-    prepared = None if live else prepare_capture(args.capture, strict=args.strict)
 
-    def make_source(extract):
+class _OneOutput:
+    """The verdict sink shared by the runs of several captures: a run's close() leaves it open
+    for the next capture; discard() and abort() (a run stopped or broken) end it."""
+
+    def __init__(self, sink) -> None:
+        self.sink = sink
+
+    @property
+    def stream(self) -> bool:
+        return self.sink.stream
+
+    def write(self, lines: list[str]) -> None:
+        self.sink.write(lines)
+
+    def close(self) -> None:
+        pass
+
+    def discard(self) -> None:
+        self.sink.discard()
+
+    def abort(self) -> None:
+        self.sink.abort()
+
+
+def _score(args: argparse.Namespace, config, captures: list, names: dict[str, str]) -> int:
+    """Score the live interface, or each capture in turn into one output; returns the exit status."""
+    import sys
+
+    from prometheus_client import CollectorRegistry
+
+    from p2pdetect.features.reader import prepare_capture
+    from p2pdetect.models import load_bundle
+    from p2pdetect.serve import (JsonLinesSink, ScoreMetrics, capture_source, interface_source, run_scoring,
+                                 serve_metrics)
+
+    live = not captures
+    inputs = [str(c) for c in captures]
+
+    def make_source(extract, prepared):
         if live:
             return interface_source(args.interface, extract, config, bpf_filter=args.bpf,
                                     promiscuous_mode=not args.no_promisc, metrics_port=args.metrics_port)
         return capture_source(prepared, extract, config)
 
+    # The full walk and decode (features.reader): a damaged capture never scores, and one the
+    # meter would lose packets of is metered through a rewritten copy, removed at the end.
+    prepared = None if live else prepare_capture(captures[0], strict=args.strict)
     # Start the meter while the model is verified.
     early_extract = _peek_extract_config(args.model)
     source = None
     server = None
+    sink = None
+    status = 0
     try:
-        source = make_source(early_extract).start() if early_extract is not None else None
-        if not live:
-            info = prepared.info
+        source = make_source(early_extract, prepared).start() if early_extract is not None else None
         bundle = load_bundle(args.model)
-        if source is None or bundle.extract_config != early_extract:
-            if source is not None:
-                source.close()
-            source = make_source(bundle.extract_config)
+        log.debug("score: model %s from %s, threshold %.6g, meter settings %s", bundle.bundle_id, bundle.path,
+                  bundle.threshold, bundle.extract_config)
         metrics = ScoreMetrics(CollectorRegistry())
         if args.metrics_port:
             server = serve_metrics(metrics.registry, args.metrics_port, args.metrics_address)
         sink = JsonLinesSink(args.output, atomic=not live, inputs=inputs)
-        summary = run_scoring(source, bundle, sink, config, metrics, keep_partial=live or args.keep_partial)
+        out = sink if live else _OneOutput(sink)
+        for i, cap in enumerate(captures or [None]):
+            if i > 0:
+                prepared = prepare_capture(cap, strict=args.strict)
+            if source is None or bundle.extract_config != early_extract:
+                if source is not None:
+                    source.close()
+                source = make_source(bundle.extract_config, prepared)
+            summary = run_scoring(source, bundle, out, config, metrics, keep_partial=live or args.keep_partial)
+            ignored, source = source.stats.ignored, None
+            name = None if live else names.get(str(cap), str(cap))
+            status = max(status, _report(summary, args, sink, prepared, ignored, name, len(captures) > 1))
+            if prepared is not None:
+                prepared.close()
+                prepared = None
+            if summary.interrupted:
+                break
+        sink.close()  # a stopped capture run discarded it already (unless --keep-partial)
     except BaseException:
         if source is not None:
             source.close()
+        if sink is not None:
+            sink.discard()
         raise
     finally:
         if server is not None:
             server[0].shutdown()
         if prepared is not None:
             prepared.close()
-    print(f"p2pdetect: {summary.line()}", file=sys.stderr)
-    if prepared is not None and prepared.ignored:
-        print(f"p2pdetect: {prepared.ignored:,} of {info.packets:,} packets of {args.capture} ignored "
+    return status
+
+
+def _report(summary, args: argparse.Namespace, sink, prepared, ignored: int, name: str | None,
+            several: bool) -> int:
+    """Print one capture's (or the live run's) summary on stderr; returns its exit status."""
+    import sys
+
+    live = prepared is None
+    print(f"p2pdetect: {name + ': ' if several else ''}{summary.line()}", file=sys.stderr)
+    if not live and prepared.ignored:
+        print(f"p2pdetect: {prepared.ignored:,} of {prepared.info.packets:,} packets of {name} ignored "
               f"(not IP, or a link type not decoded)", file=sys.stderr)
-    elif live and source.stats.ignored:
-        print(f"p2pdetect: {source.stats.ignored:,} packets ignored by the meter (not IP, or IPv6 "
+    elif live and ignored:
+        print(f"p2pdetect: {ignored:,} packets ignored by the meter (not IP, or IPv6 "
               f"longer than the 128-byte snap length: docs/architecture.md)", file=sys.stderr)
     if summary.interrupted and not live:  # a capture cut short is not a complete result
+        info = prepared.info
         share = f" ({100 * summary.packets / info.packets:.0f}%)" if info.packets > 0 else ""
         kept = ("verdicts so far written" if sink.stream else "verdicts so far kept"
                 if args.keep_partial else "no verdict file written (--keep-partial keeps one)")
         print(f"p2pdetect: interrupted: scored {summary.packets:,} of {info.packets:,} packets"
-              f"{share} of {args.capture}; {kept}", file=sys.stderr)
+              f"{share} of {name}; {kept}", file=sys.stderr)
         return 128 + summary.signum
     return 0 if summary.balanced else 1

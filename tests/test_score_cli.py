@@ -88,12 +88,12 @@ def test_output_file_and_alerts_only(model, tmp_path):
 
 
 @pytest.mark.parametrize("args, fragment", [
-    (["/nonexistent/x.pcap"], "cannot read"),
+    (["/nonexistent/x.pcap"], "no such file or directory"),  # as extract says it
     (["{notcap}"], "not a pcap or pcapng capture"),
     (["{cap}", "--model", "/nonexistent/model"], "no such model bundle directory"),
     (["{cap}", "--model", "{notmodel}"], "model"),
     (["--interface", "nosuchif0"], "interface 'nosuchif0' does not exist"),
-    (["{cap}", "--batch-size", "0"], "'batch_size' parameter of ScoreConfig"),
+    (["{cap}", "--batch-size", "0"], "--batch-size must be an int in [1, 1000000]"),
     (["{cap}", "--bpf", "tcp"], "--bpf applies to live capture only"),
     (["--interface", "lo", "--bpf", "tcp and and"], "is not a valid BPF filter"),
 ])
