@@ -190,6 +190,58 @@ def test_metrics_current_while_flows_are_active_and_own_scrapes_not_scored(netns
     _balanced(summary, verdicts)
 
 
+#: The same exchanges over IPv4 or IPv6 on lo: 20 UDP datagrams of 300 bytes each way, 5 of
+#: 20 bytes, and a 200 kB TCP download; prints the packets sent per flow kind.
+SAME_OVER = textwrap.dedent("""
+    import socket, sys, threading
+    fam = socket.AF_INET6 if sys.argv[1] == "6" else socket.AF_INET
+    host = "::1" if sys.argv[1] == "6" else "127.0.0.1"
+    a, b = socket.socket(fam, socket.SOCK_DGRAM), socket.socket(fam, socket.SOCK_DGRAM)
+    a.bind((host, 40030)); b.bind((host, 40031))
+    for size in [300] * 20 + [20] * 5:
+        a.sendto(b"x" * size, (host, 40031)); data, peer = b.recvfrom(2000); b.sendto(data, peer); a.recv(2000)
+    srv = socket.socket(fam, socket.SOCK_STREAM); srv.bind((host, 40032)); srv.listen()
+    def serve():
+        c, _ = srv.accept(); c.recv(10); c.sendall(b"z" * 200_000); c.close()
+    t = threading.Thread(target=serve); t.start()
+    c = socket.create_connection((host, 40032)); c.sendall(b"GET"); n = 0
+    while (d := c.recv(65536)):
+        n += len(d)
+    t.join(); assert n == 200_000
+""")
+
+
+@pytest.mark.parametrize("family", ["4", "6"])
+def test_live_ipv6_beyond_the_snap_length_is_lost_and_counted(netns, tmp_path, family):
+    """Measures what docs/scoring.md ("Live capture") states, until the snap-length decision is
+    made: at 128 bytes, IPv4 is metered whole; IPv6 keeps only packets of at most 128 bytes
+    (nfstream meters IPv6 only when captured whole), and the summary counts the others."""
+    model = tmp_path / "model"
+    build_stand_in_bundle(model)
+    out = tmp_path / "v.jsonl"
+    scorer = _start_scorer(netns, str(model), out, "--early-packets", "0", "--early-seconds", "0")
+    try:
+        run = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", SAME_OVER, family],
+                             capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0, run.stderr
+        time.sleep(1.5)  # the ring's last block reaches the meter
+        scorer.send_signal(signal.SIGTERM)
+        err = scorer.stderr.read()
+        assert scorer.wait(timeout=60) == 0, err
+    finally:
+        if scorer.poll() is None:
+            scorer.kill()
+    flows = {v["dst_port"] if v["dst_port"] in (40031, 40032) else v["src_port"]: v
+             for v in read_verdicts(out.read_text()) if v.get("stage") == "final"}
+    if family == "4":
+        assert flows[40031]["packets"] == 50 and flows[40032]["bytes"] >= 200_000
+        assert "ignored by the meter" not in err
+    else:  # only the 20-byte datagrams (82 bytes on the wire) and the TCP segments without data
+        assert flows[40031]["packets"] == 10
+        assert flows[40032]["bytes"] < 200_000
+        assert "packets ignored by the meter" in err, err
+
+
 HTTPS_SERVER = textwrap.dedent("""
     import http.server, ssl, sys
     class H(http.server.BaseHTTPRequestHandler):
