@@ -12,10 +12,10 @@ make scoring several times faster, with the same scores:
    float32 first, as they do for LightGBM (bundle.matrix) and as the model was trained, so every
    comparison with a split threshold goes the same way and scores equal LightGBM's (to ~1e-16).
 
-Safety (DESIGN.md invariant 6): nothing executable ever comes from a bundle. The model is compiled
-from the verified model.txt; the object code is cached under the user's cache directory
-(`cache_dir`), named by a hash of the reduced model text, the lleaves/llvmlite versions and the
-CPU, and used only from a directory that is the user's own and not writable by others. Before
+Safety (invariant 6, docs/architecture.md): nothing executable ever comes from a bundle. The
+model is compiled from the verified model.txt; the object code is cached under the user's cache
+directory (`cache_dir`), named by a hash of the reduced model text, the lleaves/llvmlite versions
+and the CPU, and used only from a directory that is the user's own and not writable by others. Before
 use, a compiled predictor must score probe rows that take every branch of every split (values at,
 just below and just above each threshold, NaN, zeros, infinities) as the LightGBM booster does;
 if it cannot be built or disagrees, scoring falls back to LightGBM with one warning per process.
