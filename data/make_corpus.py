@@ -58,6 +58,11 @@ RECIPE: tuple[tuple[str, tuple[int, ...], int, float], ...] = (
     ("vpn", (1041,), 50, 1.0),
     ("mixed-office", (801, 802, 803), 90, 2.0),
     ("mixed-home", (901, 902, 903), 90, 3.0),
+    # WebTorrent (data.generator.webtorrent_scenarios): uTP, DHT and MSE of an implementation other than
+    # libtorrent, alone among its own DHT nodes and in swarms with libtorrent, ctorrent and BiglyBT.
+    ("p2p-webtorrent-dht", (1501, 1502, 1503, 1504), 60, 1.0),
+    ("p2p-webtorrent-dht", (1505, 1506), 60, 2.0),
+    ("p2p-webtorrent-mixed", (1521, 1522, 1523), 60, 2.0),
 )
 
 #: WAN runs (data.generator.topology): (scenario, network class, seeds, duration seconds, scale). Each host
@@ -72,6 +77,11 @@ WAN_RECIPE: tuple[tuple[str, str, tuple[int, ...], int, float], ...] = (
     ("web", "wan-low", (1331,), 60, 1.0),
     ("mixed-home", "lossy", (1341,), 90, 2.0),
     ("p2p-dht-swarm", "wan-mid", (1351,), 60, 1.0),
+    ("p2p-webtorrent-dht", "wan-low", (1514,), 60, 1.0),
+    ("p2p-webtorrent-dht", "wan-mid", (1511,), 60, 1.0),
+    ("p2p-webtorrent-dht", "wan-high", (1512,), 60, 1.0),
+    ("p2p-webtorrent-dht", "lossy", (1513,), 60, 1.0),
+    ("p2p-webtorrent-mixed", "wan-mid", (1524,), 60, 2.0),
 )
 
 #: A two-minute smoke version of the recipe (one short run per scenario family).
@@ -102,20 +112,22 @@ def _run_one(out: Path, scenario: str, seed: int, duration: int, scale: float,
     return json.loads(summary.read_text())
 
 
+def manifest_entry(out: Path, summary: Path) -> dict | None:
+    """The manifest entry of the capture whose generator summary is ``summary`` (None: not a summary)."""
+    s = json.loads(summary.read_text())
+    if "pcap" not in s or "labels" not in s:  # e.g. quick/manifest.json
+        return None
+    rel = summary.parent.relative_to(out)
+    return {"pcap": f"{rel}/{s['pcap']}", "labels": f"{rel}/{s['labels']}", "scenario": s["scenario"],
+            "seed": s["seed"], "flows": s["flows"], "p2p_flows": s["by_label"].get("p2p", {}).get("flows", 0),
+            "unlabelled_share": s["unlabelled_share"],
+            "implementations": s.get("implementations") or implementations_in(s.get("apps", {})),
+            "network": s.get("network", "loopback")}
+
+
 def write_manifest(out: Path) -> dict:
     """Write ``out/manifest.json`` listing every finished capture (atomically); returns it."""
-    captures = []
-    for summary in sorted(out.glob("*/*.json")):
-        s = json.loads(summary.read_text())
-        if "pcap" not in s or "labels" not in s:  # e.g. quick/manifest.json
-            continue
-        rel = summary.parent.relative_to(out)
-        captures.append({"pcap": f"{rel}/{s['pcap']}", "labels": f"{rel}/{s['labels']}", "scenario": s["scenario"],
-                         "seed": s["seed"], "flows": s["flows"],
-                         "p2p_flows": s["by_label"].get("p2p", {}).get("flows", 0),
-                         "unlabelled_share": s["unlabelled_share"],
-                         "implementations": s.get("implementations") or implementations_in(s.get("apps", {})),
-                         "network": s.get("network", "loopback")})
+    captures = [e for p in sorted(out.glob("*/*.json")) if (e := manifest_entry(out, p))]
     manifest = {"captures": captures}
     tmp = out / ".manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=1) + "\n")

@@ -63,11 +63,14 @@ def node_version() -> str:
     return res.stdout.strip() or "?"
 
 
-def peer_command(spec: dict[str, Any], torrent: Path, path: Path, seed: bool) -> list[str]:
-    """The ``node peer.mjs`` command line of one peer from its swarm spec."""
+def peer_command(spec: dict[str, Any], torrent: Path, path: Path, seed: bool, session: int = 0) -> list[str]:
+    """The ``node peer.mjs`` command line of one peer from its swarm spec, for its ``session``-th start
+    (WebTorrent listens on fresh ports at every start: ``ports``, ``dht_ports``)."""
     transport = spec.get("transport", "both")
-    cmd = ["node", *NODE_FLAGS, str(PEER), "--ip", spec["ip"], "--port", str(spec["port"]),
-           "--dht-port", str(spec["dht_port"]), "--torrent", str(torrent), "--path", str(path),
+    port = spec.get("ports", [spec["port"]])[min(session, len(spec.get("ports", [0])) - 1)]
+    dht_port = spec.get("dht_ports", [spec["dht_port"]])[min(session, len(spec.get("dht_ports", [0])) - 1)]
+    cmd = ["node", *NODE_FLAGS, str(PEER), "--ip", spec["ip"], "--port", str(port),
+           "--dht-port", str(dht_port), "--torrent", str(torrent), "--path", str(path),
            "--secure", SECURE[spec.get("enc", "prefer")],
            "--up", str(spec.get("up_rate", 0)), "--down", str(spec.get("down_rate", 0)),
            "--bootstrap", ",".join(f"{ip}:{port}" for ip, port in spec.get("bootstrap", [])),
@@ -93,12 +96,14 @@ class WebTorrentPeer:
         self.dir = workdir / f"webtorrent-{spec['ip']}"
         self.proc: subprocess.Popen[bytes] | None = None
         self._dialled: set[tuple[str, int]] = set()
+        self._starts = 0
 
     def start(self, seed_dir: Path | None) -> None:
         """Run the peer; a seed serves ``seed_dir`` (WebTorrent skips the hash check)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         path = seed_dir.parent if seed_dir is not None else self.dir / "downloads"
-        cmd = peer_command(self.spec, self.torrent, path, seed_dir is not None)
+        cmd = peer_command(self.spec, self.torrent, path, seed_dir is not None, self._starts)
+        self._starts += 1
         self._dialled.clear()
         with open(self.dir / "peer.log", "ab") as out:
             # Same process group as the worker: killing the worker's group kills node too.
@@ -181,7 +186,8 @@ def run_dht_nodes(params: dict[str, Any]) -> None:
 def _udp_ports(spec: dict[str, Any]) -> list[tuple[int, str]]:
     """A peer's UDP ports and what runs on each: WebTorrent's uTP and DHT sockets, libtorrent's one socket."""
     if spec.get("impl") == "webtorrent":
-        return [(int(spec["port"]), "utp"), (int(spec["dht_port"]), "dht")]
+        return ([(int(p), "utp") for p in spec.get("ports", [spec["port"]])]
+                + [(int(p), "dht") for p in spec.get("dht_ports", [spec["dht_port"]])])
     return [(int(spec["port"]), "utp")]
 
 

@@ -33,14 +33,29 @@ _UDP = (17, 1)  # UDP, and the ICMP port-unreachable a closed or gone endpoint a
 
 
 def draw_peer(rng: random.Random, spec: dict[str, Any], seed: bool) -> dict[str, Any]:
-    """``spec`` of a WebTorrent peer completed: transport, a DHT port, magnet, announce timer."""
+    """``spec`` of a WebTorrent peer completed: transport, ports, magnet, announce timer.
+
+    WebTorrent picks fresh random ports at every start (``torrentPort``/``dhtPort`` 0): each online
+    interval after the first gets ports of its own (``ports``, ``dht_ports``, one per interval).
+    """
     spec["transport"] = rng.choices(["both", "tcp", "utp"], weights=[0.6, 0.25, 0.15])[0]
-    spec["dht_port"] = _port(rng, False)
-    while spec["dht_port"] == spec["port"]:
-        spec["dht_port"] = _port(rng, False)
+    draw_ports(rng, spec)
     spec["magnet"] = not seed and rng.random() < 0.4
     spec["announce_interval"] = rng.randint(3, 8)
     return spec
+
+
+def draw_ports(rng: random.Random, spec: dict[str, Any]) -> None:
+    """Listen and DHT ports for every online interval of ``spec`` that has none yet (the first listen port is ``port``)."""
+    ports = spec.setdefault("ports", [spec["port"]])
+    dht = spec.setdefault("dht_ports", [])
+    while len(ports) < len(spec["online"]):
+        ports.append(_port(rng, False))
+    while len(dht) < len(spec["online"]):
+        port = _port(rng, False)
+        if port != ports[len(dht)]:
+            dht.append(port)
+    spec["dht_port"] = dht[0]
 
 
 def dht_endpoint(spec: dict[str, Any]) -> list[Any]:
@@ -99,9 +114,15 @@ def dht_swarm(rng: random.Random, addr: _Addresses, duration: int, scale: float)
     for p in peers:
         mates = [dht_endpoint(q) for q in peers if q is not p]
         p["bootstrap"] = rng.sample(endpoints, k=6) + rng.sample(mates, k=2)
-    observed = rng.sample(peers, k=max(3, n_peers // 2))
+    observed = rng.sample(peers, k=max(3, 2 * n_peers // 3))
     for p in observed:  # users with other torrents in their list: lookups for them, to many distinct nodes
         p["lookups_per_s"] = round(rng.uniform(0.3, 1.0), 2)
+        if not p["seed"] and len(p["online"]) == 1 and rng.random() < 0.5:  # restarts: new ports, new connections
+            start, end = p["online"][0]
+            stop = round(rng.uniform(start + 0.3 * (duration - start), duration - 8), 2)
+            if stop > start + 5:
+                p["online"] = [[start, stop], [round(stop + rng.uniform(2, 6), 2), end]]
+                draw_ports(rng, p)
     rows: list[LabelRow] = []
     seen: set[tuple[str, str]] = set()
     for c in observed:

@@ -158,6 +158,7 @@ function quit () {
   force.unref()
   client.destroy(() => process.exit(0))
 }
+process.stdout.on('error', () => {}) // a closed reader must not take the peer down
 process.on('SIGTERM', quit)
 process.on('SIGINT', quit)
 readline.createInterface({ input: process.stdin }).on('line', line => {
