@@ -88,6 +88,13 @@ def test_metrics_bind_this_host_only_by_default():
         assert b"p2pdetect_bytes_total 0.0" in body
     finally:
         server.shutdown()
+    server, thread = serve_metrics(ScoreMetrics(CollectorRegistry()).registry, 0, "::1")  # IPv6 too
+    try:
+        port = server.server_address[1]
+        assert b"p2pdetect_packets_total" in urllib.request.urlopen(f"http://[::1]:{port}/metrics",
+                                                                    timeout=5).read()
+    finally:
+        server.shutdown()
 
 
 def test_bad_metrics_address_is_one_line_exit_2(tmp_path):
