@@ -32,7 +32,7 @@ def require_root() -> None:
     if os.geteuid() != 0:
         raise GenerateError(
             "generating captures needs root (network namespaces, tc and tcpdump); "
-            "run it as root, e.g. 'sudo p2pdetect generate ...'"
+            "run it as root, e.g. 'sudo $(command -v p2pdetect) generate ...' (sudo does not search a venv)"
         )
 
 
