@@ -102,8 +102,9 @@ def check_interface(name: str) -> None:
             raise SourceError(f"live capture on {name!r} needs CAP_NET_RAW, which this root process "
                               f"lacks (a container or sandbox without NET_RAW?); grant it, e.g. "
                               f"docker run --cap-add NET_RAW")
-        raise SourceError(f"live capture on {name!r} needs root or CAP_NET_RAW; run as root, or "
-                          f"grant it: sudo setcap cap_net_raw+ep $(readlink -f $(which python3))")
+        raise SourceError(f"live capture on {name!r} needs root or CAP_NET_RAW; run as root "
+                          f"(sudo $(command -v p2pdetect) score ...: sudo does not search a venv), or grant "
+                          f"it: sudo setcap cap_net_raw+ep $(readlink -f $(command -v python3))")
 
 
 def check_bpf(expression: str, snaplen: int = 128) -> None:
