@@ -92,17 +92,26 @@ def splt_columns(splt_n: int, kind: str | None = None) -> list[str]:
 
 
 def feature_columns(splt_n: int = 32, *, port_features: bool = True,
-                    timing_features: bool = True) -> list[str]:
-    """Model input columns, in the order a model sees them (without the port or the timing
-    group for the ablations)."""
+                    timing_features: bool = True, sequence_features: bool = True) -> list[str]:
+    """Model input columns, in the order a model sees them (without the port, the timing or
+    the packet-sequence group for the ablations)."""
     cols = (COUNTER_FEATURES + STAT_FEATURES + FLAG_FEATURES + splt_columns(splt_n)
             + DERIVED_FEATURES + HOST_FEATURES)
     if port_features:
         cols = cols + PORT_FEATURES
+    drop = set()
     if not timing_features:
-        drop = set(timing_feature_columns(splt_n))
-        cols = [c for c in cols if c not in drop]
-    return cols
+        drop |= set(timing_feature_columns(splt_n))
+    if not sequence_features:
+        drop |= set(sequence_feature_columns(splt_n))
+    return [c for c in cols if c not in drop] if drop else cols
+
+
+def sequence_feature_columns(splt_n: int = 32) -> list[str]:
+    """The size and direction of each of the first packets, one column per position: an
+    implementation's message layout more than P2P behaviour (the sequence ablation removes
+    these; summaries of the sequence such as splt_ps_entropy and hs_* stay)."""
+    return splt_columns(splt_n, "ps") + splt_columns(splt_n, "dir")
 
 
 def timing_feature_columns(splt_n: int = 32) -> list[str]:

@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from p2pdetect.features.config import ExtractConfig
-from p2pdetect.features.schema import PORT_FEATURES, SCHEMA_VERSION, TIMING_FEATURES, feature_columns
+from p2pdetect.features.schema import (PORT_FEATURES, SCHEMA_VERSION, TIMING_FEATURES, feature_columns,
+                                       sequence_feature_columns)
 from p2pdetect.errors import BadConfigError, BadModelError, OutputError
 from p2pdetect.models.predictor import column_major, make_predictor
 from p2pdetect.outputs import check_output_dir, commit_dir, new_output_dir
@@ -88,6 +89,11 @@ class ModelBundle:
     def timing_features(self) -> bool:
         """Whether the model sees absolute timings (False for the timing-ablation model)."""
         return set(TIMING_FEATURES) <= set(self.feature_names)
+
+    @property
+    def sequence_features(self) -> bool:
+        """Whether the model sees each of the first packets' size and direction."""
+        return set(sequence_feature_columns(self.extract_config.splt_n)) <= set(self.feature_names)
 
     def _columns(self, cols, names: list[str]) -> list[np.ndarray]:
         """The named columns of a dict of numpy columns or a pyarrow.Table, as numpy (NaN for nulls)."""
@@ -191,8 +197,8 @@ def _check_metadata(path: Path, meta: object) -> dict:
     except (BadConfigError, TypeError, AttributeError) as err:
         raise _fail(path, f"bundle's extract config is invalid ({err}); re-create the bundle") from err
     names = meta["feature_names"]
-    allowed = [feature_columns(config.splt_n, port_features=p, timing_features=t)
-               for p in (True, False) for t in (True, False)]
+    allowed = [feature_columns(config.splt_n, port_features=p, timing_features=t, sequence_features=q)
+               for p in (True, False) for t in (True, False) for q in (True, False)]
     if names not in allowed:
         extra = [n for n in names if n not in allowed[0]] if isinstance(names, list) else []
         hint = f" (unknown feature {extra[0]!r})" if extra else ""
@@ -278,6 +284,7 @@ def save_bundle(path: str | os.PathLike, booster, *, feature_names: list[str],
         "feature_names": list(feature_names),
         "port_features": set(PORT_FEATURES) <= set(feature_names),
         "timing_features": set(TIMING_FEATURES) <= set(feature_names),
+        "sequence_features": set(sequence_feature_columns(extract_config.splt_n)) <= set(feature_names),
         "extract_config": extract_config.to_dict(),
         "threshold": float(threshold),
         "target_fpr": None if target_fpr is None else float(target_fpr),

@@ -48,6 +48,9 @@ def add_parser(sub) -> None:
     p.add_argument("--timing-features", action="store_true",
                    help="also train on absolute timings (durations, inter-arrival times, RTT): they "
                         "describe the network path as much as the application, so they are off by default")
+    p.add_argument("--sequence-features", action="store_true",
+                   help="also train on the size and direction of each of the first packets: they spell out "
+                        "one implementation's message layout, so they are off by default")
     p.add_argument("--early-packets", type=int, default=32, metavar="N",
                    help="also train on each flow as it looks after N packets, so the scorer's early "
                         "verdicts (made at N packets) are as good as its final ones; 0 = final flows only "
@@ -66,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
 
     extract = ExtractConfig(snapshot_packets=args.early_packets)
     config = TrainConfig(target_fpr=args.target_fpr, port_features=not args.no_port_features,
-                         timing_features=args.timing_features, seed=args.seed, num_threads=args.threads)
+                         timing_features=args.timing_features,
+                         sequence_features=args.sequence_features, seed=args.seed, num_threads=args.threads)
     check_bundle_path(args.output, inputs=args.datasets)
     dataset = load_dataset(args.datasets, extract, labels_from_dpi=args.labels_from_dpi, n_jobs=args.jobs,
                            skip_bad=args.skip_bad, use_cache=not args.no_cache)

@@ -47,7 +47,7 @@ def test_round_trip_scores_like_the_booster(bundle_dir, trained):
     table, res = trained
     b = load_bundle(bundle_dir)
     assert isinstance(b, ModelBundle)
-    assert b.feature_names == feature_columns(32, timing_features=False)  # the training default
+    assert b.feature_names == feature_columns(32, timing_features=False, sequence_features=False)  # the training default
     assert b.threshold == pytest.approx(res.threshold)
     assert b.extract_config == ExtractConfig()
     assert b.metadata["schema_version"] == SCHEMA_VERSION
@@ -72,8 +72,8 @@ def test_bundle_is_plain_text_and_json(bundle_dir):
 
 def test_missing_feature_column_is_named(bundle_dir):
     b = load_bundle(bundle_dir)
-    cols = {c: np.zeros(3) for c in b.feature_names if c != "splt_ps_3"}
-    with pytest.raises(BadModelError, match="'splt_ps_3'"):
+    cols = {c: np.zeros(3) for c in b.feature_names if c != "splt_ps_entropy"}
+    with pytest.raises(BadModelError, match="'splt_ps_entropy'"):
         b.predict_proba(cols)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from p2pdetect.features.config import ExtractConfig
-from p2pdetect.features.schema import IDENTITY_COLUMNS, feature_columns, port_feature_columns
+from p2pdetect.features.schema import IDENTITY_COLUMNS, feature_columns, port_feature_columns, sequence_feature_columns
 from p2pdetect.features.table import write_flow_table
 from p2pdetect.errors import BadConfigError, BadDatasetError
 from p2pdetect.training.config import TrainConfig
@@ -126,13 +126,16 @@ def test_dpi_labels_vectorised_matches_scalar():
 
 def test_train_model_uses_only_model_features(table):
     res = train_model(table, ExtractConfig(), FAST)
-    assert res.feature_names == feature_columns(32, timing_features=False)  # the training default
+    assert res.feature_names == feature_columns(32, timing_features=False, sequence_features=False)  # the training default
     assert not set(res.feature_names) & set(IDENTITY_COLUMNS)
     assert res.booster.feature_name() == res.feature_names
     assert 0.0 <= res.threshold <= 1.0
     assert not set(res.split.train_captures) & set(res.split.valid_captures)
     no_port = train_model(table, ExtractConfig(), TrainConfig(max_rounds=5, num_threads=1, port_features=False))
     assert not set(no_port.feature_names) & set(port_feature_columns())
+    with_seq = train_model(table, ExtractConfig(), TrainConfig(max_rounds=5, num_threads=1, sequence_features=True))
+    assert set(sequence_feature_columns(32)) <= set(with_seq.feature_names)
+    assert not set(sequence_feature_columns(32)) & set(res.feature_names)
 
 
 def test_train_model_refuses_one_class(table):
