@@ -222,19 +222,19 @@ def cache_dir() -> Path | None:
     env = os.environ.get(ENV_CACHE)
     if env is not None and env.strip().lower() in ("", "off", "0", "none"):
         return None
-    if env:
-        path = Path(env)
-    else:
-        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-        path = Path(base) / "p2pdetect" / "predictors"
     try:
+        if env:
+            path = Path(env)
+        else:
+            base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+            path = Path(base) / "p2pdetect" / "predictors"
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not _private(path):
             _warn_once(f"cache:{path}", "%s is not yours alone (owner or write permission): compiled models "
                        "are not cached there; fix its permissions or set %s", path, ENV_CACHE)
             return None
-    except OSError as err:
-        log.debug("no predictor cache at %s: %s", path, err)
+    except (OSError, RuntimeError) as err:   # RuntimeError: no home directory
+        log.debug("no predictor cache: %s", err)
         return None
     return path
 

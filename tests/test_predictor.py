@@ -192,3 +192,15 @@ def test_constant_model_without_splits(tmp_path):
     assert used == [0, 1, 2]
     pred = make_predictor(booster)
     assert np.allclose(pred.predict([X[:, j] for j in used]), booster.predict(X), atol=1e-12)
+
+
+def test_no_home_directory_compiles_without_a_cache(shipped, monkeypatch):
+    monkeypatch.delenv(P.ENV_CACHE)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+
+    def no_home():
+        raise RuntimeError("Could not determine home directory.")
+    monkeypatch.setattr(P.Path, "home", staticmethod(no_home))
+    assert P.cache_dir() is None
+    pred = make_predictor(shipped.booster)
+    assert isinstance(pred, LleavesPredictor) and not pred.cached
