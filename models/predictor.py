@@ -160,18 +160,32 @@ class LleavesPredictor:
         self.model = _compile(model_text, cache)
 
     def predict(self, columns: Sequence[np.ndarray]) -> np.ndarray:
-        """P(p2p) per row; columns: one 1-D array per used feature, in `used` order."""
+        """P(p2p) per row; columns: one 1-D array per used feature, in `used` order.
+
+        With num_threads > 1, each thread scores its own contiguous share of the rows (lleaves
+        releases the GIL while it runs)."""
         n = len(columns[0])
         out = np.empty(n, dtype=np.float64)
-        m = min(n, CHUNK_ROWS)
+        parts = min(self.num_threads, n // CHUNK_ROWS)
+        if parts <= 1:
+            self._predict_rows(columns, 0, n, out)
+            return out
+        from concurrent.futures import ThreadPoolExecutor
+
+        bounds = np.linspace(0, n, parts + 1).astype(int)
+        with ThreadPoolExecutor(parts) as pool:
+            list(pool.map(lambda i: self._predict_rows(columns, bounds[i], bounds[i + 1], out), range(parts)))
+        return out
+
+    def _predict_rows(self, columns: Sequence[np.ndarray], start: int, stop: int, out: np.ndarray) -> None:
+        m = min(stop - start, CHUNK_ROWS)
         X32 = np.empty((m, len(columns)), dtype=np.float32)
         X = np.empty((m, len(columns)), dtype=np.float64)
-        for s in range(0, n, m):
-            w = min(n, s + m) - s
+        for s in range(start, stop, m):
+            w = min(stop, s + m) - s
             # float32 first (as LightGBM and training see the values), then float64 for lleaves
             np.copyto(X[:w], row_major(columns, s, s + w, X32))
-            out[s:s + w] = self.model.predict(X[:w], n_jobs=self.num_threads)
-        return out
+            out[s:s + w] = self.model.predict(X[:w], n_jobs=1)
 
 
 def _compile(model_text: str, cache: Path | None):

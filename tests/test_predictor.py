@@ -204,3 +204,11 @@ def test_no_home_directory_compiles_without_a_cache(shipped, monkeypatch):
     assert P.cache_dir() is None
     pred = make_predictor(shipped.booster)
     assert isinstance(pred, LleavesPredictor) and not pred.cached
+
+
+def test_threads_share_the_rows_and_score_alike(shipped, sample_flows):
+    one = make_predictor(shipped.booster, num_threads=1)
+    two = make_predictor(shipped.booster, num_threads=2)
+    idx = np.resize(np.arange(sample_flows.num_rows), 5 * P.CHUNK_ROWS + 7)
+    cols = [c[idx] for c in _columns(shipped, sample_flows, one.used)]
+    assert np.array_equal(one.predict(cols), two.predict(cols))
