@@ -115,9 +115,8 @@ class ModelBundle:
         return out
 
     def matrix(self, cols) -> np.ndarray:
-        """(n, F) float32 matrix of the feature columns, in the model's order (NaN for nulls)."""
-        # Filled one contiguous row per feature, handed over as its (n, F) column-major view:
-        # ~10x faster to build than a row-major matrix, and LightGBM reads it without a copy.
+        """(n, F) float32 matrix of the feature columns, in the model's order (NaN for nulls),
+        column-major (models.predictor.column_major)."""
         return column_major(self._columns(cols, self.feature_names))
 
     @property
