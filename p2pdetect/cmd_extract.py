@@ -20,7 +20,7 @@ def add_parser(sub) -> None:
                                    "Parquet flow table with every feature the model uses.")
     p.add_argument("inputs", nargs="+", metavar="CAPTURE|DIR",
                    help="pcap/pcapng captures, or directories searched for them (.pcap, .pcapng, "
-                        ".cap, .dmp); every capture's flows go into the one table")
+                        ".cap, .dmp); every capture's flows go into the one table; '-' reads standard input")
     p.add_argument("-o", "--output", required=True, metavar="FLOWS.parquet",
                    help="flow table to write: a file (replaced atomically, through a symlink), or a "
                         "device, FIFO or '-' (standard output) written as a stream; never an input")
@@ -46,6 +46,15 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from p2pdetect.inputs import display_name, spooled
+
+    # streams ('-', a FIFO) are kept in a private temporary file while they are metered
+    with spooled(args.inputs) as paths:
+        return _extract(args, paths, {p: display_name(a) for a, p in zip(args.inputs, paths) if p != str(a)})
+
+
+def _extract(args: argparse.Namespace, paths: list[str], names: dict[str, str]) -> int:
+    """The extraction of `paths` (streams already spooled; names: copy -> what the table calls it)."""
     from p2pdetect.features.captures import find_captures
     from p2pdetect.features.config import ExtractConfig
     from p2pdetect.features.extract import extract_paths
@@ -55,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from p2pdetect.training.labels import label_table, read_labels
 
     config = ExtractConfig(splt_n=args.splt, host_window_s=args.window, snapshot_packets=args.early_packets)
-    captures = find_captures(args.inputs)
+    captures = find_captures(paths)
     if args.labels == "auto":
         inputs = [*captures, *(c.with_name(c.stem + ".labels.csv") for c in captures)]
     else:
@@ -82,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
         progress.close()
     if args.labels:
         table = label_table(table, args.labels)
+    if names:
+        table = _rename_captures(table, names)
     write_flow_table(table, args.output, config, inputs=inputs)
     early = table.num_rows - sum(s == "final" for s in table.column("stage").to_pylist())
     what = f"{table.num_rows - early} flows" + (f" + {early} early snapshots" if early else "")
@@ -90,3 +101,14 @@ def run(args: argparse.Namespace) -> int:
     log.info("wrote %s: %s from %d captures%s, %d columns (%.1f s)", name, what,
              len(set(table.column("capture").to_pylist())), ignored, table.num_columns, progress.elapsed())
     return 0
+
+
+def _rename_captures(table, names: dict[str, str]):
+    """The table with each spooled copy's flows named after the input it came from ('standard input')."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    col = table.column("capture")
+    for tmp, name in names.items():
+        col = pc.if_else(pc.equal(col, tmp), pa.scalar(name, col.type), col)
+    return table.set_column(table.column_names.index("capture"), "capture", col)

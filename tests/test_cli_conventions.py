@@ -218,19 +218,28 @@ def test_score_reads_a_fifo_and_names_standard_input_in_errors(model, scored, tm
     assert list((tmp_path / "t").iterdir()) == []
 
 
-def test_extract_writes_parquet_to_a_pipe(tmp_path):
+def test_extract_writes_parquet_to_a_pipe_and_reads_standard_input(tmp_path):
     import pyarrow.parquet as pq
 
     out = tmp_path / "f.parquet"
     ref = p2p("extract", WEB, "-o", out)
     assert ref.returncode == 0, ref.stderr
+    written = pq.read_table(out)
     proc = subprocess.Popen([str(ENTRY), "extract", str(WEB), "-o", "-"], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     data, err = proc.communicate(timeout=300)  # a pipe: not seekable
     assert proc.returncode == 0, err
     assert b"wrote standard output" in err
-    piped, written = pq.read_table(io.BytesIO(data)), pq.read_table(out)
+    piped = pq.read_table(io.BytesIO(data))
     assert piped.schema == written.schema and piped.to_pandas().equals(written.to_pandas())  # NaN == NaN
+    env = {**os.environ, "TMPDIR": str(tmp_path / "t")}
+    (tmp_path / "t").mkdir()
+    res = p2p("extract", "-", "-o", "-", input=WEB.read_bytes(), env=env)
+    assert res.returncode == 0, res.stderr
+    stdin = pq.read_table(io.BytesIO(res.stdout)).to_pandas()
+    assert set(stdin["capture"]) == {"standard input"}
+    assert stdin.drop(columns="capture").equals(written.to_pandas().drop(columns="capture"))
+    assert list((tmp_path / "t").iterdir()) == []
 
 
 def test_score_several_captures_and_a_directory_in_order(model, scored, tmp_path):
