@@ -215,6 +215,14 @@ def test_score_reads_a_fifo_and_names_standard_input_in_errors(model, scored, tm
     assert finals(res.stdout) == scored[MIXED.name]
     bad = p2p("score", "-", "--model", model, input=b"hello, not a capture\n", env=env)
     one_line_error(bad, "standard input: not a pcap or pcapng capture")
+    import pty
+
+    leader, terminal = pty.openpty()  # a terminal on standard input: nothing to read, refused at once
+    try:
+        one_line_error(p2p("score", "-", "--model", model, stdin=terminal, env=env), "standard input is a terminal")
+    finally:
+        os.close(leader)
+        os.close(terminal)
     assert list((tmp_path / "t").iterdir()) == []
 
 
