@@ -31,6 +31,7 @@ import hashlib
 import logging
 import os
 import tempfile
+import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Sequence
@@ -158,7 +159,11 @@ class LleavesPredictor:
         self.used = used
         self.num_threads = num_threads
         self.cached = cache is not None and cache.exists()   # object code loaded, not compiled
+        t0 = time.perf_counter()
         self.model = _compile(model_text, cache)
+        if not self.cached:
+            log.info("compiled the model (%d trees) with lleaves in %.1f s%s", self.model.num_trees(),
+                     time.perf_counter() - t0, f", cached in {cache.parent}" if cache is not None else "")
 
     def predict(self, columns: Sequence[np.ndarray]) -> np.ndarray:
         """P(p2p) per row; columns: one 1-D array per used feature, in `used` order.
