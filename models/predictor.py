@@ -162,7 +162,7 @@ class LleavesPredictor:
         t0 = time.perf_counter()
         self.model = _compile(model_text, cache)
         if not self.cached:
-            log.info("compiled the model (%d trees) with lleaves in %.1f s%s", self.model.num_trees(),
+            log.debug("compiled the model (%d trees) with lleaves in %.1f s%s", self.model.num_trees(),
                      time.perf_counter() - t0, f", cached in {cache.parent}" if cache is not None else "")
 
     def predict(self, columns: Sequence[np.ndarray]) -> np.ndarray:
