@@ -30,6 +30,14 @@ STDIN = "-"
 #: how a spooled standard input is named in messages
 STDIN_NAME = "standard input"
 _BLOCK = 1 << 20
+#: how a pcap (four byte orders and resolutions) or pcapng file starts: a stream that starts
+#: otherwise is kept only up to its first block, for the capture checks to name what it is
+#: (so `score /dev/zero` is refused at once instead of filling $TMPDIR)
+_CAPTURE_MAGICS = {b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d",
+                   b"\x0a\x0d\x0d\x0a"}
+#: compressed streams: (magic prefix, name, the command that decompresses a stream)
+_COMPRESSED = ((b"\x1f\x8b", "gzip", "gunzip"), (b"\x28\xb5\x2f\xfd", "zstd", "unzstd"),
+               (b"\xfd7zXZ\x00", "xz", "unxz"), (b"BZh", "bzip2", "bunzip2"))
 
 
 def is_stream(path: str | os.PathLike) -> bool:
@@ -66,11 +74,19 @@ def _spool(path: str, directory: str | None) -> Path:
                                    suffix=".pcap", dir=directory)
     try:
         with os.fdopen(out_fd, "wb") as out:
+            head = b""  # the first bytes, until there are enough to tell a capture
             while True:
                 block = os.read(fd, _BLOCK)
                 if not block:
                     break
                 out.write(block)
+                if head is not None:
+                    head += block[:8]
+                    if len(head) >= 8 or len(head) >= 4 and head[:4] in _CAPTURE_MAGICS:
+                        if head[:4] not in _CAPTURE_MAGICS:
+                            _refuse_compressed(name, head)
+                            break  # not a capture: enough for the capture checks to say what it is
+                        head = None
     except OSError as err:
         os.unlink(tmp)
         where = Path(tmp).parent
@@ -83,6 +99,13 @@ def _spool(path: str, directory: str | None) -> Path:
         if own:
             os.close(fd)
     return Path(tmp)
+
+
+def _refuse_compressed(name: str, head: bytes) -> None:
+    for prefix, kind, command in _COMPRESSED:
+        if head.startswith(prefix):
+            raise BadCaptureError(f"{name}: a {kind}-compressed stream, not a capture; pipe it through "
+                                  f"{command} first")
 
 
 @contextmanager

@@ -215,6 +215,11 @@ def test_score_reads_a_fifo_and_names_standard_input_in_errors(model, scored, tm
     assert finals(res.stdout) == scored[MIXED.name]
     bad = p2p("score", "-", "--model", model, input=b"hello, not a capture\n", env=env)
     one_line_error(bad, "standard input: not a pcap or pcapng capture")
+    import gzip
+
+    gz = p2p("score", "-", "--model", model, input=gzip.compress(WEB.read_bytes()), env=env)
+    one_line_error(gz, "standard input: a gzip-compressed stream, not a capture; pipe it through gunzip first")
+    one_line_error(p2p("score", "/dev/zero", "--model", model, env=env), "/dev/zero: not a pcap or pcapng capture")
     import pty
 
     leader, terminal = pty.openpty()  # a terminal on standard input: nothing to read, refused at once
