@@ -15,7 +15,8 @@ make scoring several times faster, with the same scores:
 Safety (invariant 6, docs/architecture.md): nothing executable ever comes from a bundle. The
 model is compiled from the verified model.txt; the object code is cached under the user's cache
 directory (`cache_dir`), named by a hash of the reduced model text, the lleaves/llvmlite versions
-and the CPU, and used only from a directory that is the user's own and not writable by others. Before
+and the CPU, kept with its SHA-256 (an object cut short or altered is compiled afresh), and used
+only from a directory that is the user's own and not writable by others. Before
 use, a compiled predictor must score probe rows that take every branch of every split (values at,
 just below and just above each threshold, NaN, zeros, infinities) as the LightGBM booster does;
 if it cannot be built or disagrees, scoring falls back to LightGBM with one warning per process.
@@ -210,14 +211,18 @@ def _compile(model_text: str, cache: Path | None):
             model.compile(**options)
             return model
         tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+        tmp_sum = tmp.with_suffix(".sum")
         try:
             model.compile(cache=str(tmp), **options)
             os.chmod(tmp, 0o600)
+            tmp_sum.write_text(_digest(tmp) + "\n", encoding="ascii")
+            os.replace(tmp_sum, _sum_file(cache))   # the checksum first: an object without one is not used
             os.replace(tmp, cache)
         except OSError as err:   # the cache is a convenience: compiled anyway
             log.debug("predictor cache %s not written: %s", cache, err)
         finally:
             tmp.unlink(missing_ok=True)
+            tmp_sum.unlink(missing_ok=True)
         return model
 
 
@@ -284,11 +289,23 @@ def _cache_file(model_text: str) -> Path | None:
         return None
     path = d / f"{_cache_key(model_text)}.o"
     if path.exists():
-        if not _private(path):
-            path.unlink(missing_ok=True)   # not ours alone: compile afresh
-        else:
+        try:   # ours alone, and whole (its SHA-256 as written): else compile afresh
+            ok = _private(path) and _sum_file(path).read_text(encoding="ascii").strip() == _digest(path)
+        except (OSError, UnicodeDecodeError):
+            ok = False
+        if ok:
             os.utime(path)   # recently used: pruned last
+        else:
+            path.unlink(missing_ok=True)
     return path
+
+
+def _sum_file(obj: Path) -> Path:
+    return obj.with_suffix(".sha256")
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _prune(d: Path, keep: int = CACHE_KEEP) -> None:
@@ -296,6 +313,10 @@ def _prune(d: Path, keep: int = CACHE_KEEP) -> None:
         files = sorted(d.glob("*.o"), key=lambda p: p.stat().st_mtime, reverse=True)
         for p in files[keep:]:
             p.unlink(missing_ok=True)
+        kept = {p.stem for p in files[:keep]}
+        for p in d.glob("*.sha256"):
+            if p.stem not in kept:
+                p.unlink(missing_ok=True)
     except OSError:
         pass
 

@@ -159,6 +159,19 @@ def test_compiled_model_is_cached_privately_and_reused(shipped, sample_flows, tm
     assert np.array_equal(first.predict(cols), second.predict(cols))
 
 
+def test_truncated_cached_model_is_compiled_afresh(shipped, sample_flows, tmp_path):
+    first = make_predictor(shipped.booster)
+    (obj,) = (tmp_path / "cache").glob("*.o")
+    assert obj.with_suffix(".sha256").is_file()
+    obj.write_bytes(obj.read_bytes()[:100])   # a disk that filled up, say
+    second = make_predictor(shipped.booster)
+    assert isinstance(second, LleavesPredictor) and not second.cached
+    cols = _columns(shipped, sample_flows, first.used)
+    assert np.array_equal(first.predict(cols), second.predict(cols))
+    assert isinstance(make_predictor(shipped.booster), LleavesPredictor)
+    assert make_predictor(shipped.booster).cached   # re-written whole
+
+
 def test_cache_others_may_write_to_is_not_used(shipped, tmp_path, monkeypatch, caplog):
     shared = tmp_path / "shared"
     shared.mkdir()
@@ -177,10 +190,12 @@ def test_cache_keeps_the_most_recent_models(tmp_path):
     for i in range(P.CACHE_KEEP + 5):
         f = d / f"{i:03d}.o"
         f.write_bytes(b"x")
+        f.with_suffix(".sha256").write_text("y")
         os.utime(f, (1000 + i, 1000 + i))
     P._prune(d)
     left = sorted(p.name for p in d.glob("*.o"))
     assert len(left) == P.CACHE_KEEP and left[0] == "005.o"
+    assert sorted(p.stem for p in d.glob("*.sha256")) == [p[:-2] for p in left]
 
 
 def test_constant_model_without_splits(tmp_path):
