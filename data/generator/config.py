@@ -12,6 +12,7 @@ SCENARIOS: tuple[str, ...] = (
     "p2p-tcp-mse",
     "p2p-utp",
     "p2p-mixed-ports",
+    "p2p-one-port",
     "p2p-biglybt",
     "p2p-ctorrent",
     "p2p-mixed-impl",
@@ -39,6 +40,7 @@ SCENARIOS: tuple[str, ...] = (
     "parallel-downloads",
     "lan-services",
     "vpn",
+    "server-browser",
 )
 
 #: Network paths (data.generator.topology): loopback (all hosts in one namespace, microsecond round

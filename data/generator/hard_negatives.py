@@ -10,7 +10,8 @@ Address plan (on top of scenarios.py's): remote parties own blocks of their own,
 client host (127.50.x) may run several apps while each address pair still names one app.
 K = 60 WebRTC remote peers and TURN relays, 61 range-download and sync servers, 62 game servers and
 lobby peers, 63 resolvers and authoritative servers, 64 NTP servers, 65 discovery devices,
-66 VPN gateways (the tunnel's inner addresses never reach the capture), 67 web origins, 68 HTTP/3 servers.
+66 VPN gateways (the tunnel's inner addresses never reach the capture), 67 web origins, 68 HTTP/3 servers,
+69 game servers a server browser queries (several blocks: up to 250 servers each).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from p2pdetect.data.generator.labels import pair_rows
 from p2pdetect.data.generator.scenarios import AppSpec, _Addresses, _port, dns, web
 
 #: Scenario names this module builds, in the order ``--scenario all`` runs them.
-SCENARIOS: tuple[str, ...] = ("webrtc", "game-udp", "parallel-downloads", "lan-services", "vpn")
+SCENARIOS: tuple[str, ...] = ("webrtc", "game-udp", "parallel-downloads", "lan-services", "vpn", "server-browser")
 
 #: Worker kinds of these apps: kind -> (module under data.generator, its entry function).
 KINDS: dict[str, tuple[str, str]] = {
@@ -32,6 +33,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "resolver": ("lanservices", "run_resolver"), "ntp": ("lanservices", "run_ntp"),
     "discovery": ("lanservices", "run_discovery"), "vpn": ("vpn", "run_vpn"), "openvpn": ("vpn", "run_openvpn"),
     "origins": ("origins", "run_origins"), "h3": ("h3", "run_h3"),
+    "server-browser": ("serverbrowser", "run_server_browser"),
 }
 
 #: What each kind needs beyond the base generator: Python modules and (command, Debian package) pairs
@@ -272,8 +274,40 @@ def _game_udp(rng: random.Random, a: _Addresses, d: int, s: float) -> list[AppSp
     return apps
 
 
+def server_browser(rng: random.Random, addr: _Addresses, duration: int, *, clients: list[str]) -> AppSpec:
+    """A server browser on ``clients`` querying 100-300 servers on one port (data.generator.serverbrowser):
+    Steam A2S_INFO to 27015 (or 27016, 7777), or EAQ-like 16-byte probes (4-5 per server); a share of the
+    servers silent, flaky or closed; each client from a fresh port per server or from one socket."""
+    n = rng.randint(100, 300)
+    ips: list[str] = []
+    while len(ips) < n:
+        _, host = addr.block(69)
+        ips += [host(h) for h in range(2, 2 + min(250, n - len(ips)))]
+    silent = rng.uniform(0.2, 0.5)
+    servers = []
+    for ip in ips:
+        r = rng.random()
+        answer = 0.0 if r < silent else None if r < silent + 0.05 else 0.5 if r < silent + 0.15 else 1.0
+        servers.append({"ip": ip, "answer": answer})
+    proto = rng.choice(["a2s", "a2s", "probe"])
+    port = rng.choice([27015, 27015, 27016, 7777]) if proto == "a2s" else rng.choice([6000, 6000, 6000, 9000, _port(rng, False)])
+    specs = [{"ip": ip, "start": round(rng.uniform(0, 0.2 * duration), 2), "fresh_port": rng.random() < 0.6,
+              "refresh": rng.choice([15, 20, 30]), "parallel": rng.choice([16, 32, 64])} for ip in clients]
+    params = {"kind": "server-browser", "proto": proto, "port": port, "servers": servers, "clients": specs,
+              "seed": rng.getrandbits(32)}
+    return AppSpec(name="server-browser", label="other", params=params,
+                   rows=pair_rows(clients, ips, _UDP, "other", "server-browser"))
+
+
+def _server_browser(rng: random.Random, a: _Addresses, d: int, s: float) -> list[AppSpec]:
+    hosts = a.hosts(rng.randint(2, 5))
+    return [server_browser(rng, a, d, clients=hosts[: rng.randint(1, 2)]),
+            dns(rng, a, d, clients=hosts, storminess=0.3),
+            web(rng, a, d, s, tls=True, port=443, clients=hosts, modes=["browse"] * len(hosts), app="https-browse")]
+
+
 _BUILDERS = {"webrtc": _webrtc, "game-udp": _game_udp, "parallel-downloads": _parallel_downloads,
-             "lan-services": _lan_services, "vpn": _vpn}
+             "lan-services": _lan_services, "vpn": _vpn, "server-browser": _server_browser}
 
 
 def missing(apps: Sequence[AppSpec]) -> str | None:

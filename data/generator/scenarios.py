@@ -105,11 +105,12 @@ def _content(rng: random.Random, scale: float) -> dict[str, Any]:
 
 def swarm(rng: random.Random, addr: _Addresses, duration: int, scale: float, *, transport: str,
           n_peers: int, members: Sequence[str] = (), common_ports: float = 0.0, default_ports: float = 0.0,
-          app: str = "") -> AppSpec:
+          one_port: int | None = None, app: str = "") -> AppSpec:
     """A libtorrent swarm of ``n_peers`` (plus ``members``, hosts shared with other apps).
 
     Each peer listens on a well-known service port with probability ``common_ports``, on
-    BitTorrent's classic 6881-6889 with probability ``default_ports``, else on a random port.
+    BitTorrent's classic 6881-6889 with probability ``default_ports``, else on a random port;
+    with ``one_port``, every peer listens on that port (clients left at their default, e.g. 6881).
     """
     _, host = addr.block(12 if common_ports else {"tcp": 10, "utp": 11}[transport])
     ips = list(members) + [host(h) for h in range(2, 2 + n_peers)]
@@ -120,7 +121,8 @@ def swarm(rng: random.Random, addr: _Addresses, duration: int, scale: float, *, 
         online = _schedule(rng, duration, seed, i == len(members))
         peers.append({
             "ip": ip,
-            "port": rng.randint(6881, 6889) if rng.random() < default_ports else _port(rng, rng.random() < common_ports),
+            "port": one_port or (rng.randint(6881, 6889) if rng.random() < default_ports
+                                 else _port(rng, rng.random() < common_ports)),
             "online": online,
             "seed": seed,
             "up_rate": rng.choice(_RATES) * (1 if scale <= 1 else int(scale)),
@@ -275,6 +277,10 @@ def build(scenario: str, seed: int, duration: int, scale: float) -> Plan:
                           app="libtorrent-mse"))
         apps.append(swarm(rng, a, d, s, transport="utp", n_peers=_peers(rng, s), common_ports=0.7,
                           app="libtorrent-utp"))
+    elif scenario == "p2p-one-port":  # every peer on its client's default port: remote ports say nothing
+        for transport in ("tcp", "utp"):
+            apps.append(swarm(rng, a, d, s, transport=transport, n_peers=_peers(rng, s, 6, 30),
+                              one_port=rng.choice([6881, 6881, 51413, 6889])))
     elif scenario == "p2p-biglybt":
         peers = [("biglybt", rng.choice(["forced", "forced", "prefer"])) for _ in range(3 + int(s > 1))]
         apps.append(impl_swarm(rng, a, d, s, peers=peers, n_seeds=1, n_ghosts=rng.randint(1, 2), app="biglybt-swarm"))
