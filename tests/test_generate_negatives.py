@@ -177,6 +177,24 @@ def test_vpn_carries_web_traffic_in_one_long_flow_per_tunnel(tmp_path: Path) -> 
 
 
 @needs_root
+def test_server_browser_probes_many_servers_on_one_port_many_unanswered(tmp_path: Path) -> None:
+    plan = scenarios.build("server-browser", 8, 14, 0.5)  # seed 8: EAQ-like 16-byte probes to port 6000
+    [browser] = [a.params for a in plan.apps if a.name == "server-browser"]
+    assert browser["proto"] == "probe" and {c["fresh_port"] for c in browser["clients"]} == {True, False}
+    flows = [f for f in _by_app(_generate(tmp_path, "server-browser", seed=8, duration=14))["server-browser"]
+             if f["proto"] == 17]
+    assert {f["dport"] for f in flows} == {6000}  # every server on one port
+    for c in browser["clients"]:
+        mine = [f for f in flows if f["src"] == c["ip"]]
+        assert len({f["dst"] for f in mine}) >= 30, c  # a fan-out to many servers
+        sports = {f["sport"] for f in mine}
+        assert len(sports) > 0.9 * len(mine) if c["fresh_port"] else len(sports) == 1, c  # ephemeral ports may recur
+    assert all(f["packets"] <= 10 and f["bytes"] / f["packets"] < 64 for f in flows)  # 4-5 16-byte probes each way
+    unanswered = [f for f in flows if f["down"] == 0]
+    assert 0.15 < len(unanswered) / len(flows) < 0.7  # silent servers, as in EAQ.pcap
+
+
+@needs_root
 @_ready("webrtc")
 def test_sigterm_leaves_no_namespace_turn_server_or_outputs(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "p2pdetect.data.generator", "--scenario", "webrtc", "--seed", "3",
