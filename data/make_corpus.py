@@ -63,6 +63,10 @@ RECIPE: tuple[tuple[str, tuple[int, ...], int, float], ...] = (
     ("p2p-webtorrent-dht", (1501, 1502, 1503, 1504), 60, 1.0),
     ("p2p-webtorrent-dht", (1505, 1506), 60, 2.0),
     ("p2p-webtorrent-mixed", (1521, 1522, 1523), 60, 2.0),
+    # A server browser querying hundreds of game servers on one port (A2S, EAQ-like probes), and swarms whose
+    # peers all listen on one port: "many peers on one port" and "diverse remote ports" name neither class.
+    ("server-browser", (1702, 1703, 1707), 60, 1.0),
+    ("p2p-one-port", (1711, 1712, 1713), 60, 2.0),
 )
 
 #: WAN runs (data.generator.topology): (scenario, network class, seeds, duration seconds, scale). Each host
