@@ -86,6 +86,7 @@ WAN_RECIPE: tuple[tuple[str, str, tuple[int, ...], int, float], ...] = (
     ("p2p-webtorrent-dht", "wan-high", (1512,), 60, 1.0),
     ("p2p-webtorrent-dht", "lossy", (1513,), 60, 1.0),
     ("p2p-webtorrent-mixed", "wan-mid", (1524,), 60, 2.0),
+    ("server-browser", "wan-mid", (1709,), 60, 1.0),
 )
 
 #: A two-minute smoke version of the recipe (one short run per scenario family).
