@@ -24,6 +24,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from p2pdetect.data.generator.namespace import stop
+
 log = logging.getLogger(__name__)
 
 _STATUS = re.compile(rb"\[(\d+)/(\d+)/(\d+)\]")
@@ -143,12 +145,7 @@ class CTorrentPeer:
         """Ask ctorrent to quit, then kill it if it has not within a few seconds."""
         if self.proc is None:
             return
-        self.request_stop()
-        try:
-            self.proc.wait(timeout=4)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop(self.proc, timeout=4)
         self.proc = None
 
     def progress(self) -> float:

@@ -31,6 +31,7 @@ from typing import Any
 
 from p2pdetect.data.generator import pki, ssh, tracker
 from p2pdetect.data.generator.bittorrent import Peer, _apply_global_peer_class, make_random_payload, session_settings
+from p2pdetect.data.generator.namespace import stop
 
 log = logging.getLogger(__name__)
 
@@ -79,16 +80,6 @@ def _wait_listening(port: int, timeout: float) -> bool:
                 return True
         time.sleep(0.1)
     return False
-
-
-def _end(proc: subprocess.Popen[bytes]) -> None:
-    """Terminate ``proc`` (an ssh client or server), killing it if it lingers."""
-    proc.terminate()
-    try:
-        proc.wait(timeout=3)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 class EvasionPeer(Peer):
@@ -157,7 +148,7 @@ class EvasionPeer(Peer):
         """Leave: close the session, then the tunnel."""
         super().stop()
         if self.tunnel is not None:
-            _end(self.tunnel)
+            stop(self.tunnel, timeout=3)
             self.tunnel = None
 
 
@@ -255,5 +246,5 @@ def run_evasion_swarm(params: dict[str, Any]) -> None:
             p.stop()
         server.shutdown()
         if sshd is not None:
-            _end(sshd)
+            stop(sshd, timeout=3)
         os.sync()

@@ -130,6 +130,17 @@ def end(proc: subprocess.Popen[bytes], sig: int, timeout: float = 10.0) -> None:
         proc.wait()
 
 
+def stop(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
+    """SIGTERM ``proc`` alone (a client of this process's group), SIGKILL it if it has not ended
+    within ``timeout`` s; `end` does the same for a process that leads its own group."""
+    proc.terminate()   # a no-op once it has ended
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def destroy(name: str, timeout: float = 5.0) -> None:
     """Kill every process left in namespace ``name`` (TERM, then KILL) and delete it."""
     for sig in (signal.SIGTERM, signal.SIGKILL):

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from p2pdetect.data.generator.labels import LabelRow, pair_rows
+from p2pdetect.data.generator.namespace import stop
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ class WebTorrentPeer:
     def stop(self) -> None:
         """Ask the peer to quit, then kill it if it has not within a few seconds."""
         if self.proc is not None:
-            _quit(self.proc)
+            stop(self.proc)  # a Node process quits cleanly on SIGTERM
             self.proc = None
 
     def progress(self) -> float:
@@ -148,17 +149,6 @@ class WebTorrentPeer:
             return float(json.loads(status[-1])["progress"]) if status else -1.0
         except (ValueError, KeyError):
             return -1.0
-
-
-def _quit(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
-    """SIGTERM ``proc`` (a Node process quits cleanly on it), SIGKILL it after ``grace`` seconds."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def run_dht_nodes(params: dict[str, Any]) -> None:
@@ -178,7 +168,7 @@ def run_dht_nodes(params: dict[str, Any]) -> None:
         while time.time() < params["until"] and proc.poll() is None:
             time.sleep(0.2)
     finally:
-        _quit(proc)
+        stop(proc)
     if proc.returncode not in (0, -signal.SIGTERM):
         raise RuntimeError(f"dht-nodes.mjs exited {proc.returncode}; see {workdir / 'dht-nodes.log'}")
 
