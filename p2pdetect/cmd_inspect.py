@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from p2pdetect.dissect import dissected
 from p2pdetect.errors import BadCaptureError, P2PDetectError
 
 _SPEC = re.compile(r"^(?P<a>\[[^\]]+\]|[^:\[\]]+):(?P<ap>\d+)-(?P<b>\[[^\]]+\]|[^:\[\]]+):(?P<bp>\d+)/(?P<proto>tcp|udp)$",
@@ -149,32 +150,28 @@ def _verdicts(capture: str, flow: FlowSpec, bundle) -> list[str]:
 
 def _packets(capture: str, flow: FlowSpec, limit: int) -> list[str]:
     """Up to `limit` lines, one per packet of `flow` (both directions), through tshark."""
-    import pyshark
-
-    cap = pyshark.FileCapture(capture, display_filter=flow.display_filter(), keep_packets=False)
     lines: list[str] = []
     t0 = None
     try:
-        for pkt in cap:
-            t = float(pkt.sniff_timestamp)
-            if t0 is None:
-                t0 = t
-            net = pkt.ipv6 if hasattr(pkt, "ipv6") else pkt.ip
-            src = str(ipaddress.ip_address(net.src))
-            sport = int(pkt[flow.proto].srcport)
-            fwd = (src, sport) == (flow.a, flow.a_port)
-            ip_len = int(net.plen) + 40 if hasattr(pkt, "ipv6") else int(net.len)
-            if flow.proto == "tcp":
-                payload = int(getattr(pkt.tcp, "len", 0))
-                flags = str(pkt.tcp.flags_str).replace("\u00b7", "").strip()
-            else:
-                payload, flags = int(pkt.udp.length) - 8, ""
-            lines.append(f"{pkt.number:>5} {t - t0:>10.6f} {'->' if fwd else '<-':<3} {ip_len:>6} "
-                         f"{payload:>7} {flags:<8} {pkt.highest_layer}\n")
-            if len(lines) >= limit:
-                break
+        with dissected(capture, display_filter=flow.display_filter()) as cap:
+            for pkt in cap:
+                t = float(pkt.sniff_timestamp)
+                if t0 is None:
+                    t0 = t
+                net = pkt.ipv6 if hasattr(pkt, "ipv6") else pkt.ip
+                src = str(ipaddress.ip_address(net.src))
+                sport = int(pkt[flow.proto].srcport)
+                fwd = (src, sport) == (flow.a, flow.a_port)
+                ip_len = int(net.plen) + 40 if hasattr(pkt, "ipv6") else int(net.len)
+                if flow.proto == "tcp":
+                    payload = int(getattr(pkt.tcp, "len", 0))
+                    flags = str(pkt.tcp.flags_str).replace("\u00b7", "").strip()
+                else:
+                    payload, flags = int(pkt.udp.length) - 8, ""
+                lines.append(f"{pkt.number:>5} {t - t0:>10.6f} {'->' if fwd else '<-':<3} {ip_len:>6} "
+                             f"{payload:>7} {flags:<8} {pkt.highest_layer}\n")
+                if len(lines) >= limit:
+                    break
     except Exception as err:  # tshark failures surface as assorted pyshark exceptions
         raise BadCaptureError(f"{capture}: tshark could not read it ({err})") from err
-    finally:
-        cap.close()
     return lines

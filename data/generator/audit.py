@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from p2pdetect.data import GenerateError
+from p2pdetect.dissect import dissected
 from p2pdetect.data.generator.evasion import WRAPPERS
 from p2pdetect.data.generator.labels import LabelIndex, read_csv
 
@@ -111,12 +112,8 @@ def _tracker_request(pkt: Any) -> bool:
 
 def _dissect(pcap: Path) -> dict[FlowKey, set[str]]:
     """Protocols tshark recognises per flow (only those in P2P_PROTOCOLS | OTHER_PROTOCOLS)."""
-    import pyshark
-
     found: dict[FlowKey, set[str]] = {}
-    cap = pyshark.FileCapture(str(pcap), keep_packets=False,
-                              custom_parameters=["--enable-heuristic", "bt_utp_udp"])
-    try:
+    with dissected(str(pcap), custom_parameters=["--enable-heuristic", "bt_utp_udp"]) as cap:
         for pkt in cap:
             if "ip" not in pkt:
                 continue
@@ -135,8 +132,6 @@ def _dissect(pcap: Path) -> dict[FlowKey, set[str]]:
             if proto == 6 and _tracker_request(pkt):
                 names.add("bt-tracker")
             found.setdefault(_key(pkt.ip.src, sport, pkt.ip.dst, dport, proto), set()).update(names)
-    finally:
-        cap.close()
     return found
 
 
