@@ -67,6 +67,9 @@ RECIPE: tuple[tuple[str, tuple[int, ...], int, float], ...] = (
     # peers all listen on one port: "many peers on one port" and "diverse remote ports" name neither class.
     ("server-browser", (1702, 1703, 1707), 60, 1.0),
     ("p2p-one-port", (1711, 1712, 1713), 60, 2.0),
+    # Peers of WebTorrent, BiglyBT and ctorrent on 443, 80, 8080, 22, 25...: P2P on service ports from more
+    # than libtorrent (p2p-mixed-ports), so that leaving one implementation out keeps the behaviour in training.
+    ("p2p-service-ports", (1801, 1802, 1803, 1804), 60, 2.0),
 )
 
 #: WAN runs (data.generator.topology): (scenario, network class, seeds, duration seconds, scale). Each host
@@ -87,6 +90,7 @@ WAN_RECIPE: tuple[tuple[str, str, tuple[int, ...], int, float], ...] = (
     ("p2p-webtorrent-dht", "lossy", (1513,), 60, 1.0),
     ("p2p-webtorrent-mixed", "wan-mid", (1524,), 60, 2.0),
     ("server-browser", "wan-mid", (1709,), 60, 1.0),
+    ("p2p-service-ports", "wan-mid", (1811,), 60, 2.0),
 )
 
 #: A two-minute smoke version of the recipe (one short run per scenario family).

@@ -16,6 +16,7 @@ SCENARIOS: tuple[str, ...] = (
     "p2p-biglybt",
     "p2p-ctorrent",
     "p2p-mixed-impl",
+    "p2p-service-ports",
     "web",
     "bulk",
     "streaming",

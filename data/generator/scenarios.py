@@ -155,14 +155,16 @@ def pair_app(a: dict[str, Any], b: dict[str, Any]) -> str:
 
 
 def impl_swarm(rng: random.Random, addr: _Addresses, duration: int, scale: float, *,
-               peers: Sequence[tuple[str, str]], n_seeds: int, n_ghosts: int, app: str) -> AppSpec:
+               peers: Sequence[tuple[str, str]], n_seeds: int, n_ghosts: int, app: str,
+               common_ports: float = 0.0) -> AppSpec:
     """A swarm of several BitTorrent implementations around an HTTP tracker, with gone peers.
 
     ``peers`` lists (implementation, encryption) per peer; the first ``n_seeds`` seed; libtorrent
     peers may also speak uTP and leechers may join by magnet link (metadata from peers). The tracker
     (the block's .1) also hands out ``n_ghosts`` addresses where nothing listens. Labels name the
     implementations of each address pair (:func:`pair_app`); tracker connections are
-    ``<impl>-tracker``, dials to gone peers ``<impl>-unreachable``.
+    ``<impl>-tracker``, dials to gone peers ``<impl>-unreachable``. Each peer listens on a
+    well-known service port with probability ``common_ports``.
     """
     tracker_ip, host = addr.block(13)
     specs = []
@@ -171,7 +173,8 @@ def impl_swarm(rng: random.Random, addr: _Addresses, duration: int, scale: float
         # JVM start-up takes seconds: BiglyBT peers join early so that they trade within short runs.
         latest = 0.15 if impl == "biglybt" else 0.4
         spec = {
-            "ip": host(2 + i), "port": _port(rng, False), "impl": impl, "enc": enc, "transport": "tcp",
+            "ip": host(2 + i), "port": _port(rng, common_ports > 0 and rng.random() < common_ports), "impl": impl,
+            "enc": enc, "transport": "tcp",
             "online": _schedule(rng, duration, seed, i == 0, latest), "seed": seed,
             "up_rate": rng.choice(_RATES[2:]) * (1 if scale <= 1 else int(scale)),
             "down_rate": rng.choice((0, 0, 400_000, 1_000_000)),
@@ -297,6 +300,16 @@ def build(scenario: str, seed: int, duration: int, scale: float) -> Plan:
         rng.shuffle(rest)
         apps.append(impl_swarm(rng, a, d, s, peers=[("libtorrent", "prefer")] + rest, n_seeds=rng.randint(1, 2),
                                n_ghosts=rng.randint(1, 3), app="mixed-impl-swarm"))
+    elif scenario == "p2p-service-ports":
+        # Peers of implementations other than libtorrent on 443, 80, 8080, 22, 25...: P2P on a service port is
+        # told by its behaviour, and not learnt from one implementation (libtorrent's p2p-mixed-ports).
+        first = rng.choice(["webtorrent", "biglybt"])
+        rest = ([("webtorrent", rng.choice(["forced", "prefer", "plain"])) for _ in range(rng.randint(1, 3))]
+                + [("biglybt", rng.choice(["forced", "prefer"])) for _ in range(rng.randint(1, 2))]
+                + [("ctorrent", "plain") for _ in range(rng.randint(1, 2))])
+        rng.shuffle(rest)
+        apps.append(impl_swarm(rng, a, d, s, peers=[(first, "prefer")] + rest, n_seeds=rng.randint(1, 2),
+                               n_ghosts=rng.randint(1, 2), app="service-ports-swarm", common_ports=0.7))
     elif scenario == "web":
         hosts = a.hosts(rng.randint(4, 12))
         apps.append(web(rng, a, d, s, tls=True, port=443, clients=hosts, modes=["browse"] * len(hosts),
