@@ -153,29 +153,48 @@ def _score(args: argparse.Namespace, config, captures: list, names: dict[str, st
 
     from p2pdetect.features.reader import prepare_capture
     from p2pdetect.models import load_bundle
-    from p2pdetect.serve import (JsonLinesSink, ScoreMetrics, capture_source, interface_source, run_scoring,
-                                 serve_metrics)
+    from p2pdetect.serve import (JsonLinesSink, ScoreMetrics, capture_source, early_capture_source,
+                                 interface_source, run_scoring, serve_metrics)
 
     live = not captures
     inputs = [str(c) for c in captures]
 
-    def make_source(extract, prepared):
+    def make_source(extract, cap, ready=None):
+        """The meter on the interface, or on capture `cap`: as it is, before its walk, when
+        `ready` (its PreparedCapture) is not given yet (see walk)."""
         if live:
             return interface_source(args.interface, extract, config, bpf_filter=args.bpf,
                                     promiscuous_mode=not args.no_promisc, metrics_port=args.metrics_port)
-        return capture_source(prepared, extract, config)
+        if ready is None:
+            return early_capture_source(cap, extract, config)
+        return capture_source(ready, extract, config)
 
-    # The full walk and decode (features.reader): a damaged capture never scores, and one the
-    # meter would lose packets of is metered through a rewritten copy, removed at the end.
-    prepared = None if live else prepare_capture(captures[0], strict=args.strict)
-    # Start the meter while the model is verified.
+    def walk(cap, meter, extract):
+        """The full walk and decode of `cap` (features.reader) while `meter` (None: not started)
+        meters it: a damaged capture never scores (its meter is closed unread), and one the
+        meter would lose packets of is metered through a rewritten copy, removed at the end.
+        Returns the meter to score it with (None when none was started)."""
+        nonlocal prepared
+        prepared = prepare_capture(cap, strict=args.strict)
+        if meter is not None and not meter.adopt(prepared):
+            meter.close()
+            meter = make_source(extract, cap, prepared).start()
+        return meter
+
+    prepared = None
+    # The meter starts first, on the bundle's settings read ahead; the capture is walked and
+    # the model verified while it meters (nothing is written before both have passed).
     early_extract = _peek_extract_config(args.model)
     source = None
     server = None
     sink = None
     status = 0
     try:
-        source = make_source(early_extract, prepared).start() if early_extract is not None else None
+        if early_extract is not None:
+            source = make_source(early_extract, None if live else captures[0]).start()
+        metered_with = early_extract
+        if not live:
+            source = walk(captures[0], source, early_extract)
         bundle = load_bundle(args.model)
         log.debug("score: model %s from %s, threshold %.6g, meter settings %s", bundle.bundle_id, bundle.path,
                   bundle.threshold, bundle.extract_config)
@@ -186,11 +205,12 @@ def _score(args: argparse.Namespace, config, captures: list, names: dict[str, st
         out = sink if live else _OneOutput(sink)
         for i, cap in enumerate(captures or [None]):
             if i > 0:
-                prepared = prepare_capture(cap, strict=args.strict)
-            if source is None or bundle.extract_config != early_extract:
+                metered_with = bundle.extract_config
+                source = walk(cap, make_source(metered_with, cap).start(), metered_with)
+            if source is None or bundle.extract_config != metered_with:
                 if source is not None:
                     source.close()
-                source = make_source(bundle.extract_config, prepared)
+                source = make_source(bundle.extract_config, cap, prepared)
             summary = run_scoring(source, bundle, out, config, metrics, keep_partial=live or args.keep_partial)
             ignored, source = source.stats.ignored, None
             name = None if live else names.get(str(cap), str(cap))

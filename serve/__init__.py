@@ -16,6 +16,7 @@ from p2pdetect.serve.sources import (
     check_bpf,
     check_interface,
     chunks_from_flows,
+    early_capture_source,
     interface_source,
 )
 from p2pdetect.serve.verdicts import HOST_KEYS, VERDICT_KEYS, verdict_lines
@@ -23,6 +24,6 @@ from p2pdetect.serve.verdicts import HOST_KEYS, VERDICT_KEYS, verdict_lines
 __all__ = [
     "Batch", "EARLY", "FINAL", "JsonLinesSink", "MeterChunk", "MeterSource", "RunSummary",
     "HOST_KEYS", "ScoreConfig", "ScoreMetrics", "ScoredBatch", "SourceError", "StreamScorer", "VERDICT_KEYS",
-    "capture_source", "check_bpf", "check_interface", "chunks_from_flows", "interface_source", "micro_batches",
-    "run_scoring", "score_stream", "serve_metrics", "verdict_lines",
+    "capture_source", "check_bpf", "check_interface", "chunks_from_flows", "early_capture_source",
+    "interface_source", "micro_batches", "run_scoring", "score_stream", "serve_metrics", "verdict_lines",
 ]

@@ -49,5 +49,12 @@ class ScoreConfig:
 
     @property
     def chunk_wait_s(self) -> float:
-        """Longest a flow waits in the meter before it is handed over."""
+        """Longest a flow waits in the meter before it is handed over (live capture)."""
         return self.max_wait_s / 4
+
+    @property
+    def file_chunk_wait_s(self) -> float:
+        """The same for a capture file, metered as fast as it reads: chunks fill to chunk_flows
+        well within max_wait_s, so the queue's queue_chunks hold queue_chunks * chunk_flows
+        flows while the scorer starts (with max_wait_s / 4 they went out a third full)."""
+        return self.max_wait_s

@@ -23,8 +23,8 @@ from p2pdetect.features.snapshot_meter import EARLY, FINAL, MeterSpec, meter_pro
 
 
 __all__ = ["EARLY", "FINAL", "MeterChunk", "MeterSource", "MeterStats", "SourceError",
-           "capture_source", "check_bpf", "check_interface", "chunks_from_flows", "interface_source",
-           "live_filter"]
+           "capture_source", "check_bpf", "check_interface", "chunks_from_flows", "early_capture_source",
+           "interface_source", "live_filter"]
 
 #: Bytes captured of each live packet: headers only (invariant 4, docs/architecture.md).
 #: IPv6 packets longer than this are lost live: nfstream meters IPv6 only when captured whole
@@ -184,6 +184,15 @@ class MeterSource:
             except ProcessLookupError:
                 pass
 
+    def adopt(self, prepared: PreparedCapture) -> bool:
+        """Take the walk's result for a meter started before the walk (early_capture_source):
+        True when the meter already reads what the walk says to read (the capture as it is),
+        False when it must read a rewritten copy instead (the caller closes this source)."""
+        if self.spec.live or Path(prepared.source) != Path(self.spec.source):
+            return False
+        self.prepared = prepared
+        return True
+
     def start(self) -> "MeterSource":
         """Start metering now (flows wait in the queue until iterated); idempotent."""
         if self._proc is None:
@@ -264,7 +273,8 @@ class MeterSource:
 def _spec(source: str, live: bool, extract: ExtractConfig, config: ScoreConfig, **live_opts) -> MeterSpec:
     return MeterSpec(source=source, live=live, streamer_kwargs=extract.streamer_kwargs(),
                      early_packets=config.early_packets, early_seconds=float(config.early_seconds),
-                     chunk_flows=config.chunk_flows, chunk_wait_s=config.chunk_wait_s, **live_opts)
+                     chunk_flows=config.chunk_flows,
+                     chunk_wait_s=config.chunk_wait_s if live else config.file_chunk_wait_s, **live_opts)
 
 
 def capture_source(path: str | os.PathLike | PreparedCapture, extract: ExtractConfig, config: ScoreConfig, *,
@@ -276,6 +286,17 @@ def capture_source(path: str | os.PathLike | PreparedCapture, extract: ExtractCo
     prepared = prepare_capture(path, strict=strict) if owns else path
     return MeterSource(_spec(prepared.source, False, extract, config), queue_chunks=config.queue_chunks,
                        poll_s=min(0.05, config.max_wait_s / 2), prepared=prepared, owns_prepared=owns)
+
+
+def early_capture_source(path: str | os.PathLike, extract: ExtractConfig, config: ScoreConfig) -> MeterSource:
+    """A capture file metered as it is, before its walk: start it, then walk the capture
+    (features.reader.prepare_capture) while it meters, and hand the result to
+    MeterSource.adopt. The walk (a Python pass over every record header, ~1.5 s per million
+    packets) then overlaps metering instead of preceding it. Nothing is written before the
+    walk has passed: the chunks wait in the queue; a capture the walk refuses, or one the
+    meter must read through a rewritten copy, has its early meter closed unread."""
+    return MeterSource(_spec(str(path), False, extract, config), queue_chunks=config.queue_chunks,
+                       poll_s=min(0.05, config.max_wait_s / 2))
 
 
 #: The pseudo-interface that captures every interface (Linux cooked headers).

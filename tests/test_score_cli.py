@@ -113,6 +113,26 @@ def test_bad_input_is_one_line_exit_2_and_no_output_file(args, fragment, model, 
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
 
 
+def test_capture_damaged_mid_file_is_refused_though_the_meter_started_first(model, tmp_path):
+    """The meter starts before the capture's full walk (p2pdetect.cmd_score): a record header
+    damaged half-way through, which the first-record check cannot see, still ends the run with
+    one line, exit 2 and no output, the meter closed unread."""
+    import struct
+
+    data = bytearray(CAPTURE.read_bytes())
+    off, n = 24, 0
+    while n < 3000:  # record 3001's header (classic pcap: 16-byte record headers)
+        off += 16 + struct.unpack_from("<I", data, off + 8)[0]
+        n += 1
+    struct.pack_into("<I", data, off + 8, 0x7FFFFFFF)
+    cap = tmp_path / "damaged.pcap"
+    cap.write_bytes(bytes(data))
+    out = tmp_path / "v.jsonl"
+    res = run_cli("score", str(cap), "--model", model, "-o", str(out))
+    _one_line_error(res, "corrupted record header at packet 3001")
+    assert list(tmp_path.iterdir()) == [cap]
+
+
 def test_live_capture_without_root_is_one_line(monkeypatch, capsys):
     from p2pdetect.serve import sources
 
