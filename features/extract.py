@@ -6,18 +6,16 @@ import multiprocessing as mp
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import repeat
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import pyarrow as pa
-from joblib import Parallel, delayed
 
 from p2pdetect.features.captures import CaptureInfo, find_captures, validate_capture
 from p2pdetect.features.config import ExtractConfig
 from p2pdetect.features.featurize import FlowFeaturizer
-from p2pdetect.features.meter import flow_row, make_streamer
 from p2pdetect.features.reader import prepare_capture
 from p2pdetect.features.snapshot_meter import FINAL, MeterSpec, run_meter
 from p2pdetect.features.table import to_arrow
@@ -52,65 +50,34 @@ def extract_capture(path: str | os.PathLike, config: ExtractConfig | None = None
 
 def _extract(path: Path, config: ExtractConfig, name: str,
              strict: bool = False) -> tuple[CaptureInfo, pa.Table, int]:
-    """Meter one capture and featurise its flows in chunks while the meter still runs.
+    """Meter one capture and featurise its flows in chunks while the meter runs.
 
     The capture is walked and decoded first (features.reader: a damaged file never reaches
     the meter; a link type or truncation the meter would lose packets to is rewritten into
-    a temporary copy). nfstream meters in a child process; the parent featurises each chunk
-    of flows as it arrives (host context is stateful and in order, so chunks give the same
-    rows). Returns the capture's info, its flows and the packets no meter reads.
+    a temporary copy). The scorer's meter loop (features.snapshot_meter) runs in this
+    process, so extraction reports flows in exactly the scorer's order; each chunk of flows
+    is featurised as it is handed over (host context is stateful and in order, so chunks give
+    the same rows). Returns the capture's info, its flows and the packets no meter reads.
     """
     with prepare_capture(path, strict=strict) as prepared:
         featurizer = FlowFeaturizer(config, capture=name)
-        if config.snapshot_packets:
-            table = _extract_with_snapshots(path, prepared.source, config, featurizer)
-        else:
-            table = _meter_plain(path, prepared.source, config, featurizer)
+        chunks = _Chunks(featurizer)
+        _meter(path, prepared.source, config, chunks)
+        table = pa.concat_tables(chunks.pieces) if chunks.pieces else to_arrow(featurizer.transform_rows([]))
     return prepared.info, table, prepared.ignored
 
 
-def _meter_plain(path: Path, source: str, config: ExtractConfig, featurizer: FlowFeaturizer) -> pa.Table:
-    pieces: list[pa.Table] = []
-    rows: list[tuple] = []
-    flows = iter(make_streamer(source, config))
-    try:
-        for flow in flows:
-            rows.append(flow_row(flow))
-            if len(rows) == CHUNK:
-                pieces.append(to_arrow(featurizer.transform_rows(rows)))
-                rows = []
-    except (ValueError, OSError, RuntimeError) as err:
-        _end_meters(flows)
-        raise BadCaptureError(f"{path}: the meter cannot read this capture ({err})") from err
-    except BaseException:
-        _end_meters(flows)
-        raise
-    if rows or not pieces:
-        pieces.append(to_arrow(featurizer.transform_rows(rows)))
-    return pa.concat_tables(pieces)
-
-
-def _end_meters(flows) -> None:
-    """End an abandoned nfstream iteration the way nfstream ends one itself: KeyboardInterrupt
-    thrown at its yield makes it terminate and join its meter processes. (Closing the
-    generator would leave them running, blocked on a full queue, until the interpreter exits.)
-    A generator that already ended (its own error, or a signal inside it) has nothing to end."""
-    try:
-        flows.throw(KeyboardInterrupt)
-    except (StopIteration, KeyboardInterrupt):
-        pass
-
-
 class _Chunks:
-    """The snapshot meter's channel, in process: featurises each chunk as it is handed over.
+    """The meter's channel, in process: featurises each chunk as it is handed over.
 
     Rows keep the meter's order; a run of early snapshots reads host context as it stands
     (remember=False), a run of final flows enters it: what the live scorer does.
     """
 
-    def __init__(self, featurizer: FlowFeaturizer) -> None:
+    def __init__(self, featurizer: FlowFeaturizer | None) -> None:
         self.featurizer = featurizer
         self.pieces: list[pa.Table] = []
+        self.rows: list[tuple] = []     # final flows' rows, when there is no featurizer
         self.error: str | None = None
 
     def put(self, msg: tuple) -> None:
@@ -119,6 +86,9 @@ class _Chunks:
         if msg[0] != "flows":
             return
         rows, stages = msg[1], msg[2]
+        if self.featurizer is None:
+            self.rows.extend(r for r, s in zip(rows, stages) if s == FINAL)
+            return
         start = 0
         for i in range(1, len(rows) + 1):
             if i == len(rows) or stages[i] != stages[start]:
@@ -127,23 +97,29 @@ class _Chunks:
                 start = i
 
 
-def _extract_with_snapshots(path: Path, source: str, config: ExtractConfig,
-                            featurizer: FlowFeaturizer) -> pa.Table:
-    """Final rows identical to the plain meter's, plus an early row per flow that reaches
-    config.snapshot_packets packets (features.snapshot_meter, run in this process)."""
+def _meter(path: Path, source: str, config: ExtractConfig, chunks: _Chunks) -> None:
+    """Meter ``source`` into ``chunks``: every flow's final row, plus an early row per flow that
+    reaches config.snapshot_packets packets when that is set."""
     spec = MeterSpec(source=source, live=False, streamer_kwargs=config.streamer_kwargs(),
                      early_packets=config.snapshot_packets, early_seconds=0.0,
                      chunk_flows=CHUNK, chunk_wait_s=3600.0)
-    chunks = _Chunks(featurizer)
     try:
         run_meter(spec, chunks, [False])
     except (ValueError, OSError, RuntimeError) as err:
         raise BadCaptureError(f"{path}: the meter cannot read this capture ({err})") from err
     if chunks.error:
         raise BadCaptureError(f"{path}: the meter cannot read this capture ({chunks.error})")
-    if not chunks.pieces:
-        chunks.pieces.append(to_arrow(featurizer.transform_rows([])))
-    return pa.concat_tables(chunks.pieces)
+
+
+def meter_rows(path: str | os.PathLike, config: ExtractConfig | None = None) -> list[tuple]:
+    """Every flow of a capture file as features.meter.flow_row tuples, in meter order: the rows
+    extraction and the scorer featurise, for feeding the scorer or a featurizer by hand."""
+    path = Path(path)
+    config = replace(config or ExtractConfig(), snapshot_packets=0)
+    with prepare_capture(path) as prepared:
+        chunks = _Chunks(None)
+        _meter(path, prepared.source, config, chunks)
+    return chunks.rows
 
 
 def _worker(path: Path, config: ExtractConfig, skip_bad: bool, strict: bool = False) -> CaptureResult:
@@ -162,20 +138,14 @@ def extract_each(files: list[Path], config: ExtractConfig, *, n_jobs: int = -1,
     """Meter capture files in parallel, one result per file, in input order.
 
     One meter per file: every meter reads its whole file, so splitting one file across meters
-    does not pay. The workers are threads: each file's nfstream meter is its own process
-    already, the thread only featurises what it hands over, and threads skip the start-up and
-    result pickling of worker processes (1.42x vs 1.25x on 2 cores). With snapshots the meter
-    runs in the worker itself (Python per packet), so those workers are forked processes.
+    does not pay. The meter runs in the worker itself (the scorer's loop, Python per packet),
+    so the workers are forked processes.
     """
     n_workers = min(len(files), os.cpu_count() or 1) if n_jobs == -1 else max(1, min(n_jobs, len(files)))
     if n_workers <= 1:
         yield from (_worker(f, config, skip_bad, strict) for f in files)
         return
-    if config.snapshot_packets:
-        yield from _in_processes(files, config, skip_bad, n_workers, strict)
-        return
-    yield from Parallel(n_jobs=n_workers, backend="threading", return_as="generator")(
-        delayed(_worker)(f, config, skip_bad, strict) for f in files)
+    yield from _in_processes(files, config, skip_bad, n_workers, strict)
 
 
 def _in_processes(files: list[Path], config: ExtractConfig, skip_bad: bool,

@@ -4,7 +4,7 @@ nfstream reports a flow only when it expires, and its clock is packet time: on a
 interface nothing ever expires. Its plugins (Python per packet) would halve the packet rate.
 So the scorer runs its own copy of nfstream's per-meter loop (`nfstream.meter.meter_workflow`,
 nfstream 6.6, one meter) built from nfstream's own pieces (engine, NFlow, NFCache, idle
-scan, cleanup), with three additions and nothing else changed:
+scan, cleanup), with these changes and nothing else:
 
 * **early snapshots**: when a flow reaches `early_packets` packets (one C counter read per
   packet) or has lasted `early_seconds` (a deadline queue checked on the idle-scan tick),
@@ -15,6 +15,12 @@ scan, cleanup), with three additions and nothing else changed:
   a thread wakes it every `tick_s` with pcap_breakloop, and the loop then advances its
   clock to the wall clock and runs the idle scan, so idle flows expire without traffic
   and a stop request is seen within `tick_s`;
+* **end order at the last flush**: at the end of a file (or a stop) nfstream expires the
+  flows still active in the order they were created, so in a capture shorter than the idle
+  timeout a transfer that began first is reported first, before the flows that ended long
+  before it. This meter reports them in the order their last packets came, the order idle
+  expiry gives on a long capture or a live link: a flow's host context and endpoint evidence
+  are then the flows that ended before it, however long the capture;
 * **chunked hand-off**: flows cross to the parent as features.meter.flow_row tuples in
   chunks (not pickled NFlow objects one by one); SIGINT/SIGTERM make the meter expire and
   hand over every active flow. The counters ride along, and go out on their own
@@ -38,6 +44,10 @@ from collections import deque
 from dataclasses import dataclass
 
 EARLY, FINAL = 0, 1
+
+
+def _last_packet_ms(flow) -> int:
+    return flow._C.bidirectional_last_seen_ms
 
 
 @dataclass(frozen=True)
@@ -301,11 +311,11 @@ def run_meter(spec: MeterSpec, channel, stop: list) -> None:
         counters[2] = stats.dropped
     capture_open[0] = False
     lib.capture_close(capture)
-    # Expire every remaining flow (end of file, or asked to stop): nothing is lost.
-    for key in list(cache.keys()):
-        flow = cache[key]
+    # Expire every remaining flow (end of file, or asked to stop): nothing is lost. In the order
+    # their last packets came (ties: creation order), the order idle expiry reports flows in.
+    for flow in sorted(cache.values(), key=_last_packet_ms):
         final.put(flow.expire(udps, sync, n_dissections, statistics, splt, ffi, lib, dissector))
-        del cache[key]
+    cache.clear()
     counters[0], counters[1], counters[5] = processed, ignored, nbytes
     flush()
     lib.dissector_cleanup(dissector)

@@ -15,7 +15,7 @@ from p2pdetect.serve.sources import (
     capture_source,
     check_bpf,
     check_interface,
-    chunks_from_flows,
+    chunks_from_rows,
     early_capture_source,
     interface_source,
 )
@@ -24,6 +24,6 @@ from p2pdetect.serve.verdicts import HOST_KEYS, VERDICT_KEYS, verdict_lines
 __all__ = [
     "Batch", "EARLY", "FINAL", "JsonLinesSink", "MeterChunk", "MeterSource", "RunSummary",
     "HOST_KEYS", "ScoreConfig", "ScoreMetrics", "ScoredBatch", "SourceError", "StreamScorer", "VERDICT_KEYS",
-    "capture_source", "check_bpf", "check_interface", "chunks_from_flows", "early_capture_source",
+    "capture_source", "check_bpf", "check_interface", "chunks_from_rows", "early_capture_source",
     "interface_source", "micro_batches", "run_scoring", "score_stream", "serve_metrics", "verdict_lines",
 ]

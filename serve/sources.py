@@ -16,14 +16,13 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 from p2pdetect.features.reader import PreparedCapture, prepare_capture
 from p2pdetect.features.config import ExtractConfig
-from p2pdetect.features.meter import flow_row
 from p2pdetect.errors import BadCaptureError, P2PDetectError
 from p2pdetect.serve.config import ScoreConfig
 from p2pdetect.features.snapshot_meter import EARLY, FINAL, MeterSpec, meter_process
 
 
 __all__ = ["EARLY", "FINAL", "MeterChunk", "MeterSource", "MeterStats", "SourceError",
-           "capture_source", "check_bpf", "check_interface", "chunks_from_flows", "early_capture_source",
+           "capture_source", "check_bpf", "check_interface", "chunks_from_rows", "early_capture_source",
            "interface_source", "live_filter"]
 
 #: Bytes captured of each live packet: headers only (invariant 4, docs/architecture.md).
@@ -60,17 +59,18 @@ class MeterChunk:
     stats: MeterStats = field(default_factory=MeterStats)
 
 
-def chunks_from_flows(flows: Iterable, *, chunk_flows: int = 256, stage: int = FINAL,
-                      t_first: float = 0.0) -> Iterator[MeterChunk]:
-    """Chunks from nfstream NFlow objects (e.g. an NFStreamer): the scorer fed without a meter."""
-    rows: list = []
-    for f in flows:
-        rows.append(flow_row(f))
-        if len(rows) == chunk_flows:
-            yield MeterChunk(rows, bytes([stage]) * len(rows), t_first)
-            rows = []
-    if rows:
-        yield MeterChunk(rows, bytes([stage]) * len(rows), t_first)
+def chunks_from_rows(rows: Iterable[tuple], *, chunk_flows: int = 256, stage: int = FINAL,
+                     t_first: float = 0.0) -> Iterator[MeterChunk]:
+    """Chunks from features.meter.flow_row tuples (e.g. features.extract.meter_rows): the scorer
+    fed without a meter process."""
+    batch: list = []
+    for r in rows:
+        batch.append(r)
+        if len(batch) == chunk_flows:
+            yield MeterChunk(batch, bytes([stage]) * len(batch), t_first)
+            batch = []
+    if batch:
+        yield MeterChunk(batch, bytes([stage]) * len(batch), t_first)
 
 
 def effective_capabilities() -> int | None:

@@ -11,7 +11,7 @@ import pytest
 from craft import Pkt, tcp_flow, write_pcap
 from p2pdetect.features import ExtractConfig, FlowFeaturizer, HostContext, feature_columns, port_feature_columns
 from p2pdetect.features.derived import splt_entropy
-from p2pdetect.features.extract import extract_capture
+from p2pdetect.features.extract import extract_capture, meter_rows
 from p2pdetect.features.meter import flow_rows, make_streamer
 from p2pdetect.features.schema import IDENTITY_COLUMNS
 from p2pdetect.errors import BadConfigError
@@ -166,8 +166,8 @@ def test_batch_and_streaming_featurisation_identical(tmp_path):
     config = ExtractConfig(idle_timeout=1)
     batch = extract_capture(cap, config)
     fz = FlowFeaturizer(config, capture=str(cap))
-    flows = list(make_streamer(str(cap), config))
-    pieces = [pa.table({k: pa.array(v.tolist()) for k, v in fz.transform(flows[i:i + 7]).items()})
+    flows = meter_rows(cap, config)
+    pieces = [pa.table({k: pa.array(v.tolist()) for k, v in fz.transform_rows(flows[i:i + 7]).items()})
               for i in range(0, len(flows), 7)]
     stream = pa.concat_tables(pieces)
     assert stream.num_rows == batch.num_rows > 80
