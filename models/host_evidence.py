@@ -11,7 +11,9 @@ early ones included, with the endpoint's score (the `endpoint_peers`-th best pee
 A P2P host's flows between two high ports (neither below 1024 nor a registered service port,
 features.host_context.SERVICE_PORTS) inherit the host's score too: its connection attempts to
 peers that are gone, from a new ephemeral port each, have no endpoint history of their own
-(high_ports=False turns this off).
+(high_ports=False turns this off). A flow between two P2P hosts, whatever its ports, inherits
+the lower of their two scores: peers that listen on 443 or 80 to pass firewalls trade with
+each other there, and an ordinary server is not a P2P host (pairs=False turns this off).
 
 Only the model's own scores feed the evidence, never propagated ones: one P2P endpoint cannot
 make its peers P2P by itself, so evidence does not spread along a chain of hosts.
@@ -81,9 +83,11 @@ class HostEvidence:
 
     def __init__(self, threshold: float, *, host_peers: int = 3, endpoint_peers: int = 2,
                  idle_s: float = 900.0, report_s: float = 300.0, max_hosts: int = 200_000,
-                 max_peers: int = 4096, high_ports: bool = True, model_id: str = "") -> None:
+                 max_peers: int = 4096, high_ports: bool = True, pairs: bool = True,
+                 model_id: str = "") -> None:
         self.threshold = float(threshold)
         self.high_ports = high_ports
+        self.pairs = pairs
         self.host_peers = host_peers
         self.endpoint_peers = endpoint_peers
         self.idle_ms = idle_s * 1000.0
@@ -176,11 +180,14 @@ class HostEvidence:
         first, last = c["bidirectional_first_seen_ms"], c["bidirectional_last_seen_ms"]
         up, down = c["src2dst_bytes"], c["dst2src_bytes"]
         s = scores.tolist()
-        ep_score, host_score, high_ports = self.endpoint_score, self.host_score, self.high_ports
+        ep_score, host_score, high_ports, pairs = self.endpoint_score, self.host_score, self.high_ports, self.pairs
         for i in range(n):
             prior = max(ep_score(sip[i], sport[i], proto[i]), ep_score(dip[i], dport[i], proto[i]))
-            if high_ports and proto[i] in _TRANSPORT and high_port(sport[i]) and high_port(dport[i]):
-                prior = max(prior, host_score(sip[i]), host_score(dip[i]))
+            if proto[i] in _TRANSPORT:
+                if high_ports and high_port(sport[i]) and high_port(dport[i]):
+                    prior = max(prior, host_score(sip[i]), host_score(dip[i]))
+                elif pairs:
+                    prior = max(prior, min(host_score(sip[i]), host_score(dip[i])))
             if prior > s[i]:
                 out[i] = prior
             if not remember:
