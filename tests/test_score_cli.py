@@ -133,6 +133,20 @@ def test_capture_damaged_mid_file_is_refused_though_the_meter_started_first(mode
     assert list(tmp_path.iterdir()) == [cap]
 
 
+def test_score_starts_without_scikit_learn(model, tmp_path):
+    """LightGBM would import scikit-learn and most of SciPy (1.7 s of CPU beside the meter);
+    scoring needs neither, and a later import of scikit-learn in the same process still works."""
+    code = ("import sys; from p2pdetect.cli import main; rc = main(['score', sys.argv[1], '--model', sys.argv[2], "
+            "'-o', sys.argv[3]]); print(rc, 'sklearn' in sys.modules, 'scipy.stats' in sys.modules); "
+            "import sklearn.base; print('later import ok')")
+    out = tmp_path / "v.jsonl"
+    res = subprocess.run([sys.executable, "-c", code, str(CAPTURE), model, str(out)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == ["0 False False", "later import ok"]
+    assert sum(v.get("stage") == "final" for v in read_verdicts(out.read_text())) == FLOWS
+
+
 def test_live_capture_without_root_is_one_line(monkeypatch, capsys):
     from p2pdetect.serve import sources
 
