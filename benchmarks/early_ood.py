@@ -105,9 +105,9 @@ def measure(dataset: Dataset, unit: dict, ks: list[int], config: TrainConfig, wo
         for cap in unit["test"]:
             tally(Path(cap), Path(dataset.captures[cap]["labels"]), bundle, k, counts[k], counts_p2p)
         r = rates(counts[k])
-        log.info("%s k=%d: recall %s of %d, FPR %s of %d, final recall %s (%.0f s)", unit["group"], k,
-                 pct(r["recall"]), r["p2p_flows"], pct(r["fpr"]), r["other_flows"], pct(r["final_recall"]),
-                 time.perf_counter() - t1)
+        log.info("%s k=%d: recall %s of %d (decided early: %s), FPR %s of %d, final recall %s (%.0f s)",
+                 unit["group"], k, pct(r["recall"]), r["p2p_flows"], pct(r["early_recall"]), pct(r["fpr"]),
+                 r["other_flows"], pct(r["final_recall"]), time.perf_counter() - t1)
     return {"model": bundle.bundle_id, "threshold": bundle.threshold, "counts": counts}
 
 

@@ -53,10 +53,12 @@ def first_verdicts(cap: Path, bundle, k: int) -> list[dict]:
 def tally(cap: Path, labels_csv: Path, bundle, k: int, counts: Counter | None = None,
           counts_p2p: Callable[[str], bool] = lambda app: True) -> Counter:
     """Confusion counts of cap's labelled flows: tp/fn/fp/tn of each flow's first verdict, early
-    (first verdicts made early), and final_tp/... of its final verdict, added to counts.
+    (first verdicts made early; early_tp/... count those alone), and final_tp/... of its final
+    verdict, added to counts.
 
     counts_p2p(app) says whether a P2P flow with that app label counts (e.g. only one
-    implementation's flows); ordinary flows always count, unlabelled ones never.
+    implementation's flows); ordinary flows always count, unlabelled ones never. Per P2P app
+    label, "app <app> tp|fn" counts its first verdicts too (which kinds of flow are found late).
     """
     counts = Counter() if counts is None else counts
     labels = read_labels(labels_csv)
@@ -74,17 +76,23 @@ def tally(cap: Path, labels_csv: Path, bundle, k: int, counts: Counter | None = 
             p2p = verdict["verdict"] == "p2p"
             kind = ("tp" if p2p else "fn") if hit[0] == "p2p" else ("fp" if p2p else "tn")
             counts[prefix + kind] += 1
+            if not prefix and first[key]["stage"] == "early":
+                counts["early_" + kind] += 1
+        if hit[0] == "p2p":
+            counts[f"app {hit[1]} {'tp' if first[key]['verdict'] == 'p2p' else 'fn'}"] += 1
     return counts
 
 
 def rates(c: Counter) -> dict:
-    """Recall, FPR, share decided early (first verdicts) and final recall/FPR from tally's counts."""
+    """Recall, FPR, share decided early, recall of the P2P flows decided early (first verdicts) and
+    final recall/FPR from tally's counts."""
     def ratio(a: int, b: int) -> float | None:
         return a / b if b else None
 
     pos, neg = c["tp"] + c["fn"], c["fp"] + c["tn"]
     return {"p2p_flows": pos, "other_flows": neg, "recall": ratio(c["tp"], pos), "fpr": ratio(c["fp"], neg),
             "decided_early": ratio(c["early"], pos + neg),
+            "early_recall": ratio(c["early_tp"], c["early_tp"] + c["early_fn"]),
             "final_recall": ratio(c["final_tp"], c["final_tp"] + c["final_fn"]),
             "final_fpr": ratio(c["final_fp"], c["final_fp"] + c["final_tn"])}
 
