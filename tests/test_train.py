@@ -260,6 +260,28 @@ def test_pick_threshold_meets_the_target_in_every_stratum():
     assert rates_at(scores[strata == "real"], y[strata == "real"], pooled)[1] > 0.01
 
 
+def test_the_threshold_counts_the_false_positives_host_evidence_adds():
+    """A negative the evidence raises above the threshold is a false positive of the scorer too."""
+    from p2pdetect.training.train import evidence_threshold, pick_threshold
+
+    rng = np.random.default_rng(1)
+    scores = np.r_[rng.random(1000) * 0.8, np.full(100, 0.97)]
+    y = np.r_[np.zeros(1000), np.ones(100)]
+    # below 0.9, flagged P2P hosts raise 5 % of the negatives (their other flows) to 0.95
+    victims = rng.choice(1000, 50, replace=False)
+
+    def raise_scores(t: float) -> np.ndarray:
+        out = scores.copy()
+        if t < 0.9:
+            out[victims] = 0.95
+        return out
+
+    start, _ = pick_threshold(scores, y, None, 0.01)
+    assert start < 0.9 and rates_at(raise_scores(start), y, start)[1] > 0.01
+    t, _, raised = evidence_threshold(raise_scores, start, y, None, 0.01)
+    assert t > start and rates_at(raised, y, t)[1] <= 0.01 and rates_at(raised, y, t)[0] == 1.0
+
+
 def test_make_model_prefers_the_manifest_then_corpus_runs_then_samples(tmp_path):
     from p2pdetect.errors import P2PDetectError
     from p2pdetect.training.make_model import labelled_sources

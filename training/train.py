@@ -99,6 +99,24 @@ def pick_threshold(scores: np.ndarray, y: np.ndarray, strata: np.ndarray | None,
     return threshold, per_stratum
 
 
+def evidence_threshold(raise_scores, threshold: float, y: np.ndarray, strata: np.ndarray | None,
+                       target_fpr: float, rounds: int = 3) -> tuple[float, dict, np.ndarray]:
+    """The threshold meeting target_fpr on the scores the scorer emits: the model's, raised by the
+    endpoint and host evidence of the flows it called P2P (raise_scores(threshold)), starting from
+    the model-only ``threshold``. The evidence depends on the threshold, so a few rounds settle it;
+    the threshold only rises (a higher one flags fewer flows, so the evidence can only shrink).
+    Returns the threshold, its per-stratum thresholds and the raised scores at it."""
+    scores = raise_scores(threshold)
+    per_stratum: dict = {}
+    for _ in range(rounds):
+        new, per = pick_threshold(scores, y, strata, target_fpr)
+        if new <= threshold:
+            break
+        threshold, per_stratum = new, per
+        scores = raise_scores(threshold)
+    return threshold, per_stratum, scores
+
+
 def _out_of_fold(X: np.ndarray, y: np.ndarray, groups: np.ndarray, w: np.ndarray, names: list[str],
                  config: TrainConfig, rounds: int) -> np.ndarray | None:
     """Scores of every flow by a model that did not see its capture (None if a fold has one class)."""
@@ -112,6 +130,21 @@ def _out_of_fold(X: np.ndarray, y: np.ndarray, groups: np.ndarray, w: np.ndarray
         b = fit_booster(X[fold.train], yt, None, None, names, config, w[fold.train], rounds=rounds, quiet=True)
         scores[fold.valid] = b.predict(X[fold.valid], num_threads=config.num_threads)
     return scores
+
+
+def _evidence_raiser(table: pa.Table, rows: np.ndarray, scores: np.ndarray):
+    """threshold -> the scores of ``rows`` raised by host evidence (models.host_evidence) at that
+    threshold, per capture in meter order; None when the table lacks the columns it reads."""
+    from p2pdetect.models.host_evidence import EVIDENCE_COLUMNS, evidence_scores, table_columns
+
+    if any(c not in table.column_names for c in EVIDENCE_COLUMNS + ["capture", "flow_index"]):
+        return None
+    cols = table_columns(table, rows)
+    return lambda threshold: evidence_scores(cols, scores, threshold)[0]
+
+
+def _select(raise_scores, keep: np.ndarray):
+    return None if raise_scores is None else (lambda threshold: raise_scores(threshold)[keep])
 
 
 @dataclass
@@ -185,17 +218,23 @@ def train_model(table: pa.Table, extract_config: ExtractConfig, config: TrainCon
     if t_scores is None:
         t_scores, t_y, basis = scores, yv, "validation captures"
         t_strata = None if strata is None else strata[split.valid]
+    rows = split.valid if t_scores is scores else np.arange(table.num_rows)
+    raise_scores = _evidence_raiser(table, rows, t_scores)
     if "stage" in table.column_names:
         # the threshold is for whole flows (final verdicts); early snapshots are scored with it
         # too, and their rates are reported beside
-        final = table.column("stage").to_numpy(zero_copy_only=False) == "final"
-        if t_scores is scores:
-            final = final[split.valid]
+        final = table.column("stage").to_numpy(zero_copy_only=False)[rows] == "final"
         if (~final).any():
             e_scores, e_y = t_scores[~final], t_y[~final]
             t_scores, t_y = t_scores[final], t_y[final]
             t_strata = None if t_strata is None else t_strata[final]
+            raise_scores = _select(raise_scores, final)
     threshold, per_stratum = pick_threshold(t_scores, t_y, t_strata, config.target_fpr)
+    if raise_scores is not None:
+        metrics["threshold_model_only"] = float(threshold)
+        threshold, per_stratum, t_scores = evidence_threshold(raise_scores, threshold, t_y, t_strata,
+                                                              config.target_fpr)
+        basis += ", raised by host evidence as the scorer raises them"
     recall, fpr = rates_at(t_scores, t_y, threshold)
     metrics.update({"threshold_basis": basis, "threshold_recall": recall, "threshold_fpr": fpr,
                     "threshold_p2p_flows": int(t_y.sum()), "threshold_other_flows": int(len(t_y) - t_y.sum()),
