@@ -4,7 +4,9 @@ On a capture of at least 1 million packets (benchmarks/synth_capture.py unless -
   bare:   NFStreamer(source, **ExtractConfig().streamer_kwargs()) iterated, flows dropped
   score:  `p2pdetect score CAPTURE -o verdicts.jsonl` end to end (early verdicts on),
           its peak RSS (process tree) and RSS over the run
-and their packets/s and ratio (target >= 0.9). Then, in process: p50/p99 scoring latency
+and their packets/s and ratio (target >= 0.9), with the CPU seconds each side spent (its meter
+process included) and the load average around each pair: on a shared machine the ratio
+depends on whether the second core is free, the CPU seconds do not. Then, in process: p50/p99 scoring latency
 (meter hands a chunk over -> its verdicts written), model inference alone in flows/s on
 one thread on the capture's flows, LightGBM and the compiled predictor side by side (target
 >= 1 M flows/s batched; benchmarks/inference.py does the same on the sample captures' flows),
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -63,8 +66,12 @@ def _tree_rss(pid: int) -> int:
     return total
 
 
-def _run(cmd: list[str], sample_s: float = 0.1) -> tuple[float, list[tuple[float, int]], str]:
-    """Wall seconds, RSS samples (t, bytes) of the process tree, stderr."""
+def _run(cmd: list[str], sample_s: float = 0.1) -> tuple[float, list[tuple[float, int]], str, float]:
+    """Wall seconds, RSS samples (t, bytes) of the process tree, stderr, and the CPU seconds
+    (user + system) of the process tree (its meter process included: each is reaped by its parent)."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     samples: list[tuple[float, int]] = []
@@ -80,7 +87,9 @@ def _run(cmd: list[str], sample_s: float = 0.1) -> tuple[float, list[tuple[float
     reader.join()
     if proc.returncode != 0:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{''.join(err)}")
-    return wall, samples, "".join(err)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return wall, samples, "".join(err), cpu
 
 
 def _stand_in(cap: Path, path: Path):
@@ -205,8 +214,6 @@ def _live_inner(model: str, rate: float, seconds: float) -> int:
 
 def _live(model: str, rate: float, seconds: float) -> None:
     """Re-run this script inside a throw-away network namespace (root only)."""
-    import os
-
     if os.geteuid() != 0:
         print("live latency: skipped (needs root for a network namespace)")
         return
@@ -256,12 +263,17 @@ def main() -> int:
     py = sys.executable
     score_cmd = [py, "-m", "p2pdetect", "score", str(cap), "--model", str(bundle.path),
                  "-o", str(work / "v.jsonl")]
-    bare, score, rss = [], [], []
+    bare, score, rss, bare_cpu, score_cpu, load = [], [], [], [], [], []
     for _ in range(a.repeat):  # alternate, so load from other work hits both alike
-        bare.append(_run([py, "-c", BARE, str(cap)])[0])
-        wall, samples, err = _run(score_cmd)
+        load.append(os.getloadavg()[0])
+        wall, _, _, cpu = _run([py, "-c", BARE, str(cap)])
+        bare.append(wall)
+        bare_cpu.append(cpu)
+        wall, samples, err, cpu = _run(score_cmd)
         score.append(wall)
+        score_cpu.append(cpu)
         rss.append(samples)
+    load.append(os.getloadavg()[0])
     b, s = statistics.median(bare), statistics.median(score)
     summary = err.strip().splitlines()[-1]
     verdicts = sum(1 for _ in open(work / "v.jsonl"))
@@ -271,7 +283,12 @@ def main() -> int:
     print(f"{'bare nfstream meter':30}{b:>9.2f}{packets / b:>13,.0f}")
     print(f"{'p2pdetect score (end to end)':30}{s:>9.2f}{packets / s:>13,.0f}")
     print(f"ratio score/bare: {b / s:.2f}x  (target >= 0.9); runs bare {[round(x, 2) for x in bare]}, "
-          f"score {[round(x, 2) for x in score]}")
+          f"score {[round(x, 2) for x in score]}; per pair {[round(x / y, 2) for x, y in zip(bare, score)]}")
+    bc, sc = statistics.median(bare_cpu), statistics.median(score_cpu)
+    print(f"CPU seconds (user + system, meter process included): bare {bc:.2f}, score {sc:.2f} "
+          f"({sc / bc:.2f}x the bare meter's: what the wall-clock ratio becomes when other work takes the "
+          f"second core); 1-minute load average before each pair and at the end: "
+          + " / ".join(f"{x:.1f}" for x in load))
     print(f"score summary: {summary}; {verdicts:,} verdict lines")
     last = rss[-1]
     peak = max(r for _, r in last)
@@ -297,6 +314,7 @@ def main() -> int:
     print(f"naive pyshark per-packet extraction ({a.pyshark_packets:,} packets): {rate:,.0f} packets/s "
           f"({packets / s / rate:,.0f}x slower than p2pdetect score)")
     json.dump({"packets": packets, "bare_s": bare, "score_s": score, "ratio": b / s, "peak_rss": peak,
+               "bare_cpu_s": bare_cpu, "score_cpu_s": score_cpu, "load_avg": load,
                "latency_ms_p50": float(np.percentile(lat_ms, 50)),
                "latency_ms_p99": float(np.percentile(lat_ms, 99)),
                "inference_flows_s": {k: r["best"] for k, r in inference.items()},
