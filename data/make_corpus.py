@@ -70,6 +70,9 @@ RECIPE: tuple[tuple[str, tuple[int, ...], int, float], ...] = (
     # Peers of WebTorrent, BiglyBT and ctorrent on 443, 80, 8080, 22, 25...: P2P on service ports from more
     # than libtorrent (p2p-mixed-ports), so that leaving one implementation out keeps the behaviour in training.
     ("p2p-service-ports", (1801, 1802, 1803, 1804), 60, 2.0),
+    # Homes running WebTorrent, BiglyBT or ctorrent beside browsing and a chat on a high port: the ordinary
+    # flows of P2P hosts, which mixed-home has only with libtorrent (so leaving libtorrent out lost them).
+    ("mixed-home-impl", (1901, 1902, 1903), 90, 2.0),
 )
 
 #: WAN runs (data.generator.topology): (scenario, network class, seeds, duration seconds, scale). Each host

@@ -25,6 +25,7 @@ SCENARIOS: tuple[str, ...] = (
     "quic",
     "mixed-office",
     "mixed-home",
+    "mixed-home-impl",
     # swarms that behave like real ones (data.generator.realistic): a DHT of hundreds of nodes, trackers, LSD
     "p2p-dht-swarm",
     "p2p-dht-home",

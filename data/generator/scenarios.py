@@ -156,7 +156,7 @@ def pair_app(a: dict[str, Any], b: dict[str, Any]) -> str:
 
 def impl_swarm(rng: random.Random, addr: _Addresses, duration: int, scale: float, *,
                peers: Sequence[tuple[str, str]], n_seeds: int, n_ghosts: int, app: str,
-               common_ports: float = 0.0) -> AppSpec:
+               common_ports: float = 0.0, members: Sequence[str] = ()) -> AppSpec:
     """A swarm of several BitTorrent implementations around an HTTP tracker, with gone peers.
 
     ``peers`` lists (implementation, encryption) per peer; the first ``n_seeds`` seed; libtorrent
@@ -164,16 +164,19 @@ def impl_swarm(rng: random.Random, addr: _Addresses, duration: int, scale: float
     (the block's .1) also hands out ``n_ghosts`` addresses where nothing listens. Labels name the
     implementations of each address pair (:func:`pair_app`); tracker connections are
     ``<impl>-tracker``, dials to gone peers ``<impl>-unreachable``. Each peer listens on a
-    well-known service port with probability ``common_ports``.
+    well-known service port with probability ``common_ports``. The last ``len(members)`` peers run
+    on ``members``, hosts shared with other apps (a home user's machine that also browses and chats).
     """
     tracker_ip, host = addr.block(13)
     specs = []
+    first_member = len(peers) - len(members)
     for i, (impl, enc) in enumerate(peers):
         seed = i < n_seeds
         # JVM start-up takes seconds: BiglyBT peers join early so that they trade within short runs.
         latest = 0.15 if impl == "biglybt" else 0.4
         spec = {
-            "ip": host(2 + i), "port": _port(rng, common_ports > 0 and rng.random() < common_ports), "impl": impl,
+            "ip": members[i - first_member] if i >= first_member else host(2 + i),
+            "port": _port(rng, common_ports > 0 and rng.random() < common_ports), "impl": impl,
             "enc": enc, "transport": "tcp",
             "online": _schedule(rng, duration, seed, i == 0, latest), "seed": seed,
             "up_rate": rng.choice(_RATES[2:]) * (1 if scale <= 1 else int(scale)),
@@ -310,6 +313,24 @@ def build(scenario: str, seed: int, duration: int, scale: float) -> Plan:
         rng.shuffle(rest)
         apps.append(impl_swarm(rng, a, d, s, peers=[(first, "prefer")] + rest, n_seeds=rng.randint(1, 2),
                                n_ghosts=rng.randint(1, 2), app="service-ports-swarm", common_ports=0.7))
+    elif scenario == "mixed-home-impl":
+        # Homes whose users browse, chat (TLS on a random high port) and run a client other than libtorrent:
+        # ordinary flows of a P2P host, the negatives of mixed-home without libtorrent.
+        hosts = a.hosts(rng.randint(3, 6))
+        apps.append(web(rng, a, d, s, tls=True, port=443, clients=hosts,
+                        modes=[rng.choice(["browse", "browse", "stream"]) for _ in hosts], app="https-mixed"))
+        chat = rng.sample(hosts, k=min(len(hosts), rng.randint(2, 4)))
+        apps.append(web(rng, a, d, s, tls=True, port=_port(rng, False), clients=chat, modes=["chat"] * len(chat),
+                        app="https-chat"))
+        apps.append(dns(rng, a, d, clients=hosts, storminess=1.0))
+        torrenters = rng.sample(chat, k=rng.randint(1, min(2, len(chat))))
+        impls = ["webtorrent", "biglybt", "ctorrent"]
+        seeds = [(rng.choice(impls[:2]), "prefer") for _ in range(rng.randint(1, 2))]
+        others = [(rng.choice(impls), "prefer") for _ in range(rng.randint(1, 3))]
+        mine = [(rng.choice(["webtorrent", "webtorrent", "biglybt"]), "prefer") for _ in torrenters]
+        peers = [(i, "plain" if i == "ctorrent" else e) for i, e in seeds + others + mine]
+        apps.append(impl_swarm(rng, a, d, s, peers=peers, n_seeds=len(seeds), n_ghosts=rng.randint(1, 2),
+                               app="home-impl-swarm", members=torrenters))
     elif scenario == "web":
         hosts = a.hosts(rng.randint(4, 12))
         apps.append(web(rng, a, d, s, tls=True, port=443, clients=hosts, modes=["browse"] * len(hosts),
