@@ -17,7 +17,7 @@ def _cols(rows):
     return {"src_ip": np.array(sip, dtype=object), "src_port": np.array(sport), "dst_ip": np.array(dip, dtype=object),
             "dst_port": np.array(dport), "protocol": np.array(proto), "bidirectional_first_seen_ms": np.array(t) - 10,
             "bidirectional_last_seen_ms": np.array(t), "src2dst_bytes": np.full(n, 100),
-            "dst2src_bytes": np.full(n, 50)}
+            "dst2src_bytes": np.full(n, 50), "bidirectional_packets": np.full(n, 4)}
 
 
 def _peer(i):
@@ -57,13 +57,19 @@ def test_two_peers_are_not_enough():
 def test_failed_connects_of_a_p2p_host_between_high_ports_inherit_its_score():
     ev = HostEvidence(0.8)
     ev.update(_cols([(H, 6881, _peer(i), 40000 + i, 17, 1000 * i) for i in range(1, 4)]), np.array([0.9] * 3))
-    syn = _cols([(H, 51515, _peer(50), 6346, 6, 5000), (H, 51516, _peer(51), 3306, 6, 5001)])
-    out = ev.update(syn, np.array([0.05, 0.05]))
+    syn = _cols([(H, 51515, _peer(50), 6346, 6, 5000), (H, 51516, _peer(51), 3306, 6, 5001),
+                 (H, 51517, _peer(52), 40000, 6, 5002), (H, 51518, _peer(53), 40000, 6, 5003)])
+    syn["dst2src_bytes"][:2] = 0  # nothing came back: dials to peers that are gone
+    syn["bidirectional_packets"][2:] = [33, 33]
+    syn["dst2src_bytes"][3] = 0
+    out = ev.update(syn, np.array([0.05] * 4))
     assert out[0] == 0.9          # high port to high port
     assert out[1] == 0.05         # 3306 is a registered service port
+    assert out[2] == 0.05         # long and answered: the host's chat or game session is its own
+    assert out[3] == 0.9          # long, nothing came back: a dial retried, still the host's
     off = HostEvidence(0.8, high_ports=False)
     off.update(_cols([(H, 6881, _peer(i), 40000 + i, 17, 1000 * i) for i in range(1, 4)]), np.array([0.9] * 3))
-    assert off.update(syn, np.array([0.05, 0.05]))[0] == 0.05
+    assert off.update(syn, np.array([0.05] * 4))[0] == 0.05
 
 
 def test_a_flow_between_two_p2p_hosts_inherits_the_lower_score_whatever_its_ports():
