@@ -8,14 +8,15 @@ endpoints (ip, port, proto) on which `endpoint_peers` distinct peers' flows were
 is a P2P endpoint. Every later flow on a P2P endpoint is flagged from its first verdict,
 early ones included, with the endpoint's score (the `endpoint_peers`-th best peer score on it).
 
-A P2P host's short or unanswered flows between two high ports (neither below 1024 nor a
+A P2P host's short, unanswered or bulk flows between two high ports (neither below 1024 nor a
 registered service port, features.host_context.SERVICE_PORTS; at most `short_packets` packets,
-or no payload came back) inherit the host's score too: its DHT exchanges and its connection
-attempts to peers that are gone, from a new ephemeral port each, have no endpoint history of
-their own (high_ports=False turns this off). Longer answered sessions do not: a P2P host's chat
-with a server on a high port, its game or call sessions are judged on their own (with the host
-rule on every flow, 8 of the 13 false positives of libtorrent's captures left out were such
-chats; limited to 32 packets or unanswered: none, for 0.4 points of flow recall). A flow between two P2P hosts, whatever its ports, inherits
+no payload back, or at least `bulk_bytes` bytes) inherit the host's score too: its DHT
+exchanges, its connection attempts to peers that are gone (from a new ephemeral port each, with
+no endpoint history of their own) and its transfers with peers seen too little to be P2P hosts
+themselves (high_ports=False turns this off). Longer, lighter answered sessions do not: a P2P
+host's chat with a server on a high port, its game or call sessions are judged on their own
+(with the host rule on every flow, 8 of the 13 false positives of libtorrent's captures left out
+were such chats; with this gate none, at the same flow and byte recall). A flow between two P2P hosts, whatever its ports, inherits
 the lower of their two scores: peers that listen on 443 or 80 to pass firewalls trade with
 each other there, and an ordinary server is not a P2P host (pairs=False turns this off).
 
@@ -88,10 +89,11 @@ class HostEvidence:
     def __init__(self, threshold: float, *, host_peers: int = 3, endpoint_peers: int = 2,
                  idle_s: float = 900.0, report_s: float = 300.0, max_hosts: int = 200_000,
                  max_peers: int = 4096, high_ports: bool = True, short_packets: int = 32,
-                 pairs: bool = True, model_id: str = "") -> None:
+                 bulk_bytes: int = 256_000, pairs: bool = True, model_id: str = "") -> None:
         self.threshold = float(threshold)
         self.high_ports = high_ports
         self.short_packets = short_packets
+        self.bulk_bytes = bulk_bytes
         self.pairs = pairs
         self.host_peers = host_peers
         self.endpoint_peers = endpoint_peers
@@ -183,13 +185,15 @@ class HostEvidence:
         c = {k: cols[k].tolist() for k in EVIDENCE_COLUMNS}
         sip, sport, dip, dport, proto = c["src_ip"], c["src_port"], c["dst_ip"], c["dst_port"], c["protocol"]
         first, last = c["bidirectional_first_seen_ms"], c["bidirectional_last_seen_ms"]
-        up, down, pk, short = c["src2dst_bytes"], c["dst2src_bytes"], c["bidirectional_packets"], self.short_packets
+        up, down, pk = c["src2dst_bytes"], c["dst2src_bytes"], c["bidirectional_packets"]
+        short, bulk = self.short_packets, self.bulk_bytes
         s = scores.tolist()
         ep_score, host_score, high_ports, pairs = self.endpoint_score, self.host_score, self.high_ports, self.pairs
         for i in range(n):
             prior = max(ep_score(sip[i], sport[i], proto[i]), ep_score(dip[i], dport[i], proto[i]))
             if proto[i] in _TRANSPORT:
-                if high_ports and (pk[i] <= short or not down[i]) and high_port(sport[i]) and high_port(dport[i]):
+                if (high_ports and (pk[i] <= short or not down[i] or up[i] + down[i] >= bulk)
+                        and high_port(sport[i]) and high_port(dport[i])):
                     prior = max(prior, host_score(sip[i]), host_score(dip[i]))
                 elif pairs:
                     prior = max(prior, min(host_score(sip[i]), host_score(dip[i])))

@@ -58,18 +58,21 @@ def test_failed_connects_of_a_p2p_host_between_high_ports_inherit_its_score():
     ev = HostEvidence(0.8)
     ev.update(_cols([(H, 6881, _peer(i), 40000 + i, 17, 1000 * i) for i in range(1, 4)]), np.array([0.9] * 3))
     syn = _cols([(H, 51515, _peer(50), 6346, 6, 5000), (H, 51516, _peer(51), 3306, 6, 5001),
-                 (H, 51517, _peer(52), 40000, 6, 5002), (H, 51518, _peer(53), 40000, 6, 5003)])
+                 (H, 51517, _peer(52), 40000, 6, 5002), (H, 51518, _peer(53), 40000, 6, 5003),
+                 (H, 51519, _peer(54), 40000, 6, 5004)])
     syn["dst2src_bytes"][:2] = 0  # nothing came back: dials to peers that are gone
-    syn["bidirectional_packets"][2:] = [33, 33]
+    syn["bidirectional_packets"][2:] = [90, 33, 2000]
     syn["dst2src_bytes"][3] = 0
-    out = ev.update(syn, np.array([0.05] * 4))
+    syn["dst2src_bytes"][4] = 2_500_000
+    out = ev.update(syn, np.array([0.05] * 5))
     assert out[0] == 0.9          # high port to high port
     assert out[1] == 0.05         # 3306 is a registered service port
-    assert out[2] == 0.05         # long and answered: the host's chat or game session is its own
+    assert out[2] == 0.05         # long, light and answered: the host's chat or game session is its own
     assert out[3] == 0.9          # long, nothing came back: a dial retried, still the host's
+    assert out[4] == 0.9          # a transfer of megabytes with a peer seen too little to judge alone
     off = HostEvidence(0.8, high_ports=False)
     off.update(_cols([(H, 6881, _peer(i), 40000 + i, 17, 1000 * i) for i in range(1, 4)]), np.array([0.9] * 3))
-    assert off.update(syn, np.array([0.05] * 4))[0] == 0.05
+    assert off.update(syn, np.array([0.05] * 5))[0] == 0.05
 
 
 def test_a_flow_between_two_p2p_hosts_inherits_the_lower_score_whatever_its_ports():
