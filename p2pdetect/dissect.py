@@ -4,7 +4,8 @@ pyshark runs tshark under an asyncio loop with a ``SafeChildWatcher``, which ins
 handler and a signal wake-up pipe on the calling process and leaves them there after the capture
 is closed. Nobody reads that pipe afterwards: a process that goes on to start many children (the
 test suite, a generator) fills it and Python reports ``BlockingIOError`` from
-``_sighandler_noop``. :func:`dissected` closes the capture and puts the process back as it was.
+``_sighandler_noop``. :func:`dissected` closes the capture and puts the signal handling back as
+it was (the event loop stays: tshark's transport may be collected after the capture closes).
 """
 
 from __future__ import annotations
@@ -31,15 +32,12 @@ def dissected(capture: str, **kwargs: Any) -> Iterator[Any]:
         yield cap
     finally:
         cap.close()
-        loop = getattr(cap, "eventloop", None)
+        # the loop stays open: tshark's subprocess transport may be collected later, and closes
+        # its pipes through it
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # child watchers are deprecated in 3.12
             with contextlib.suppress(Exception):
-                watcher = asyncio.get_child_watcher()
-                watcher.close()
+                asyncio.get_child_watcher().close()
                 asyncio.set_child_watcher(None)
-        if loop is not None and not loop.is_running() and not loop.is_closed():
-            loop.close()
-            asyncio.set_event_loop(None)
         signal.set_wakeup_fd(wakeup)
         signal.signal(signal.SIGCHLD, chld if chld is not None else signal.SIG_DFL)
