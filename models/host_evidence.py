@@ -16,9 +16,10 @@ no endpoint history of their own) and its transfers with peers seen too little t
 themselves (high_ports=False turns this off). Longer, lighter answered sessions do not: a P2P
 host's chat with a server on a high port, its game or call sessions are judged on their own
 (with the host rule on every flow, 8 of the 13 false positives of libtorrent's captures left out
-were such chats; with this gate none, at the same flow and byte recall). A flow between two P2P hosts, whatever its ports, inherits
-the lower of their two scores: peers that listen on 443 or 80 to pass firewalls trade with
-each other there, and an ordinary server is not a P2P host (pairs=False turns this off).
+were such chats; with this gate none, at the same flow and byte recall). A flow between two P2P
+hosts, whatever its ports, inherits the lower of their two scores: peers that listen on 443 or
+80 to pass firewalls trade with each other there, and an ordinary server is not a P2P host
+(pairs=False turns this off).
 
 Only the model's own scores feed the evidence, never propagated ones: one P2P endpoint cannot
 make its peers P2P by itself, so evidence does not spread along a chain of hosts.

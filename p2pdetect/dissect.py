@@ -21,7 +21,7 @@ from typing import Any
 @contextlib.contextmanager
 def dissected(capture: str, **kwargs: Any) -> Iterator[Any]:
     """``pyshark.FileCapture(capture, keep_packets=False, **kwargs)``, closed on exit with the
-    process's SIGCHLD disposition, signal wake-up fd and event loop restored."""
+    process's SIGCHLD disposition and signal wake-up fd restored."""
     import pyshark
 
     chld = signal.getsignal(signal.SIGCHLD)

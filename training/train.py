@@ -132,19 +132,16 @@ def _out_of_fold(X: np.ndarray, y: np.ndarray, groups: np.ndarray, w: np.ndarray
     return scores
 
 
-def _evidence_raiser(table: pa.Table, rows: np.ndarray, scores: np.ndarray):
+def _evidence_raiser(table: pa.Table, rows: np.ndarray, scores: np.ndarray, keep: np.ndarray):
     """threshold -> the scores of ``rows`` raised by host evidence (models.host_evidence) at that
-    threshold, per capture in meter order; None when the table lacks the columns it reads."""
+    threshold, per capture in meter order, of the rows ``keep`` marks; None when the table lacks
+    the columns the evidence reads."""
     from p2pdetect.models.host_evidence import EVIDENCE_COLUMNS, evidence_scores, table_columns
 
     if any(c not in table.column_names for c in EVIDENCE_COLUMNS + ["capture", "flow_index"]):
         return None
     cols = table_columns(table, rows)
-    return lambda threshold: evidence_scores(cols, scores, threshold)[0]
-
-
-def _select(raise_scores, keep: np.ndarray):
-    return None if raise_scores is None else (lambda threshold: raise_scores(threshold)[keep])
+    return lambda threshold: evidence_scores(cols, scores, threshold)[0][keep]
 
 
 @dataclass
@@ -219,16 +216,16 @@ def train_model(table: pa.Table, extract_config: ExtractConfig, config: TrainCon
         t_scores, t_y, basis = scores, yv, "validation captures"
         t_strata = None if strata is None else strata[split.valid]
     rows = split.valid if t_scores is scores else np.arange(table.num_rows)
-    raise_scores = _evidence_raiser(table, rows, t_scores)
+    final = np.ones(len(rows), dtype=bool)
     if "stage" in table.column_names:
         # the threshold is for whole flows (final verdicts); early snapshots are scored with it
         # too, and their rates are reported beside
         final = table.column("stage").to_numpy(zero_copy_only=False)[rows] == "final"
-        if (~final).any():
-            e_scores, e_y = t_scores[~final], t_y[~final]
-            t_scores, t_y = t_scores[final], t_y[final]
-            t_strata = None if t_strata is None else t_strata[final]
-            raise_scores = _select(raise_scores, final)
+    raise_scores = _evidence_raiser(table, rows, t_scores, final)
+    if (~final).any():
+        e_scores, e_y = t_scores[~final], t_y[~final]
+        t_scores, t_y = t_scores[final], t_y[final]
+        t_strata = None if t_strata is None else t_strata[final]
     threshold, per_stratum = pick_threshold(t_scores, t_y, t_strata, config.target_fpr)
     if raise_scores is not None:
         metrics["threshold_model_only"] = float(threshold)
