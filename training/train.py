@@ -56,6 +56,19 @@ def capture_weights(groups: np.ndarray, power: float) -> np.ndarray:
     return w * (len(w) / w.sum())
 
 
+def stratum_weights(y: np.ndarray, strata: np.ndarray | None, power: float) -> np.ndarray:
+    """Per flow: 1 for P2P flows; for ordinary flows n_s^-power (n_s = ordinary flows of its
+    stratum), scaled so the ordinary flows' total weight is unchanged."""
+    w = np.ones(len(y))
+    neg = y == 0
+    if power == 0 or strata is None or not neg.any():
+        return w
+    _, inv, counts = np.unique(strata[neg], return_inverse=True, return_counts=True)
+    wn = counts[inv].astype(np.float64) ** -power
+    w[neg] = wn * (neg.sum() / wn.sum())
+    return w
+
+
 def fit_booster(X: np.ndarray, y: np.ndarray, Xv: np.ndarray | None, yv: np.ndarray | None,
                 names: list[str], config: TrainConfig, w: np.ndarray | None = None,
                 wv: np.ndarray | None = None, *, rounds: int | None = None, quiet: bool = False):
@@ -185,6 +198,8 @@ def train_model(table: pa.Table, extract_config: ExtractConfig, config: TrainCon
     stage_w = np.ones(len(y))
     if "stage" in table.column_names:
         stage_w[table.column("stage").to_numpy(zero_copy_only=False) == "early"] = config.early_weight
+    strata = None if strata is None else np.asarray(strata).astype(str)
+    stage_w *= stratum_weights(y, strata, config.stratum_weight_power)
     w = capture_weights(groups[split.train], config.capture_weight_power) * stage_w[split.train]
     wv = capture_weights(groups[split.valid], config.capture_weight_power) * stage_w[split.valid]
     booster = fit_booster(X, yt, Xv, yv, names, config, w, wv)
@@ -195,7 +210,6 @@ def train_model(table: pa.Table, extract_config: ExtractConfig, config: TrainCon
         metrics["valid_auc"] = float(roc_auc_score(yv, scores)) if 0 < yv.sum() < len(yv) else None
     except ValueError:
         metrics["valid_auc"] = None
-    strata = None if strata is None else np.asarray(strata).astype(str)
     t_scores = None
     if config.threshold_folds >= 2:
         # threshold from out-of-fold scores of every capture (many more negatives than the
