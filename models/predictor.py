@@ -55,6 +55,9 @@ PROBE_TOLERANCE = 1e-9
 PROBE_ROWS = 4096
 #: Compiled models kept in the cache (the least recently used go first).
 CACHE_KEEP = 32
+#: LightGBM reads every |value| <= kZeroThreshold (1e-35f) as 0 (its C API's dense row
+#: functions); lleaves compares the value as it is.
+ZERO_THRESHOLD = np.float32(1e-35)
 #: Bump when the cached object's meaning changes (compile options, reduction).
 CACHE_FORMAT = 2
 
@@ -159,6 +162,10 @@ class LleavesPredictor:
                  cache: Path | None = None) -> None:
         self.used = used
         self.num_threads = num_threads
+        # columns with a split threshold within LightGBM's zero threshold: there a tiny value
+        # and 0 take different branches, so tiny values are made 0 first, as LightGBM does
+        self._zero_cols = [f for f, ts in split_thresholds(model_text).items()
+                           if any(abs(t) <= ZERO_THRESHOLD for t in ts)]
         self.cached = cache is not None and cache.exists()   # object code loaded, not compiled
         t0 = time.perf_counter()
         self.model = _compile(model_text, cache)
@@ -191,7 +198,11 @@ class LleavesPredictor:
         for s in range(start, stop, m):
             w = min(stop, s + m) - s
             # float32 first (as LightGBM and training see the values), then float64 for lleaves
-            np.copyto(X[:w], row_major(columns, s, s + w, X32))
+            X32w = row_major(columns, s, s + w, X32)
+            for j in self._zero_cols:
+                c = X32w[:, j]
+                c[np.abs(c) <= ZERO_THRESHOLD] = 0.0
+            np.copyto(X[:w], X32w)
             out[s:s + w] = self.model.predict(X[:w], n_jobs=1)
 
 
@@ -323,13 +334,8 @@ def _prune(d: Path, keep: int = CACHE_KEEP) -> None:
 
 # --- the probe: every branch of every split -------------------------------------------------------
 
-def probe_matrix(model_text: str, n_features: int, rows: int = PROBE_ROWS, seed: int = 0) -> np.ndarray:
-    """(rows, n_features) float32 rows that take both sides of every split, and the missing-value paths.
-
-    Each feature's values come from its thresholds (as float32: rounded to nearest, the next
-    float below and above), NaN, +-0, +-inf, tiny values around LightGBM's zero threshold and
-    small integers (categorical splits), drawn at random per cell.
-    """
+def split_thresholds(model_text: str) -> dict[int, list[float]]:
+    """Split feature index -> the thresholds of its splits, from LightGBM model text."""
     thresholds: dict[int, list[float]] = {}
     feats: list[int] = []
     for line in model_text.split("\n"):
@@ -338,6 +344,17 @@ def probe_matrix(model_text: str, n_features: int, rows: int = PROBE_ROWS, seed:
         elif line.startswith("threshold="):
             for f, t in zip(feats, line[10:].split()):
                 thresholds.setdefault(f, []).append(float(t))
+    return thresholds
+
+
+def probe_matrix(model_text: str, n_features: int, rows: int = PROBE_ROWS, seed: int = 0) -> np.ndarray:
+    """(rows, n_features) float32 rows that take both sides of every split, and the missing-value paths.
+
+    Each feature's values come from its thresholds (as float32: rounded to nearest, the next
+    float below and above), NaN, +-0, +-inf, tiny values around LightGBM's zero threshold and
+    small integers (categorical splits), drawn at random per cell.
+    """
+    thresholds = split_thresholds(model_text)
     common = np.array([np.nan, 0.0, -0.0, np.inf, -np.inf, 1e-36, -1e-36, 1.0, 2.0, 3.0, -1.0],
                       dtype=np.float32)
     rng = np.random.default_rng(seed)

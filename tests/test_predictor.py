@@ -94,15 +94,17 @@ def test_probe_takes_every_branch_and_scores_agree(shipped):
 
 
 def _nudged(text: str) -> str:
-    """The model with its first split's threshold moved just below the float32 value at or under it."""
+    """The model with its first split threshold away from zero moved just below the float32 value at or
+    under it (a threshold within LightGBM's zero threshold sees only 0 on either side of it)."""
     lines = text.split("\n")
-    i = next(k for k, line in enumerate(lines) if line.startswith("threshold="))
+    i, k = next((i, k) for i, line in enumerate(lines) if line.startswith("threshold=")
+                for k, v in enumerate(line[10:].split()) if abs(float(v)) > 1e-30)
     values = lines[i][10:].split()
-    t = float(values[0])
+    t = float(values[k])
     t32 = np.float32(t)
     if float(t32) > t:
         t32 = np.nextafter(t32, np.float32(-np.inf))
-    values[0] = repr(float(np.nextafter(float(t32), -np.inf)))
+    values[k] = repr(float(np.nextafter(float(t32), -np.inf)))
     lines[i] = "threshold=" + " ".join(values)
     return "\n".join(lines)
 
@@ -227,3 +229,18 @@ def test_threads_share_the_rows_and_score_alike(shipped, sample_flows):
     idx = np.resize(np.arange(sample_flows.num_rows), 5 * P.CHUNK_ROWS + 7)
     cols = [c[idx] for c in _columns(shipped, sample_flows, one.used)]
     assert np.array_equal(one.predict(cols), two.predict(cols))
+
+
+def test_tiny_values_take_lightgbms_zero_branch():
+    """LightGBM reads |x| <= 1e-35 as 0; a split between -1 and 0 sits at -1e-35, where lleaves
+    alone would send -1e-35 left and LightGBM right."""
+    rng = np.random.default_rng(0)
+    x = rng.choice(np.array([-1.0, 0.0, 1.0]), 3000)
+    y = (x < 0).astype(int)
+    booster = lgb.train({"objective": "binary", "num_leaves": 3, "min_child_samples": 5, "verbose": -1},
+                        lgb.Dataset(x[:, None], y), num_boost_round=3)
+    text, used = reduce_model(booster)
+    assert any(abs(t) <= P.ZERO_THRESHOLD for ts in P.split_thresholds(text).values() for t in ts)
+    probe = np.array([-1e-35, 1e-35, -1e-36, 0.0, -1.0, 1.0, np.nan], dtype=np.float32)
+    got = LleavesPredictor(text, used).predict([probe])
+    assert np.array_equal(got, booster.predict(probe[:, None]))
