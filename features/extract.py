@@ -11,6 +11,7 @@ from itertools import repeat
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+import numpy as np
 import pyarrow as pa
 
 from p2pdetect.features.captures import CaptureInfo, find_captures, validate_capture
@@ -70,14 +71,16 @@ def _extract(path: Path, config: ExtractConfig, name: str,
 class _Chunks:
     """The meter's channel, in process: featurises each chunk as it is handed over.
 
-    Rows keep the meter's order; a run of early snapshots reads host context as it stands
-    (remember=False), a run of final flows enters it: what the live scorer does.
+    Rows keep the meter's order; an early snapshot reads host context as it stands
+    (remember=False), a final flow enters it: what the live scorer does, chunk by chunk.
     """
 
-    def __init__(self, featurizer: FlowFeaturizer | None) -> None:
+    def __init__(self, featurizer: FlowFeaturizer | None, snapshots: bool = False) -> None:
         self.featurizer = featurizer
+        self.snapshots = snapshots
         self.pieces: list[pa.Table] = []
-        self.rows: list[tuple] = []     # final flows' rows, when there is no featurizer
+        self.rows: list[tuple] = []     # without a featurizer: final flows' rows (and snapshots')
+        self.stages = bytearray()       # their stages, with snapshots
         self.error: str | None = None
 
     def put(self, msg: tuple) -> None:
@@ -87,22 +90,23 @@ class _Chunks:
             return
         rows, stages = msg[1], msg[2]
         if self.featurizer is None:
-            self.rows.extend(r for r, s in zip(rows, stages) if s == FINAL)
+            if self.snapshots:
+                self.rows.extend(rows)
+                self.stages += stages
+            else:
+                self.rows.extend(r for r, s in zip(rows, stages) if s == FINAL)
             return
-        start = 0
-        for i in range(1, len(rows) + 1):
-            if i == len(rows) or stages[i] != stages[start]:
-                self.pieces.append(to_arrow(self.featurizer.transform_rows(
-                    rows[start:i], remember=stages[start] == FINAL)))
-                start = i
+        final = np.frombuffer(bytes(stages), dtype=np.uint8) == FINAL
+        self.pieces.append(to_arrow(self.featurizer.transform_rows(rows, remember=final)))
 
 
-def _meter(path: Path, source: str, config: ExtractConfig, chunks: _Chunks) -> None:
+def _meter(path: Path, source: str, config: ExtractConfig, chunks: _Chunks, early: bool = True) -> None:
     """Meter ``source`` into ``chunks``: every flow's final row, plus an early row per flow that
-    reaches config.snapshot_packets packets when that is set."""
+    reaches config.snapshot_packets packets when that is set (an evidence snapshot; with
+    early=False not also an early verdict's)."""
     spec = MeterSpec(source=source, live=False, streamer_kwargs=config.streamer_kwargs(),
-                     early_packets=config.snapshot_packets, early_seconds=0.0,
-                     chunk_flows=CHUNK, chunk_wait_s=3600.0)
+                     early_packets=config.snapshot_packets if early else 0, early_seconds=0.0,
+                     chunk_flows=CHUNK, chunk_wait_s=3600.0, evidence_packets=config.snapshot_packets)
     try:
         run_meter(spec, chunks, [False])
     except (ValueError, OSError, RuntimeError) as err:
@@ -120,6 +124,19 @@ def meter_rows(path: str | os.PathLike, config: ExtractConfig | None = None) -> 
         chunks = _Chunks(None)
         _meter(path, prepared.source, config, chunks)
     return chunks.rows
+
+
+def meter_stream(path: str | os.PathLike, config: ExtractConfig | None = None) -> tuple[list[tuple], bytes]:
+    """Every row the scorer's meter hands over for a capture file with no early verdicts, in
+    order, and its stage (features.snapshot_meter): final flows, and the evidence snapshots at
+    config.snapshot_packets that the scorer's host evidence reads. Fed to the scorer
+    (serve.chunks_from_rows(rows, stages=stages)), they give `score`'s final verdicts."""
+    path = Path(path)
+    config = config or ExtractConfig()
+    with prepare_capture(path) as prepared:
+        chunks = _Chunks(None, snapshots=True)
+        _meter(path, prepared.source, config, chunks, early=False)
+    return chunks.rows, bytes(chunks.stages)
 
 
 def _worker(path: Path, config: ExtractConfig, skip_bad: bool, strict: bool = False) -> CaptureResult:

@@ -41,29 +41,32 @@ class FlowFeaturizer:
         """Every column `transform` returns, in table order."""
         return IDENTITY_COLUMNS + AUDIT_COLUMNS + feature_columns(self.config.splt_n)
 
-    def transform(self, flows: Sequence, *, remember: bool = True) -> dict[str, np.ndarray]:
+    def transform(self, flows: Sequence, *, remember=True) -> dict[str, np.ndarray]:
         """Columns for a batch of nfstream NFlow objects, in meter order."""
         return self.transform_columns(columns_from_flows(flows, self.config.splt_n), remember=remember)
 
-    def transform_rows(self, rows: Sequence[tuple], *, remember: bool = True) -> dict[str, np.ndarray]:
+    def transform_rows(self, rows: Sequence[tuple], *, remember=True) -> dict[str, np.ndarray]:
         """Columns for a batch of flows given as features.meter.flow_row tuples."""
         return self.transform_columns(columns_from_rows(rows, self.config.splt_n), remember=remember)
 
-    def transform_columns(self, meter: dict[str, np.ndarray], *, remember: bool = True
+    def transform_columns(self, meter: dict[str, np.ndarray], *, remember=True
                           ) -> dict[str, np.ndarray]:
         """Columns for a batch given as meter columns (features.meter.columns_from_*).
 
-        remember=False featurises flows that have not ended yet (early verdicts): host
-        context is read but not updated and flow_index does not advance (see HostContext).
+        remember=False featurises flows that have not ended yet (early snapshots): host
+        context is read but not updated and flow_index does not advance (see HostContext);
+        a bool array gives it per row, for a chunk as the meter handed it over. A
+        snapshot's flow_index is the number of ended flows before it.
         """
         n = len(meter["protocol"])
+        final = np.broadcast_to(np.asarray(remember, dtype=bool), (n,))
+        before = np.cumsum(final) - final
         out: dict[str, np.ndarray] = {
             "capture": np.full(n, self.capture, dtype=object),
-            "flow_index": np.arange(self.flows_seen, self.flows_seen + n, dtype=np.int64),
-            "stage": np.full(n, "final" if remember else "early", dtype=object),
+            "flow_index": (self.flows_seen + before).astype(np.int64),
+            "stage": np.where(final, "final", "early").astype(object),
         }
-        if remember:
-            self.flows_seen += n
+        self.flows_seen += int(final.sum())
         for c in IDENTITY_COLUMNS[3:] + AUDIT_COLUMNS + COUNTER_FEATURES + STAT_FEATURES + FLAG_FEATURES:
             out[c] = meter[c]
         for kind in SPLT_KINDS:
@@ -72,6 +75,6 @@ class FlowFeaturizer:
                 out[f"splt_{kind}_{i}"] = block[:, i]
         out.update(derive_features(meter))
         # a snapshot's counters stop at the snapshot: the model may treat the stages apart
-        out["is_snapshot"] = np.full(n, 0 if remember else 1, dtype=np.int64)
-        out.update(self.host_context.transform(meter, remember=remember))
+        out["is_snapshot"] = (~final).astype(np.int64)
+        out.update(self.host_context.transform(meter, remember=final))
         return {c: out[c] for c in self.columns}

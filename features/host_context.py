@@ -221,14 +221,16 @@ class HostContext:
             len(served) if served else 0,
         )
 
-    def transform(self, cols: dict[str, np.ndarray], *, remember: bool = True) -> dict[str, np.ndarray]:
+    def transform(self, cols: dict[str, np.ndarray], *, remember=True) -> dict[str, np.ndarray]:
         """Evidence columns for a batch of flows in meter order, then remember the batch.
 
         remember=False scores flows that have not ended (the scorer's early snapshots): they
         see the current state, but neither enter it nor advance its clock, so every later
-        flow gets exactly the context batch extraction gives it.
+        flow gets exactly the context batch extraction gives it. A bool array gives it per
+        row (a chunk of snapshots and ended flows, in the order the meter handed them over).
         """
         n = len(cols["protocol"])
+        keep = (np.broadcast_to(np.asarray(remember, dtype=bool), (n,))).tolist()
         sip, sport = cols["src_ip"].tolist(), cols["src_port"].tolist()
         dip, dport = cols["dst_ip"].tolist(), cols["dst_port"].tolist()
         proto, end = cols["protocol"].tolist(), cols["bidirectional_last_seen_ms"].tolist()
@@ -242,6 +244,7 @@ class HostContext:
         side = self._side
         for i in range(n):
             t = float(end[i])
+            remember = keep[i]
             if remember and t > self._clock_ms:
                 self._clock_ms = t
                 self._evict()

@@ -11,6 +11,11 @@ scan, cleanup), with these changes and nothing else:
   the meter copies the flow's current values (`NFlow.sync` + `flow_row`, what expiry does)
   without expiring it. The flow keeps metering, so its final record is identical to
   batch extraction's;
+* **evidence snapshots**: with `evidence_packets` (the model's snapshot_packets), every flow
+  is also copied when it reaches that many packets, the snapshot the model was trained on and
+  the flow table holds: its verdict is host evidence (models/host_evidence.py) whatever the
+  early-verdict settings, so final verdicts equal batch scoring's. It goes out as
+  EARLY_EVIDENCE when an early verdict falls on the same packet, else as EVIDENCE (not a verdict);
 * **live clock**: on an idle interface the pcap read blocks (measured, see _LiveClock);
   a thread wakes it every `tick_s` with pcap_breakloop, and the loop then advances its
   clock to the wall clock and runs the idle scan, so idle flows expire without traffic
@@ -28,7 +33,7 @@ scan, cleanup), with these changes and nothing else:
   counts are current while flows are still active.
 
 Messages on the queue: ("flows", rows, stages, t_first, *counters) with stages a bytes of
-EARLY/FINAL per row and t_first the wall time of the chunk's first row; ("stats", *counters);
+EARLY/FINAL/EVIDENCE/EARLY_EVIDENCE per row and t_first the wall time of the chunk's first row; ("stats", *counters);
 ("error", text); ("done", *counters). counters = (packets metered, packets ignored, packets
 dropped by the kernel (live), final flows, active flows, bytes metered (frame lengths)); all
 cumulative except active flows.
@@ -43,7 +48,10 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-EARLY, FINAL = 0, 1
+#: Stages of a handed-over row: an early verdict's snapshot, a flow that ended, a snapshot taken
+#: only as host evidence (at the model's snapshot_packets, when no early verdict falls there),
+#: and an early verdict's snapshot that is also that evidence snapshot.
+EARLY, FINAL, EVIDENCE, EARLY_EVIDENCE = 0, 1, 2, 3
 
 
 def _last_packet_ms(flow) -> int:
@@ -67,6 +75,7 @@ class MeterSpec:
     tick_s: float = 0.5         # live clock period
     drain_s: float = 1.2        # live: keep reading this long after a stop request
     stats_s: float = 0.25       # counters go out at least this often when flows do not
+    evidence_packets: int = 0   # a snapshot of every flow at this many packets (0: none)
 
 
 class _LiveClock:
@@ -139,6 +148,8 @@ def run_meter(spec: MeterSpec, channel, stop: list) -> None:
     mode = NFMode.INTERFACE if spec.live else NFMode.SINGLE_FILE
     early_n = spec.early_packets
     early_ms = int(spec.early_seconds * 1000)
+    ev_n = spec.evidence_packets
+    packet_trigger = bool(early_n or ev_n)
 
     ffi, lib = create_engine()
     dissector = setup_dissector(ffi, lib, n_dissections)
@@ -191,8 +202,9 @@ def run_meter(spec: MeterSpec, channel, stop: list) -> None:
         else:
             channel.put(("stats", *counters))
 
-    def snapshot(flow) -> None:
-        pending.discard(id(flow))
+    def snapshot(flow, stage: int = EARLY) -> None:
+        if stage != EVIDENCE:
+            pending.discard(id(flow))
         flow.sync(n_dissections, statistics, splt, ffi, lib, sync)
         if n_dissections and flow.application_is_guessed is None:
             # nfstream copies nDPI's answer only while detection runs or at expiry
@@ -200,7 +212,7 @@ def run_meter(spec: MeterSpec, channel, stop: list) -> None:
             flow.application_name = ffi.string(c.application_name).decode("utf-8", errors="ignore")
             flow.application_category_name = ffi.string(c.category_name).decode("utf-8", errors="ignore")
             flow.application_is_guessed = c.guessed
-        emit(flow, EARLY)
+        emit(flow, stage)
 
     def created(flow) -> None:
         pending.add(id(flow))
@@ -263,8 +275,12 @@ def run_meter(spec: MeterSpec, channel, stop: list) -> None:
                     done = flow.update(nf_packet, idle_timeout, active_timeout, ffi, lib, udps, sync,
                                        accounting_mode, n_dissections, statistics, splt, dissector)
                     if done is None:
-                        if early_n and flow._C.bidirectional_packets == early_n and id(flow) in pending:
-                            snapshot(flow)
+                        if packet_trigger:
+                            k = flow._C.bidirectional_packets
+                            if k == early_n and id(flow) in pending:
+                                snapshot(flow, EARLY_EVIDENCE if k == ev_n else EARLY)
+                            elif k == ev_n:
+                                snapshot(flow, EVIDENCE)
                     else:  # idle or active expiry on this packet: report it, start a new flow
                         del cache[key]
                         final.put(done)

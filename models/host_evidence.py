@@ -24,6 +24,14 @@ hosts, whatever its ports, inherits the lower of their two scores: peers that li
 Only the model's own scores feed the evidence, never propagated ones: one P2P endpoint cannot
 make its peers P2P by itself, so evidence does not spread along a chain of hosts.
 
+Evidence snapshots feed it too: every flow's snapshot at the model's snapshot_packets (the
+early rows of a flow table, and the rows the scorer's meter takes at that count whatever the
+early-verdict settings) is judged by the model, and when called P2P it counts the peer and the
+endpoint (and the peer among the host's peers) from then on, not a flow or bytes (the flow's
+final record does that: a host can be P2P before any of its flows has ended). In a capture
+shorter than the idle timeout no flow ends before the last packet; a transfer called P2P after
+32 packets is then the first evidence its hosts give.
+
 The host record is what an operator acts on: which address runs P2P, on which endpoints,
 with how many peers, since when. It is emitted when the host's evidence first crosses the
 threshold and again every `report_s` seconds of packet time while it lasts; `finish()`
@@ -147,10 +155,17 @@ class HostEvidence:
         h.flows += 1
         h.up += up
         h.down += down
+        self._meet(h, peer)
+        self._flag(h, ip, port, proto, peer, last, score)
+
+    def _meet(self, h: _Host, peer: str) -> None:
         if peer not in h.peers:
             h.n_peers += 1
             if len(h.peers) < self.max_peers:
                 h.peers.add(peer)
+
+    def _flag(self, h: _Host, ip: str, port: int, proto: int, peer: str, last: int, score: float) -> None:
+        """A flow's model score as evidence about host h (ip) and its endpoint (port, proto)."""
         if h.p2p and last - h.last_flag_ms > self.idle_ms:   # the P2P evidence lapsed
             h.flagged.clear()
             h.endpoints.clear()
@@ -172,17 +187,23 @@ class HostEvidence:
         elif h.p2p and last - h.last_report_ms >= self.report_ms:
             self._report(ip, h, last)
 
-    def update(self, cols: dict[str, np.ndarray], scores: np.ndarray, *, remember: bool = True) -> np.ndarray:
+    def update(self, cols: dict[str, np.ndarray], scores: np.ndarray, *, remember=True,
+               evidence: np.ndarray | None = None) -> np.ndarray:
         """Final scores for a batch of flows in meter order: max(model score, endpoint evidence).
 
         remember=True (flows that ended) also feeds each flow's model score into its hosts'
-        evidence, in order; remember=False (early snapshots) only reads the evidence.
+        evidence, in order; remember=False (early snapshots) only reads the evidence; a bool
+        array gives it per row. evidence marks the snapshots that are evidence snapshots (module
+        doc): those the model calls P2P feed the evidence as they come.
         """
         scores = np.asarray(scores, dtype=np.float64)
         n = len(scores)
         out = scores.copy()
         if not n:
             return out
+        keep = np.broadcast_to(np.asarray(remember, dtype=bool), (n,)).tolist()
+        ev = [False] * n if evidence is None else np.asarray(evidence, dtype=bool).tolist()
+        threshold = self.threshold
         c = {k: cols[k].tolist() for k in EVIDENCE_COLUMNS}
         sip, sport, dip, dport, proto = c["src_ip"], c["src_port"], c["dst_ip"], c["dst_port"], c["protocol"]
         first, last = c["bidirectional_first_seen_ms"], c["bidirectional_last_seen_ms"]
@@ -200,7 +221,14 @@ class HostEvidence:
                     prior = max(prior, min(host_score(sip[i]), host_score(dip[i])))
             if prior > s[i]:
                 out[i] = prior
-            if not remember:
+            if not keep[i]:
+                if ev[i] and s[i] >= threshold:   # an evidence snapshot called P2P
+                    t = last[i]
+                    for ip, port, peer in ((sip[i], sport[i], dip[i]), (dip[i], dport[i], sip[i])):
+                        h = self._host(ip, first[i])
+                        h.last_ms = max(h.last_ms, t)
+                        self._meet(h, peer)
+                        self._flag(h, ip, port, proto[i], peer, t, s[i])
                 continue
             t = last[i]
             self._expire(t)
@@ -250,9 +278,9 @@ def evidence_scores(cols: dict[str, np.ndarray], scores: np.ndarray, threshold: 
     """Final scores for a flow table's rows, as the scorer gives them, and each capture's host records.
 
     cols holds EVIDENCE_COLUMNS plus `capture`, `flow_index` and (optionally) `stage`. Each
-    capture runs through its own HostEvidence in meter order; an early row (a snapshot) reads
-    the evidence of the final flows reported before it and does not enter it, as the scorer's
-    early verdicts do.
+    capture runs through its own HostEvidence in meter order; an early row (the snapshot at the
+    table's snapshot_packets) reads the evidence of the rows before it and, as an evidence
+    snapshot, feeds it when the model calls it P2P, as the scorer's meter does.
     """
     scores = np.asarray(scores, dtype=np.float64)
     out = scores.copy()
@@ -268,11 +296,7 @@ def evidence_scores(cols: dict[str, np.ndarray], scores: np.ndarray, threshold: 
         ev = HostEvidence(threshold, **kwargs)
         sub = {k: np.asarray(cols[k])[idx] for k in EVIDENCE_COLUMNS}
         e = early[idx]
-        # consecutive runs of one stage go through together (same result as one by one)
-        cuts = np.flatnonzero(e[1:] != e[:-1]) + 1
-        for run in np.split(np.arange(len(idx)), cuts):
-            part = {k: v[run] for k, v in sub.items()}
-            out[idx[run]] = ev.update(part, scores[idx[run]], remember=not e[run[0]])
+        out[idx] = ev.update(sub, scores[idx], remember=~e, evidence=e)
         records[capture[idx[0]]] = ev.finish()
     return out, records
 

@@ -8,6 +8,8 @@ from p2pdetect.serve.service import RunSummary, run_scoring
 from p2pdetect.serve.sinks import JsonLinesSink
 from p2pdetect.serve.sources import (
     EARLY,
+    EARLY_EVIDENCE,
+    EVIDENCE,
     FINAL,
     MeterChunk,
     MeterSource,
@@ -22,7 +24,7 @@ from p2pdetect.serve.sources import (
 from p2pdetect.serve.verdicts import HOST_KEYS, VERDICT_KEYS, verdict_lines
 
 __all__ = [
-    "Batch", "EARLY", "FINAL", "JsonLinesSink", "MeterChunk", "MeterSource", "RunSummary",
+    "Batch", "EARLY", "EARLY_EVIDENCE", "EVIDENCE", "FINAL", "JsonLinesSink", "MeterChunk", "MeterSource", "RunSummary",
     "HOST_KEYS", "ScoreConfig", "ScoreMetrics", "ScoredBatch", "SourceError", "StreamScorer", "VERDICT_KEYS",
     "capture_source", "check_bpf", "check_interface", "chunks_from_rows", "early_capture_source",
     "interface_source", "micro_batches", "run_scoring", "score_stream", "serve_metrics", "verdict_lines",

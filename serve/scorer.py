@@ -1,14 +1,16 @@
 """The scorer's core: batches of metered flows in, scored flows out (a generator).
 
 Features come from ONE features.FlowFeaturizer per stream, the class batch extraction
-uses (DESIGN.md invariant 1): final flows go through it in meter order and feed its host
-context. Early snapshots are scored against the host context as it stands, without being
-remembered: a flow enters host context once, when it ends, as in batch extraction, so the
-final verdict of every flow equals the offline one.
+uses (DESIGN.md invariant 1): rows go through it in the order the meter handed them over;
+final flows feed its host context, early snapshots are scored against the host context as it
+stands, without being remembered: a flow enters host context once, when it ends, as in batch
+extraction, so every flow's verdicts equal the offline ones.
 
 Model scores then pass through ONE models.HostEvidence per stream (the class batch evaluation
 uses): a flow on an endpoint already known to be P2P is flagged from its first verdict, and
-host records come out when a host's evidence crosses the threshold.
+host records come out when a host's evidence crosses the threshold. The meter's evidence
+snapshots (the model's snapshot_packets; features/snapshot_meter.py) feed that evidence too,
+and are not verdicts: they leave the batch after scoring.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 from p2pdetect.features.featurize import FlowFeaturizer
 from p2pdetect.models.host_evidence import EVIDENCE_COLUMNS, HostEvidence
 from p2pdetect.serve.batching import Batch
-from p2pdetect.serve.sources import EARLY, FINAL, MeterStats
+from p2pdetect.serve.sources import EARLY, EARLY_EVIDENCE, EVIDENCE, FINAL, MeterStats
 
 #: Flow-table columns a verdict record carries (identity and size; never payload).
 RECORD_COLUMNS = ["src_ip", "src_port", "dst_ip", "dst_port", "protocol",
@@ -32,7 +34,7 @@ assert set(EVIDENCE_COLUMNS) <= set(RECORD_COLUMNS)
 
 @dataclass
 class ScoredBatch:
-    """One micro-batch after scoring: early snapshots, then final flows in meter order."""
+    """One micro-batch after scoring: early and final verdicts in the order the meter gave them."""
 
     cols: dict[str, np.ndarray]   # RECORD_COLUMNS
     stages: np.ndarray            # uint8: EARLY / FINAL
@@ -54,25 +56,22 @@ class StreamScorer:
         self.featurizer = FlowFeaturizer(bundle.extract_config, capture=capture)
         self.evidence = HostEvidence(bundle.threshold, model_id=bundle.bundle_id)
 
-    def _part(self, cols: dict[str, np.ndarray], stage: int) -> tuple:
-        scores = self.evidence.update(cols, self.bundle.predict_proba(cols), remember=stage == FINAL)
-        return {c: cols[c] for c in RECORD_COLUMNS}, np.full(len(scores), stage, np.uint8), scores
-
     def score(self, batch: Batch) -> ScoredBatch:
-        """Score a batch: early snapshots against the host context as it stands, then the
-        final flows in meter order (they enter the host context)."""
+        """Score a batch in meter order: early snapshots against the host context as it stands,
+        final flows entering it; evidence snapshots feed the host evidence and are dropped."""
         stages = np.frombuffer(bytes(batch.stages), dtype=np.uint8)
-        rows = batch.rows
-        parts = []
-        if (stages == EARLY).any():
-            early = [rows[i] for i in np.flatnonzero(stages == EARLY)]
-            parts.append(self._part(self.featurizer.transform_rows(early, remember=False), EARLY))
-            rows = [rows[i] for i in np.flatnonzero(stages == FINAL)]
-        if rows or not parts:
-            parts.append(self._part(self.featurizer.transform_rows(rows), FINAL))
-        scores = np.concatenate([p[2] for p in parts])
-        return ScoredBatch({c: np.concatenate([p[0][c] for p in parts]) for c in RECORD_COLUMNS},
-                           np.concatenate([p[1] for p in parts]), scores, self.bundle.verdicts(scores),
+        final = stages == FINAL
+        cols = self.featurizer.transform_rows(batch.rows, remember=final)
+        evidence = (stages == EVIDENCE) | (stages == EARLY_EVIDENCE)
+        scores = self.evidence.update(cols, self.bundle.predict_proba(cols), remember=final,
+                                      evidence=evidence if evidence.any() else None)
+        out = np.where(final, FINAL, EARLY).astype(np.uint8)
+        rec = {c: cols[c] for c in RECORD_COLUMNS}
+        if (stages == EVIDENCE).any():
+            keep = stages != EVIDENCE
+            rec = {c: v[keep] for c, v in rec.items()}
+            out, scores = out[keep], scores[keep]
+        return ScoredBatch(rec, out, scores, self.bundle.verdicts(scores),
                            batch.t_first, batch.stats, self.evidence.pop_records())
 
     def finish(self) -> ScoredBatch:

@@ -18,11 +18,12 @@ from p2pdetect.features.reader import PreparedCapture, prepare_capture
 from p2pdetect.features.config import ExtractConfig
 from p2pdetect.errors import BadCaptureError, P2PDetectError
 from p2pdetect.serve.config import ScoreConfig
-from p2pdetect.features.snapshot_meter import EARLY, FINAL, MeterSpec, meter_process
+from p2pdetect.features.snapshot_meter import (EARLY, EARLY_EVIDENCE, EVIDENCE, FINAL, MeterSpec,
+                                               meter_process)
 
 
-__all__ = ["EARLY", "FINAL", "MeterChunk", "MeterSource", "MeterStats", "SourceError",
-           "capture_source", "check_bpf", "check_interface", "chunks_from_rows", "early_capture_source",
+__all__ = ["EARLY", "EARLY_EVIDENCE", "EVIDENCE", "FINAL", "MeterChunk", "MeterSource", "MeterStats",
+           "SourceError", "capture_source", "check_bpf", "check_interface", "chunks_from_rows", "early_capture_source",
            "interface_source", "live_filter"]
 
 #: Bytes captured of each live packet: headers only (invariant 4, docs/architecture.md).
@@ -54,23 +55,27 @@ class MeterChunk:
     """Flows handed over by the meter together: nfstream value rows, in meter order."""
 
     rows: Sequence[tuple]      # features.meter.flow_row tuples
-    stages: bytes              # per row: EARLY (0) or FINAL (1)
+    stages: bytes              # per row: EARLY, FINAL, EVIDENCE or EARLY_EVIDENCE (features.snapshot_meter)
     t_first: float             # wall time the chunk's first flow was reported (latency origin)
     stats: MeterStats = field(default_factory=MeterStats)
 
 
 def chunks_from_rows(rows: Iterable[tuple], *, chunk_flows: int = 256, stage: int = FINAL,
-                     t_first: float = 0.0) -> Iterator[MeterChunk]:
-    """Chunks from features.meter.flow_row tuples (e.g. features.extract.meter_rows): the scorer
-    fed without a meter process."""
+                     stages: bytes | None = None, t_first: float = 0.0) -> Iterator[MeterChunk]:
+    """Chunks from features.meter.flow_row tuples (e.g. features.extract.meter_rows, or
+    meter_stream with its `stages`, one per row): the scorer fed without a meter process."""
     batch: list = []
+    k = 0
     for r in rows:
         batch.append(r)
         if len(batch) == chunk_flows:
-            yield MeterChunk(batch, bytes([stage]) * len(batch), t_first)
+            yield MeterChunk(batch, bytes([stage]) * len(batch) if stages is None else stages[k:k + len(batch)],
+                             t_first)
+            k += len(batch)
             batch = []
     if batch:
-        yield MeterChunk(batch, bytes([stage]) * len(batch), t_first)
+        yield MeterChunk(batch, bytes([stage]) * len(batch) if stages is None else stages[k:k + len(batch)],
+                         t_first)
 
 
 def effective_capabilities() -> int | None:
@@ -273,7 +278,7 @@ class MeterSource:
 def _spec(source: str, live: bool, extract: ExtractConfig, config: ScoreConfig, **live_opts) -> MeterSpec:
     return MeterSpec(source=source, live=live, streamer_kwargs=extract.streamer_kwargs(),
                      early_packets=config.early_packets, early_seconds=float(config.early_seconds),
-                     chunk_flows=config.chunk_flows,
+                     evidence_packets=extract.snapshot_packets, chunk_flows=config.chunk_flows,
                      chunk_wait_s=config.chunk_wait_s if live else config.file_chunk_wait_s, **live_opts)
 
 

@@ -93,10 +93,15 @@ def offline_flows(path, bundle):
 
 
 def offline_scores(path, bundle):
-    """What the scorer's final verdicts must say: batch extraction, the model, then the endpoint
-    and host evidence in meter order. Returns (flow table, scores, host records)."""
+    """What the scorer's final verdicts must say: batch extraction with the bundle's settings
+    (its snapshots are host evidence), the model, then the endpoint and host evidence in meter
+    order. Returns (flow table of the final rows, their scores, host records)."""
+    import pyarrow as pa
+
+    from p2pdetect.features.extract import extract_capture
     from p2pdetect.models.host_evidence import score_table
 
-    table = offline_flows(path, bundle)
+    table = extract_capture(path, bundle.extract_config)
     scores, hosts = score_table(bundle, table)
-    return table, scores, next(iter(hosts.values()), [])
+    final = np.flatnonzero(table.column("stage").to_numpy(zero_copy_only=False) == "final")
+    return table.take(pa.array(final)), scores[final], next(iter(hosts.values()), [])

@@ -99,6 +99,28 @@ def test_early_snapshots_read_but_do_not_feed_the_evidence():
     assert list(ev.p2p_hosts()) == [] and ev.pop_records() == []
 
 
+def test_evidence_snapshots_called_p2p_feed_the_evidence_but_not_the_counts():
+    ev = HostEvidence(0.8)
+    snaps = [(H, 6881, _peer(i), 40000 + i, 17, 1000 * i) for i in range(1, 4)]
+    # a snapshot reads the evidence before it feeds it
+    got = ev.update(_cols(snaps), np.array([0.99, 0.5, 0.99]), remember=False, evidence=np.array([True] * 3))
+    np.testing.assert_array_equal(got, [0.99, 0.5, 0.99])
+    assert list(ev.p2p_hosts()) == []            # two peers called P2P, three are needed
+    ev.update(_cols([(H, 6881, _peer(4), 40004, 17, 4000)]), np.array([0.9]), remember=False,
+              evidence=np.array([True]))
+    [rec] = ev.pop_records()
+    assert rec["ip"] == H and rec["p2p_peers"] == rec["peers"] == 3 and rec["flows"] == 0   # snapshots are not flows
+    assert rec["endpoints"] == [endpoint_name(H, 6881, 17)]
+    # a later flow of the host between high ports, short: flagged from its first verdict
+    assert ev.update(_cols([(H, 50000, _peer(9), 40009, 17, 5000)]), np.array([0.1]))[0] == 0.9
+    # in one batch, per row: the same as row by row
+    one = HostEvidence(0.8)
+    rows = snaps + [(H, 6881, _peer(4), 40004, 17, 4000), (H, 50000, _peer(9), 40009, 17, 5000)]
+    mask = np.array([False] * 4 + [True])
+    got = one.update(_cols(rows), np.array([0.99, 0.5, 0.99, 0.9, 0.1]), remember=mask, evidence=~mask)
+    assert got[-1] == 0.9
+
+
 def test_records_repeat_while_it_lasts_and_the_evidence_lapses():
     ev = HostEvidence(0.8, report_s=10, idle_s=60)
     ev.update(_cols([(H, 6881, _peer(i), 40000 + i, 17, 1000 * i) for i in range(1, 4)]), np.array([0.9] * 3))

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from p2pdetect.features.extract import meter_rows
+from p2pdetect.features.extract import meter_rows, meter_stream
 from p2pdetect.errors import BadConfigError
-from p2pdetect.serve import (EARLY, FINAL, JsonLinesSink, MeterChunk, ScoreConfig, ScoreMetrics, StreamScorer,
+from p2pdetect.serve import (EARLY, EVIDENCE, FINAL, JsonLinesSink, MeterChunk, ScoreConfig, ScoreMetrics, StreamScorer,
                    VERDICT_KEYS, HOST_KEYS, capture_source, chunks_from_rows, micro_batches, run_scoring,
                    score_stream, verdict_lines)
 from serve_support import build_stand_in_bundle, offline_flows, offline_scores, one_flow_capture, sample, sample_facts
@@ -106,8 +106,9 @@ def test_micro_batches_flush_on_age_under_a_steady_trickle():
 
 # the scorer core, fed by a list ---------------------------------------------------------
 def test_score_stream_from_a_list_equals_batch_extraction(bundle):
-    flows = meter_rows(CAPTURE, bundle.extract_config)
-    chunks = list(chunks_from_rows(flows, chunk_flows=50))
+    rows, stages = meter_stream(CAPTURE, bundle.extract_config)   # finals and evidence snapshots
+    assert set(stages) == ({FINAL, EVIDENCE} if bundle.extract_config.snapshot_packets else {FINAL})
+    chunks = list(chunks_from_rows(rows, chunk_flows=50, stages=stages))
     scorer = StreamScorer(bundle, capture=str(CAPTURE))
     scored = list(score_stream(micro_batches(chunks, batch_size=64, max_wait_s=1), scorer))
     scores = np.concatenate([s.scores for s in scored])
@@ -117,9 +118,9 @@ def test_score_stream_from_a_list_equals_batch_extraction(bundle):
 
 
 def test_early_snapshots_do_not_change_final_scores(bundle):
-    flows = meter_rows(CAPTURE, bundle.extract_config)
-    finals = list(chunks_from_rows(flows, chunk_flows=40))
-    early = list(chunks_from_rows(flows[:30], chunk_flows=30, stage=EARLY))
+    rows, stages = meter_stream(CAPTURE, bundle.extract_config)
+    finals = list(chunks_from_rows(rows, chunk_flows=40, stages=stages))
+    early = list(chunks_from_rows(meter_rows(CAPTURE, bundle.extract_config)[:30], chunk_flows=30, stage=EARLY))
     mixed = finals[:2] + early + finals[2:]  # early snapshots interleaved with finals
     scorer = StreamScorer(bundle, capture=str(CAPTURE))
     scored = list(score_stream(micro_batches(mixed, batch_size=100, max_wait_s=1), scorer))

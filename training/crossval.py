@@ -55,9 +55,10 @@ def port_ablation(dataset: Dataset, config: TrainConfig | None = None, n_splits:
 
 def with_host_evidence(table: pa.Table, rows: np.ndarray, scores: np.ndarray, threshold: float,
                        records: bool = False):
-    """Scores of final rows as the scorer gives them: the model's, raised by the endpoint and host
-    evidence of earlier flows of the same capture (models.host_evidence), in meter order; with
-    records, also each capture's host records."""
+    """Scores of rows as the scorer gives them: the model's, raised by the endpoint and host
+    evidence of earlier flows and evidence snapshots of the same capture (models.host_evidence),
+    in meter order; with records, also each capture's host records. Give every row of the
+    captures, snapshots included, for the evidence the scorer has."""
     from p2pdetect.models.host_evidence import evidence_scores, table_columns
 
     if not len(rows):
@@ -86,7 +87,8 @@ def leave_group_out(dataset: Dataset, units: list[dict], config: TrainConfig) ->
     for i, unit in enumerate(units, 1):
         held = np.isin(groups, unit["held_out"])
         train = np.flatnonzero(~held & labelled)
-        rows = np.flatnonzero(np.isin(groups, unit["test"]) & final)
+        every = np.flatnonzero(np.isin(groups, unit["test"]))   # snapshots too: they are evidence
+        rows = every[final[every]]
         res = {**unit, "rows": rows}
         yt = y[train]
         if len(np.unique(groups[train])) < 2 or yt.sum() == 0 or yt.sum() == len(yt):
@@ -105,9 +107,10 @@ def leave_group_out(dataset: Dataset, units: list[dict], config: TrainConfig) ->
             log.warning("group-out %s: %s", unit["group"], err)
             out.append(res)
             continue
-        s = result.booster.predict(feature_matrix(dataset.table, result.feature_names, rows),
-                                   num_threads=config.num_threads) if len(rows) else np.zeros(0)
-        s, recs = with_host_evidence(dataset.table, rows, s, result.threshold, records=True)
+        s = result.booster.predict(feature_matrix(dataset.table, result.feature_names, every),
+                                   num_threads=config.num_threads) if len(every) else np.zeros(0)
+        s, recs = with_host_evidence(dataset.table, every, s, result.threshold, records=True)
+        s = s[final[every]]
         res.update({"scores": s, "hit": s >= result.threshold, "threshold": float(result.threshold),
                     "host_records": recs,
                     "booster": result.booster, "feature_names": result.feature_names, "skipped": None})
