@@ -8,9 +8,7 @@ implementation (Karagiannis et al., IMC 2004; PeerRush, DIMVA 2013):
 * the same port number serves TCP and UDP (BitTorrent + uTP/DHT), and IP pairs talk both;
 * a peer talks to many distinct hosts on non-service ports, many of its connection attempts
   fail (peers that left), and it fans out small UDP request/response exchanges (DHT queries);
-* it uploads about as much as it downloads, and its endpoints live long;
-* it is both a client and a server: it dials many peers and many peers dial it (a web or
-  mail server is dialled, a browser dials; a peer that listens on 443 or 25 does both).
+* it uploads about as much as it downloads, and its endpoints live long.
 
 HostContext consumes flows in the order the meter reports them (the order they ended, as the
 live scorer sees them). A flow's features use only flows consumed before it, within a sliding
@@ -51,11 +49,9 @@ SERVICE_PORTS = frozenset({
 #: Per-side evidence (each exists as src_* and dst_*), in column order.
 _SIDE = ["ep_remote_ips", "ep_remote_ports", "ep_ip_port_ratio", "ep_flows", "ep_failed_share",
          "ep_lifetime_s", "host_fanout", "host_flows", "host_failed_share", "host_small_udp_peers",
-         "host_tcp_udp_peers", "host_up_share", "host_high_port_peers", "tcp_udp_same_port",
-         "host_dialed_peers", "host_served_peers"]
+         "host_tcp_udp_peers", "host_up_share", "host_high_port_peers", "tcp_udp_same_port"]
 _INT = {"ep_remote_ips", "ep_remote_ports", "ep_flows", "host_fanout", "host_flows",
-        "host_small_udp_peers", "host_tcp_udp_peers", "host_high_port_peers", "tcp_udp_same_port",
-        "host_dialed_peers", "host_served_peers"}
+        "host_small_udp_peers", "host_tcp_udp_peers", "host_high_port_peers", "tcp_udp_same_port"}
 
 #: The columns this class produces.
 CONTEXT_COLUMNS = [f"{s}_{c}" for s in ("src", "dst") for c in _SIDE] + ["pair_tcp_and_udp"]
@@ -130,8 +126,6 @@ class HostContext:
         self._ep_stats: dict = {}    # (ip, port, proto) -> [flows, failed, first seen ms]
         self._host_stats: dict = {}  # ip -> [flows, failed, bytes up, bytes down]
         self._both: dict = {}        # ip -> peers spoken to over TCP and UDP
-        self._dialed: dict = {}      # ip -> remote ips it opened TCP/UDP flows to
-        self._served: dict = {}      # ip -> remote ips that opened TCP/UDP flows to it
 
     # state ---------------------------------------------------------------------------
     def _apply(self, ev: tuple, add: bool) -> None:
@@ -174,9 +168,6 @@ class HostContext:
             if not h[0]:
                 del self._host_stats[aip]
         step(self._pair_proto, (sip, dip) if sip <= dip else (dip, sip), proto)
-        if other is not None:  # the meter's src is the side that sent the first packet
-            step(self._dialed, sip, dip)
-            step(self._served, dip, sip)
 
     def _evict(self) -> None:
         horizon = self._clock_ms - self._window_ms
@@ -203,8 +194,6 @@ class HostContext:
         high = self._high.get(ip)
         other = _OTHER.get(proto)
         pp = self._port_proto.get((ip, port))
-        dialed = self._dialed.get(ip)
-        served = self._served.get(ip)
         nan = np.nan
         return (
             n_ips, n_ports, n_ips / n_ports if n_ports else nan,
@@ -217,8 +206,6 @@ class HostContext:
             hs[2] / (hs[2] + hs[3]) if hs and hs[2] + hs[3] else nan,
             len(high) if high else 0,
             int(other is not None and pp is not None and other in pp),
-            len(dialed) if dialed else 0,
-            len(served) if served else 0,
         )
 
     def transform(self, cols: dict[str, np.ndarray], *, remember=True) -> dict[str, np.ndarray]:

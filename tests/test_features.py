@@ -301,33 +301,6 @@ def test_host_evidence_by_hand():
     assert late["src_host_tcp_udp_peers"][i] == 0 and late["src_host_small_udp_peers"][i] == 0
 
 
-def test_host_context_dialed_and_served_peers_tell_a_servent_from_a_server_and_a_client():
-    """A peer listening on 443 dials peers and is dialled; a web server is only dialled, a browser
-    only dials."""
-    PEER443, WEB, BROWSER = "127.0.5.1", "127.0.6.1", "127.0.7.1"
-    rows = [
-        ("127.0.5.2", 41000, PEER443, 443, 6, 1000),   # peers dial the peer on 443
-        ("127.0.5.3", 41001, PEER443, 443, 6, 2000),
-        (PEER443, 42000, "127.0.5.4", 443, 6, 3000),   # it dials two peers of its own
-        (PEER443, 42001, "127.0.5.5", 51413, 17, 4000),
-        (BROWSER, 43000, WEB, 443, 6, 5000),           # a browser on a web server, twice
-        (BROWSER, 43001, WEB, 443, 6, 6000),
-        ("127.0.7.2", 43002, WEB, 443, 6, 7000),       # another client of it
-        (PEER443, 42002, "127.0.5.2", 443, 6, 8000),   # the flow whose context we read
-        (BROWSER, 43003, WEB, 443, 6, 9000),           # and this one
-        (PEER443, 0, "127.0.5.9", 0, 1, 9500),         # ICMP: neither dials nor serves
-    ]
-    out = HostContext(window_s=300).transform(_cols(rows))
-    assert (out["src_host_dialed_peers"][7], out["src_host_served_peers"][7]) == (2, 2)
-    assert (out["dst_host_dialed_peers"][7], out["dst_host_served_peers"][7]) == (1, 0)
-    assert (out["src_host_dialed_peers"][8], out["src_host_served_peers"][8]) == (1, 0)
-    assert (out["dst_host_dialed_peers"][8], out["dst_host_served_peers"][8]) == (0, 2)
-    assert (out["src_host_dialed_peers"][9], out["src_host_served_peers"][9]) == (3, 2)
-    # the window forgets: with 2.5 s only the flows that ended in the last 2.5 s count
-    late = HostContext(window_s=2.5).transform(_cols(rows))
-    assert (late["src_host_dialed_peers"][7], late["src_host_served_peers"][7]) == (0, 0)
-
-
 def test_host_context_max_flows_bounds_memory():
     rows = [(f"127.0.{i % 7}.1", 40000 + i, "127.1.0.1", 6881, 6, 1000 + i) for i in range(100)]
     ctx = HostContext(window_s=3600, max_flows=10)

@@ -42,7 +42,7 @@ class TrainConfig:
         generated ones (0 = every flow alike, 1 = each stratum's negatives weigh the same).
         Off by default: with each implementation left out, 0.5 and 1 found 1-2 points more
         P2P flows but flagged more generated ordinary flows (6 and 19 of 27,581 vs 0) and no
-        fewer real ones (15, 16 vs 14 of 2,713; with the dialled/served host features 15 vs 8).
+        fewer real ones (15, 16 vs 14 of 2,713).
     """
 
     num_leaves: int = 15
