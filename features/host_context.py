@@ -217,7 +217,7 @@ class HostContext:
         row (a chunk of snapshots and ended flows, in the order the meter handed them over).
         """
         n = len(cols["protocol"])
-        keep = (np.broadcast_to(np.asarray(remember, dtype=bool), (n,))).tolist()
+        keep = np.broadcast_to(np.asarray(remember, dtype=bool), (n,)).tolist()
         sip, sport = cols["src_ip"].tolist(), cols["src_port"].tolist()
         dip, dport = cols["dst_ip"].tolist(), cols["dst_port"].tolist()
         proto, end = cols["protocol"].tolist(), cols["bidirectional_last_seen_ms"].tolist()
@@ -231,8 +231,8 @@ class HostContext:
         side = self._side
         for i in range(n):
             t = float(end[i])
-            remember = keep[i]
-            if remember and t > self._clock_ms:
+            ended = keep[i]
+            if ended and t > self._clock_ms:
                 self._clock_ms = t
                 self._evict()
             now = max(t, self._clock_ms)
@@ -243,7 +243,7 @@ class HostContext:
             if other is not None:
                 pp = self._pair_proto.get((sip[i], dip[i]) if sip[i] <= dip[i] else (dip[i], sip[i]))
                 pair[i] = int(pp is not None and other in pp)
-            if remember:
+            if ended:
                 ev = (t, sip[i], sport[i], dip[i], dport[i], p, failed[i], small[i], up[i], down[i],
                       other is not None and high_port(sport[i]) and high_port(dport[i]))
                 self._events.append(ev)

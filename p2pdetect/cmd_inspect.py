@@ -15,7 +15,7 @@ import ipaddress
 import re
 import shutil
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -116,9 +116,11 @@ def _verdicts(capture: str, flow: FlowSpec, bundle) -> list[str]:
     from p2pdetect.features.extract import extract_capture
     from p2pdetect.models.host_evidence import score_table
 
-    # final rows only: early snapshots never change a final verdict
-    table = extract_capture(capture, replace(bundle.extract_config, snapshot_packets=0))
+    # with the model's snapshots: they are host evidence for the final verdicts, as in `score`
+    table = extract_capture(capture, bundle.extract_config)
     rows = flow.rows(table)
+    if "stage" in table.column_names:   # a verdict per flow: its final row
+        rows = rows[table.column("stage").to_numpy(zero_copy_only=False)[rows] == "final"]
     if not len(rows):
         return ["no flow record: the meter made no flow of these packets (not TCP/UDP over IP?)\n"]
     final, _ = score_table(bundle, table)
