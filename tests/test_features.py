@@ -224,6 +224,22 @@ def test_host_context_snapshots_leave_state_untouched():
         np.testing.assert_array_equal(np.concatenate([head[name], tail[name]]), col, err_msg=name)
 
 
+def test_host_context_mixed_chunks_equal_any_cut():
+    """Snapshots and ended flows interleaved (per-row remember): one call equals any cut into
+    pieces, so the scorer's rows do not depend on where its micro-batches end."""
+    rng = np.random.default_rng(3)
+    rows = [(f"127.0.{int(rng.integers(1, 6))}.1", int(rng.integers(40000, 40010)), f"127.1.{int(rng.integers(1, 6))}.1",
+             int(rng.choice([443, 6881, 51413])), int(rng.choice([6, 17])), 1000 * i) for i in range(120)]
+    cols = _cols(rows)
+    ended = rng.random(120) < 0.6
+    whole = HostContext(window_s=30).transform(cols, remember=ended)
+    ctx = HostContext(window_s=30)
+    cuts = [0, 7, 8, 40, 77, 120]
+    parts = [ctx.transform({k: v[a:b] for k, v in cols.items()}, remember=ended[a:b]) for a, b in zip(cuts, cuts[1:])]
+    for name, col in whole.items():
+        np.testing.assert_array_equal(np.concatenate([p[name] for p in parts]), col, err_msg=name)
+
+
 def test_sample_mse_flows_unknown_to_ndpi_carry_every_feature(samples):
     """The committed MSE-over-TCP sample (real libtorrent peers, forced RC4): nDPI sees
     `Unknown`, and every model feature is there to tell it apart."""
