@@ -299,3 +299,20 @@ def test_make_model_prefers_the_manifest_then_corpus_runs_then_samples(tmp_path)
     assert [Path(p).name for p in labelled_sources(corpus / "manifest.json", samples)] == ["web.pcap"]
     (corpus / "manifest.json").write_text("{}")
     assert [Path(p).name for p in labelled_sources(corpus / "manifest.json", samples)] == ["manifest.json"]
+
+
+def test_stratum_weights_even_out_the_label_sources_ordinary_flows():
+    from p2pdetect.training.train import stratum_weights
+
+    y = np.array([0] * 90 + [0] * 10 + [1] * 5)
+    strata = np.array(["labels file"] * 90 + ["nDPI"] * 10 + ["labels file"] * 5)
+    np.testing.assert_array_equal(stratum_weights(y, strata, 0.0), np.ones(105))
+    np.testing.assert_array_equal(stratum_weights(y, None, 1.0), np.ones(105))
+    w = stratum_weights(y, strata, 1.0)
+    assert w[:90].sum() == pytest.approx(w[90:100].sum())   # each source's negatives weigh the same
+    assert w[:100].sum() == pytest.approx(100)                # in all, as much as before
+    assert (w[100:] == 1).all()                                # P2P flows untouched
+    half = stratum_weights(y, strata, 0.5)
+    assert w[90] > half[90] > 1 > half[0] > w[0]
+    with pytest.raises(BadConfigError):
+        TrainConfig(stratum_weight_power=1.5)
