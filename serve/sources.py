@@ -64,18 +64,20 @@ def chunks_from_rows(rows: Iterable[tuple], *, chunk_flows: int = 256, stage: in
                      stages: bytes | None = None, t_first: float = 0.0) -> Iterator[MeterChunk]:
     """Chunks from features.meter.flow_row tuples (e.g. features.extract.meter_rows, or
     meter_stream with its `stages`, one per row): the scorer fed without a meter process."""
+    def chunk(batch: list, k: int) -> MeterChunk:
+        return MeterChunk(batch, bytes([stage]) * len(batch) if stages is None else stages[k:k + len(batch)],
+                          t_first)
+
     batch: list = []
     k = 0
     for r in rows:
         batch.append(r)
         if len(batch) == chunk_flows:
-            yield MeterChunk(batch, bytes([stage]) * len(batch) if stages is None else stages[k:k + len(batch)],
-                             t_first)
+            yield chunk(batch, k)
             k += len(batch)
             batch = []
     if batch:
-        yield MeterChunk(batch, bytes([stage]) * len(batch) if stages is None else stages[k:k + len(batch)],
-                         t_first)
+        yield chunk(batch, k)
 
 
 def effective_capabilities() -> int | None:
