@@ -7,7 +7,8 @@ refuses anything else with one BadModelError line that says what to do.
 Layout::
 
     MODEL_DIR/model.txt        booster.save_model() text
-    MODEL_DIR/metadata.json    bundle id, features, extract config, threshold, data, metrics
+    MODEL_DIR/metadata.json    bundle id, features, extract config, threshold, evidence settings,
+                               data, metrics
     MODEL_DIR/MANIFEST.sha256  "<sha256>  <file>" per file above (sha256sum -c compatible)
 """
 
@@ -74,6 +75,9 @@ class ModelBundle:
         self.target_fpr: float | None = metadata.get("target_fpr")
         self.feature_names: list[str] = list(metadata["feature_names"])
         self.extract_config: ExtractConfig = ExtractConfig.from_dict(metadata["extract_config"])
+        #: models.host_evidence.HostEvidence settings the threshold was chosen with (bundles
+        #: older than the key were made without corroboration)
+        self.evidence: dict = dict(metadata.get("evidence", {"corroborate_peers": 1}))
         self.num_threads = num_threads
         self._predictor = None
 
@@ -206,6 +210,12 @@ def _check_metadata(path: Path, meta: object) -> dict:
     thr = meta["threshold"]
     if not isinstance(thr, (int, float)) or isinstance(thr, bool) or not 0.0 <= thr <= 1.0:
         raise _fail(path, f"bundle's threshold {thr!r} is not a number in [0, 1]; re-create the bundle")
+    ev = meta.get("evidence", {})
+    peers = ev.get("corroborate_peers", 1) if isinstance(ev, dict) else None
+    if (not isinstance(ev, dict) or set(ev) - {"corroborate_peers"} or not isinstance(peers, int)
+            or isinstance(peers, bool) or peers < 1):
+        raise _fail(path, f"bundle's evidence settings {ev!r} are not {{'corroborate_peers': int >= 1}}; "
+                          f"re-create the bundle")
     return meta
 
 
@@ -268,8 +278,9 @@ def check_bundle_path(path: str | os.PathLike, *, inputs=()) -> Path:
 
 def save_bundle(path: str | os.PathLike, booster, *, feature_names: list[str],
                 extract_config: ExtractConfig, threshold: float, target_fpr: float | None,
-                training: dict, metrics: dict) -> ModelBundle:
-    """Write a bundle atomically (temp dir, then rename) and return it loaded and verified."""
+                training: dict, metrics: dict, corroborate_peers: int = 2) -> ModelBundle:
+    """Write a bundle atomically (temp dir, then rename) and return it loaded and verified.
+    corroborate_peers is the host-evidence setting the threshold was chosen with."""
     path = check_bundle_path(path)
     if booster.feature_name() != list(feature_names):
         raise ValueError("booster feature names differ from feature_names")
@@ -287,6 +298,7 @@ def save_bundle(path: str | os.PathLike, booster, *, feature_names: list[str],
         "extract_config": extract_config.to_dict(),
         "threshold": float(threshold),
         "target_fpr": None if target_fpr is None else float(target_fpr),
+        "evidence": {"corroborate_peers": int(corroborate_peers)},
         "training": training,
         "metrics": metrics,
         "libraries": library_versions(),

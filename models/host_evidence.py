@@ -21,6 +21,18 @@ hosts, whatever its ports, inherits the lower of their two scores: peers that li
 80 to pass firewalls trade with each other there, and an ordinary server is not a P2P host
 (pairs=False turns this off).
 
+A flow's own score needs corroboration (corroborate_peers=2): the model calls a flow P2P on its
+own only when one of its two hosts has, within idle_s, flows called P2P between two high ports
+with at least `corroborate_peers` distinct peers, counting this flow's peer when the flow is
+between high ports too. P2P is a host trading with many peers on ports no service registers;
+one confident exchange with one remote host is not that behaviour, nor are sessions with
+servers on service ports (a client's TLS sessions with a conferencing server, STUN to relays).
+Otherwise the flow's score is capped just below the threshold; its call still feeds the
+evidence, so the host's next flow with another peer is flagged. It trades the first flow of
+each P2P host for the lone false positives, and the threshold chosen with it is lower
+(docs/evaluation.md). corroborate_high_ports=False counts peers on any ports;
+corroborate_peers=1 turns it off.
+
 Only the model's own scores feed the evidence, never propagated ones: one P2P endpoint cannot
 make its peers P2P by itself, so evidence does not spread along a chain of hosts.
 
@@ -75,7 +87,7 @@ def _kth(scores, k: int) -> float:
 
 
 class _Host:
-    __slots__ = ("first_ms", "last_ms", "flows", "up", "down", "peers", "n_peers", "flagged",
+    __slots__ = ("first_ms", "last_ms", "flows", "up", "down", "peers", "n_peers", "flagged", "hp_flagged",
                  "endpoints", "score", "p2p", "last_flag_ms", "last_report_ms")
 
     def __init__(self, t0: int) -> None:
@@ -83,6 +95,7 @@ class _Host:
         self.flows = self.up = self.down = self.n_peers = 0
         self.peers: set = set()
         self.flagged: dict = {}     # peer -> best model score among its flows called P2P
+        self.hp_flagged: set = set()  # peers of its flows called P2P between two high ports
         self.endpoints: dict = {}   # (port, proto) -> {peer: best score}
         self.score = 0.0
         self.p2p = False
@@ -98,8 +111,12 @@ class HostEvidence:
     def __init__(self, threshold: float, *, host_peers: int = 3, endpoint_peers: int = 2,
                  idle_s: float = 900.0, report_s: float = 300.0, max_hosts: int = 200_000,
                  max_peers: int = 4096, high_ports: bool = True, short_packets: int = 32,
-                 bulk_bytes: int = 256_000, pairs: bool = True, model_id: str = "") -> None:
+                 bulk_bytes: int = 256_000, pairs: bool = True, corroborate_peers: int = 2,
+                 corroborate_high_ports: bool = True,
+                 model_id: str = "") -> None:
         self.threshold = float(threshold)
+        self.corroborate_peers = corroborate_peers
+        self.corroborate_high_ports = corroborate_high_ports
         self.high_ports = high_ports
         self.short_packets = short_packets
         self.bulk_bytes = bulk_bytes
@@ -127,6 +144,27 @@ class HostEvidence:
         """The host's P2P evidence (its score when it is a P2P host, else 0)."""
         h = self._hosts.get(ip)
         return h.score if h is not None and h.p2p else 0.0
+
+    def _corroborated(self, a: str, b: str, t: int, high: bool) -> bool:
+        """Whether host a or host b has, within idle_s before t, flows called P2P with
+        `corroborate_peers` distinct peers, counting a flow between them (high: the flow is
+        between two high ports)."""
+        need = self.corroborate_peers
+        if need <= 1:
+            return True
+        horizon = t - self.idle_ms
+        hp = self.corroborate_high_ports
+        for ip, peer in ((a, b), (b, a)):
+            h = self._hosts.get(ip)
+            if h is None or h.last_flag_ms < horizon:
+                continue
+            if hp:
+                n = len(h.hp_flagged) + (high and peer not in h.hp_flagged)
+            else:
+                n = len(h.flagged) + (peer not in h.flagged)
+            if n >= need:
+                return True
+        return False
 
     def _host(self, ip: str, t: int) -> _Host:
         h = self._hosts.get(ip)
@@ -168,6 +206,7 @@ class HostEvidence:
         """A flow's model score as evidence about host h (ip) and its endpoint (port, proto)."""
         if h.p2p and last - h.last_flag_ms > self.idle_ms:   # the P2P evidence lapsed
             h.flagged.clear()
+            h.hp_flagged.clear()
             h.endpoints.clear()
             h.p2p, h.score = False, 0.0
         if score < self.threshold:
@@ -189,7 +228,8 @@ class HostEvidence:
 
     def update(self, cols: dict[str, np.ndarray], scores: np.ndarray, *, remember=True,
                evidence: np.ndarray | None = None) -> np.ndarray:
-        """Final scores for a batch of flows in meter order: max(model score, endpoint evidence).
+        """Final scores for a batch of flows in meter order: max(model score, endpoint evidence),
+        the model score capped below the threshold when uncorroborated (module doc).
 
         remember=True (flows that ended) also feeds each flow's model score into its hosts'
         evidence, in order; remember=False (early snapshots) only reads the evidence; a bool
@@ -211,15 +251,19 @@ class HostEvidence:
         short, bulk = self.short_packets, self.bulk_bytes
         s = scores.tolist()
         ep_score, host_score, high_ports, pairs = self.endpoint_score, self.host_score, self.high_ports, self.pairs
+        below = float(np.nextafter(threshold, 0.0))
+        corroborate = self.corroborate_peers > 1
         for i in range(n):
+            high = proto[i] in _TRANSPORT and high_port(sport[i]) and high_port(dport[i])
+            if corroborate and s[i] >= threshold and not self._corroborated(sip[i], dip[i], last[i], high):
+                out[i] = below
             prior = max(ep_score(sip[i], sport[i], proto[i]), ep_score(dip[i], dport[i], proto[i]))
             if proto[i] in _TRANSPORT:
-                if (high_ports and (pk[i] <= short or not down[i] or up[i] + down[i] >= bulk)
-                        and high_port(sport[i]) and high_port(dport[i])):
+                if high_ports and high and (pk[i] <= short or not down[i] or up[i] + down[i] >= bulk):
                     prior = max(prior, host_score(sip[i]), host_score(dip[i]))
                 elif pairs:
                     prior = max(prior, min(host_score(sip[i]), host_score(dip[i])))
-            if prior > s[i]:
+            if prior > out[i]:
                 out[i] = prior
             if not keep[i]:
                 if ev[i] and s[i] >= threshold:   # an evidence snapshot called P2P
@@ -229,6 +273,8 @@ class HostEvidence:
                         h.last_ms = max(h.last_ms, t)
                         self._meet(h, peer)
                         self._flag(h, ip, port, proto[i], peer, t, s[i])
+                        if high and len(h.hp_flagged) < self.max_peers:
+                            h.hp_flagged.add(peer)
                 continue
             t = last[i]
             self._expire(t)
@@ -236,6 +282,11 @@ class HostEvidence:
                       up[i], down[i], s[i])
             self._see(self._host(dip[i], first[i]), dip[i], dport[i], proto[i], sip[i], first[i], t,
                       down[i], up[i], s[i])
+            if high and s[i] >= threshold:
+                for ip, peer in ((sip[i], dip[i]), (dip[i], sip[i])):
+                    h = self._hosts[ip]
+                    if len(h.hp_flagged) < self.max_peers:
+                        h.hp_flagged.add(peer)
         return out
 
     # host records ----------------------------------------------------------------------
@@ -305,7 +356,7 @@ def score_table(bundle, table) -> tuple[np.ndarray, dict[str, list[dict]]]:
     """A flow table's rows scored as the scorer scores them: the bundle's model, then the
     endpoint and host evidence per capture in meter order. Returns (scores, host records per capture)."""
     return evidence_scores(table_columns(table), bundle.predict_proba(table), bundle.threshold,
-                           model_id=bundle.bundle_id)
+                           model_id=bundle.bundle_id, **bundle.evidence)
 
 
 def table_columns(table, rows=None) -> dict[str, np.ndarray]:

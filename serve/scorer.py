@@ -54,7 +54,7 @@ class StreamScorer:
     def __init__(self, bundle, *, capture: str = "") -> None:
         self.bundle = bundle
         self.featurizer = FlowFeaturizer(bundle.extract_config, capture=capture)
-        self.evidence = HostEvidence(bundle.threshold, model_id=bundle.bundle_id)
+        self.evidence = HostEvidence(bundle.threshold, model_id=bundle.bundle_id, **bundle.evidence)
 
     def score(self, batch: Batch) -> ScoredBatch:
         """Score a batch in meter order: early snapshots against the host context as it stands,

@@ -122,6 +122,20 @@ def test_other_schema_version_refused(bundle_dir):
         load_bundle(bundle_dir)
 
 
+def test_evidence_settings_travel_with_the_threshold(bundle_dir):
+    """The threshold was chosen with the bundle's host-evidence settings; the scorer uses them."""
+    assert load_bundle(bundle_dir).evidence == {"corroborate_peers": 2}
+    meta = json.loads((bundle_dir / METADATA_FILE).read_text())
+    del meta["evidence"]   # a bundle made before the key: chosen without corroboration
+    _rewrite(bundle_dir, METADATA_FILE, json.dumps(meta).encode(), fix_manifest=True)
+    assert load_bundle(bundle_dir).evidence == {"corroborate_peers": 1}
+    for bad in ({"corroborate_peers": 0}, {"corroborate_peers": "2"}, {"peers": 2}, [2]):
+        meta["evidence"] = bad
+        _rewrite(bundle_dir, METADATA_FILE, json.dumps(meta).encode(), fix_manifest=True)
+        with pytest.raises(BadModelError, match="evidence settings"):
+            load_bundle(bundle_dir)
+
+
 def test_missing_manifest_and_missing_dir_refused(bundle_dir, tmp_path):
     (bundle_dir / MANIFEST_FILE).unlink()
     with pytest.raises(BadModelError, match="not a model bundle"):

@@ -89,6 +89,7 @@ class _StubBundle:
         self.bundle_id, self.path, self.threshold, self.target_fpr = "stub", Path("."), THRESHOLD, 0.005
         self.feature_names, self.port_features, self.num_threads = names, True, 1
         self.extract_config = ExtractConfig()
+        self.evidence = {"corroborate_peers": 1}   # every flow on its own score: metrics by hand
         self.booster = _StubBooster(names)
         self.metadata = {"training": {"captures": [{"name": "a.pcap", "sha256": "aa" * 32}]}}
 

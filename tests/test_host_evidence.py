@@ -29,7 +29,8 @@ def test_three_peers_make_a_p2p_host_and_two_make_a_p2p_endpoint():
     # DHT-like exchanges from H:6881/udp; the model is sure about three of them
     rows = [(H, 6881, _peer(i), 40000 + i, 17, 1000 * i) for i in range(1, 4)]
     out = ev.update(_cols(rows), np.array([0.9, 0.95, 0.99]))
-    np.testing.assert_array_equal(out, [0.9, 0.95, 0.99])
+    # the first is the host's only P2P exchange yet: uncorroborated, just below the threshold
+    np.testing.assert_array_equal(out, [np.nextafter(0.8, 0), 0.95, 0.99])
     recs = ev.pop_records()
     assert [r["ip"] for r in recs] == [H]
     r = recs[0]
@@ -92,6 +93,38 @@ def test_a_flow_between_two_p2p_hosts_inherits_the_lower_score_whatever_its_port
     assert off.update(flows, np.array([0.01, 0.01, 0.01]))[0] == 0.01
 
 
+def test_a_flow_is_p2p_on_its_own_score_only_with_a_second_peer_between_high_ports():
+    """One high-scoring exchange with one remote host is not P2P behaviour, nor are sessions with
+    servers on service ports: a client's TLS sessions with one server, or with two, stay below
+    the threshold however sure the model is, until the host trades with two peers between high
+    ports."""
+    below = np.nextafter(0.8, 0)
+    server = [(H, 33500 + i, WEB, 443, 6, 1000 * i) for i in range(1, 5)] + [(H, 33600, "198.51.100.81", 80, 6, 5000)]
+    ev = HostEvidence(0.8)
+    np.testing.assert_array_equal(ev.update(_cols(server), np.full(5, 0.99)), [below] * 5)
+    assert ev.pop_records() == []
+    # two peers between high ports corroborate: the first of them is alone, the second is not,
+    # and from then on the host's flows stand on their own scores (the server's too)
+    later = ev.update(_cols([(H, 6881, _peer(1), 40001, 17, 6000), (H, 6881, _peer(2), 40002, 17, 6500),
+                             (H, 33700, WEB, 443, 6, 7000)]), np.array([0.9, 0.9, 0.99]))
+    np.testing.assert_array_equal(later, [below, 0.9, 0.99])
+    # either host's peers count: a flow to a host that has other P2P peers is corroborated
+    ev2 = HostEvidence(0.8)
+    ev2.update(_cols([(_peer(1), 6881, _peer(i), 40000 + i, 17, 1000 * i) for i in range(2, 4)]),
+               np.array([0.9, 0.9]))
+    assert ev2.update(_cols([(H, 50000, _peer(1), 6881, 6, 5000)]), np.array([0.9]))[0] == 0.9
+    # the other peer's call must be recent (within idle_s)
+    ev3 = HostEvidence(0.8, idle_s=60)
+    ev3.update(_cols([(H, 6881, _peer(1), 40001, 17, 1000)]), np.array([0.9]))
+    assert ev3.update(_cols([(H, 6881, _peer(2), 40002, 17, 90_000)]), np.array([0.9]))[0] == below
+    # any ports: the two servers corroborate each other
+    anyp = HostEvidence(0.8, corroborate_high_ports=False)
+    np.testing.assert_array_equal(anyp.update(_cols(server), np.full(5, 0.99)), [below] * 4 + [0.99])
+    # corroborate_peers=1: every flow on its own score
+    off = HostEvidence(0.8, corroborate_peers=1)
+    np.testing.assert_array_equal(off.update(_cols(server), np.full(5, 0.99)), [0.99] * 5)
+
+
 def test_early_snapshots_read_but_do_not_feed_the_evidence():
     ev = HostEvidence(0.8)
     rows = [(H, 6881, _peer(i), 40000 + i, 17, 1000 * i) for i in range(1, 4)]
@@ -104,7 +137,7 @@ def test_evidence_snapshots_called_p2p_feed_the_evidence_but_not_the_counts():
     snaps = [(H, 6881, _peer(i), 40000 + i, 17, 1000 * i) for i in range(1, 4)]
     # a snapshot reads the evidence before it feeds it
     got = ev.update(_cols(snaps), np.array([0.99, 0.5, 0.99]), remember=False, evidence=np.array([True] * 3))
-    np.testing.assert_array_equal(got, [0.99, 0.5, 0.99])
+    np.testing.assert_array_equal(got, [np.nextafter(0.8, 0), 0.5, 0.99])   # the first uncorroborated
     assert list(ev.p2p_hosts()) == []            # two peers called P2P, three are needed
     ev.update(_cols([(H, 6881, _peer(4), 40004, 17, 4000)]), np.array([0.9]), remember=False,
               evidence=np.array([True]))

@@ -282,6 +282,29 @@ def test_the_threshold_counts_the_false_positives_host_evidence_adds():
     assert t > start and rates_at(raised, y, t)[1] <= 0.01 and rates_at(raised, y, t)[0] == 1.0
 
 
+def test_the_threshold_goes_below_the_model_only_one_when_corroboration_removes_false_positives():
+    """Negatives the evidence caps (uncorroborated) do not count; the lowest threshold that meets
+    the target on the emitted scores is found, not the model-only one."""
+    from p2pdetect.training.train import evidence_threshold, pick_threshold
+
+    rng = np.random.default_rng(2)
+    scores = np.r_[rng.random(1000) * 0.6, rng.uniform(0.7, 0.9, 50), rng.uniform(0.75, 1.0, 200)]
+    y = np.r_[np.zeros(1050), np.ones(200)]
+
+    def raise_scores(t: float) -> np.ndarray:   # the 50 high negatives are lone flows: capped
+        out = scores.copy()
+        out[1000:1050] = np.minimum(out[1000:1050], np.nextafter(t, 0))
+        return out
+
+    start, _ = pick_threshold(scores, y, None, 0.01)
+    assert start > 0.85
+    t, _, emitted = evidence_threshold(raise_scores, start, y, None, 0.01)
+    recall, fpr = rates_at(emitted, y, t)
+    assert 0.55 < t < 0.6 and recall == 1.0 and 0.005 < fpr <= 0.01
+    # nothing goes below the floor
+    assert evidence_threshold(raise_scores, start, y, None, 0.01, floor=0.8)[0] == pytest.approx(0.8, abs=1e-4)
+
+
 def test_make_model_prefers_the_manifest_then_corpus_runs_then_samples(tmp_path):
     from p2pdetect.errors import P2PDetectError
     from p2pdetect.training.make_model import labelled_sources

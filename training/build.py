@@ -27,7 +27,8 @@ def build_bundle(dataset: Dataset, out: str | os.PathLike, config: TrainConfig |
     }
     bundle = save_bundle(out, result.booster, feature_names=result.feature_names,
                          extract_config=dataset.config, threshold=result.threshold,
-                         target_fpr=config.target_fpr, training=training, metrics=result.metrics)
+                         target_fpr=config.target_fpr, training=training, metrics=result.metrics,
+                         corroborate_peers=config.corroborate_peers)
     size = sum(p.stat().st_size for p in bundle.path.iterdir())
     log.info("train: wrote bundle %s to %s (%d trees, %.0f KB)", bundle.bundle_id, bundle.path,
              result.booster.num_trees(), size / 1024)

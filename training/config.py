@@ -43,6 +43,9 @@ class TrainConfig:
         Off by default: with each implementation left out, 0.5 and 1 found 1-2 points more
         P2P flows but flagged more generated ordinary flows (6 and 19 of 27,581 vs 0) and no
         fewer real ones (15, 16 vs 14 of 2,713).
+    corroborate_peers: a flow the model calls P2P is flagged on its own score only when one of
+        its hosts has flows called P2P with this many distinct peers, counting it
+        (models.host_evidence; 1 = off). The bundle records it: the threshold is chosen with it.
     """
 
     num_leaves: int = 15
@@ -59,6 +62,7 @@ class TrainConfig:
     early_weight: float = 0.15
     valid_fraction: float = 0.25
     target_fpr: float = 0.005
+    corroborate_peers: int = 2
     threshold_folds: int = 4
     port_features: bool = True
     timing_features: bool = False
@@ -97,6 +101,8 @@ class TrainConfig:
                     is_num(self.valid_fraction) and 0 < self.valid_fraction < 1, "a number in (0, 1)")
         check_param(own, "target_fpr", self.target_fpr,
                     is_num(self.target_fpr) and 0 <= self.target_fpr < 1, "a number in [0, 1)")
+        check_param(own, "corroborate_peers", self.corroborate_peers,
+                    is_int(self.corroborate_peers) and self.corroborate_peers >= 1, "an int >= 1")
         check_param(own, "threshold_folds", self.threshold_folds,
                     is_int(self.threshold_folds) and (self.threshold_folds == 0 or self.threshold_folds >= 2),
                     "0 or an int >= 2")

@@ -39,7 +39,8 @@ def out_of_fold(dataset: Dataset, config: TrainConfig, n_splits: int = 5) -> dic
                              strata=strata[fold.train])
         s = result.booster.predict(feature_matrix(dataset.table, result.feature_names, fold.valid),
                                    num_threads=config.num_threads)
-        s = with_host_evidence(dataset.table, fold.valid, s, result.threshold)
+        s = with_host_evidence(dataset.table, fold.valid, s, result.threshold,
+                               corroborate_peers=config.corroborate_peers)
         scores[fold.valid] = s
         hit[fold.valid] = s >= result.threshold
         thresholds.append(result.threshold)
@@ -54,7 +55,7 @@ def port_ablation(dataset: Dataset, config: TrainConfig | None = None, n_splits:
 
 
 def with_host_evidence(table: pa.Table, rows: np.ndarray, scores: np.ndarray, threshold: float,
-                       records: bool = False):
+                       records: bool = False, corroborate_peers: int = 2):
     """Scores of rows as the scorer gives them: the model's, raised by the endpoint and host
     evidence of earlier flows and evidence snapshots of the same capture (models.host_evidence),
     in meter order; with records, also each capture's host records. Give every row of the
@@ -63,7 +64,8 @@ def with_host_evidence(table: pa.Table, rows: np.ndarray, scores: np.ndarray, th
 
     if not len(rows):
         return (scores, {}) if records else scores
-    out, recs = evidence_scores(table_columns(table, rows), scores, threshold)
+    out, recs = evidence_scores(table_columns(table, rows), scores, threshold,
+                                corroborate_peers=corroborate_peers)
     return (out, recs) if records else out
 
 
@@ -109,7 +111,8 @@ def leave_group_out(dataset: Dataset, units: list[dict], config: TrainConfig) ->
             continue
         s = result.booster.predict(feature_matrix(dataset.table, result.feature_names, every),
                                    num_threads=config.num_threads) if len(every) else np.zeros(0)
-        s, recs = with_host_evidence(dataset.table, every, s, result.threshold, records=True)
+        s, recs = with_host_evidence(dataset.table, every, s, result.threshold, records=True,
+                                     corroborate_peers=config.corroborate_peers)
         s = s[final[every]]
         res.update({"scores": s, "hit": s >= result.threshold, "threshold": float(result.threshold),
                     "host_records": recs,

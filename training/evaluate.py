@@ -171,6 +171,7 @@ def evaluate(bundle, dataset: Dataset, *, ablation: bool = False, train_config=N
         cfg = replace(cfg, port_features=bool(bundle.port_features),
                       timing_features=bool(bundle.timing_features),
                       sequence_features=bool(bundle.sequence_features),
+                      corroborate_peers=int(bundle.evidence.get("corroborate_peers", 1)),
                       **({"target_fpr": float(bundle.target_fpr)} if bundle.target_fpr is not None else {}))
         out["out_of_distribution"] = group_out(everything, group_by, cfg, inputs=inputs, n_splits=n_splits)
     def matrix(rows):

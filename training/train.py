@@ -113,20 +113,33 @@ def pick_threshold(scores: np.ndarray, y: np.ndarray, strata: np.ndarray | None,
 
 
 def evidence_threshold(raise_scores, threshold: float, y: np.ndarray, strata: np.ndarray | None,
-                       target_fpr: float, rounds: int = 3) -> tuple[float, dict, np.ndarray]:
-    """The threshold meeting target_fpr on the scores the scorer emits: the model's, raised by the
-    endpoint and host evidence of the flows it called P2P (raise_scores(threshold)), starting from
-    the model-only ``threshold``. The evidence depends on the threshold, so a few rounds settle it;
-    the threshold only rises (a higher one flags fewer flows, so the evidence can only shrink).
-    Returns the threshold, its per-stratum thresholds and the raised scores at it."""
+                       target_fpr: float, rounds: int = 3, floor: float = 0.5,
+                       tol: float = 1e-4) -> tuple[float, dict, np.ndarray]:
+    """The lowest threshold meeting target_fpr on the scores the scorer emits at it: the model's,
+    raised by the endpoint and host evidence of the flows it called P2P and capped where
+    uncorroborated (raise_scores(threshold)), starting from the model-only ``threshold``.
+
+    The evidence depends on the threshold. Raising evidence only adds flagged flows, so a few
+    rounds upwards settle a threshold that meets the target; corroboration removes some, so a
+    bisection then looks below it (down to ``floor``) for the lowest one that still does.
+    Returns the threshold, its per-stratum thresholds and the emitted scores at it."""
     scores = raise_scores(threshold)
-    per_stratum: dict = {}
+    new, per_stratum = pick_threshold(scores, y, strata, target_fpr)
     for _ in range(rounds):
-        new, per = pick_threshold(scores, y, strata, target_fpr)
         if new <= threshold:
             break
-        threshold, per_stratum = new, per
+        threshold = new
         scores = raise_scores(threshold)
+        new, per_stratum = pick_threshold(scores, y, strata, target_fpr)
+    lo = floor
+    while threshold - lo > tol:
+        mid = (lo + threshold) / 2
+        s = raise_scores(mid)
+        new, per = pick_threshold(s, y, strata, target_fpr)
+        if new <= mid:
+            threshold, scores, per_stratum = mid, s, per
+        else:
+            lo = mid
     return threshold, per_stratum, scores
 
 
@@ -145,16 +158,18 @@ def _out_of_fold(X: np.ndarray, y: np.ndarray, groups: np.ndarray, w: np.ndarray
     return scores
 
 
-def _evidence_raiser(table: pa.Table, rows: np.ndarray, scores: np.ndarray, keep: np.ndarray):
-    """threshold -> the scores of ``rows`` raised by host evidence (models.host_evidence) at that
-    threshold, per capture in meter order, of the rows ``keep`` marks; None when the table lacks
-    the columns the evidence reads."""
+def _evidence_raiser(table: pa.Table, rows: np.ndarray, scores: np.ndarray, keep: np.ndarray,
+                     corroborate_peers: int):
+    """threshold -> the scores of ``rows`` as the scorer emits them at that threshold (raised by
+    host evidence, capped where uncorroborated: models.host_evidence), per capture in meter
+    order, of the rows ``keep`` marks; None when the table lacks the columns the evidence reads."""
     from p2pdetect.models.host_evidence import EVIDENCE_COLUMNS, evidence_scores, table_columns
 
     if any(c not in table.column_names for c in EVIDENCE_COLUMNS + ["capture", "flow_index"]):
         return None
     cols = table_columns(table, rows)
-    return lambda threshold: evidence_scores(cols, scores, threshold)[0][keep]
+    return lambda threshold: evidence_scores(cols, scores, threshold,
+                                             corroborate_peers=corroborate_peers)[0][keep]
 
 
 @dataclass
@@ -235,7 +250,7 @@ def train_model(table: pa.Table, extract_config: ExtractConfig, config: TrainCon
         # the threshold is for whole flows (final verdicts); early snapshots are scored with it
         # too, and their rates are reported beside
         final = table.column("stage").to_numpy(zero_copy_only=False)[rows] == "final"
-    raise_scores = _evidence_raiser(table, rows, t_scores, final)
+    raise_scores = _evidence_raiser(table, rows, t_scores, final, config.corroborate_peers)
     if (~final).any():
         e_scores, e_y = t_scores[~final], t_y[~final]
         t_scores, t_y = t_scores[final], t_y[final]
