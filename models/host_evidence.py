@@ -17,9 +17,10 @@ themselves (high_ports=False turns this off). Longer, lighter answered sessions 
 host's chat with a server on a high port, its game or call sessions are judged on their own
 (with the host rule on every flow, 8 of the 13 false positives of libtorrent's captures left out
 were such chats; with this gate none, at the same flow and byte recall). A flow between two P2P
-hosts, whatever its ports, inherits the lower of their two scores: peers that listen on 443 or
-80 to pass firewalls trade with each other there, and an ordinary server is not a P2P host
-(pairs=False turns this off).
+hosts, whatever its ports or protocol, inherits the lower of their two scores: peers that listen
+on 443 or 80 to pass firewalls trade with each other there, the ICMP between two peers (port
+unreachable for a datagram to a peer that left, path MTU) is part of their exchange, and an
+ordinary server is not a P2P host (pairs=False turns this off).
 
 A flow's own score needs corroboration (corroborate_peers=2): the model calls a flow P2P on its
 own only when one of its two hosts has, within idle_s, flows called P2P between two high ports
@@ -258,11 +259,10 @@ class HostEvidence:
             if corroborate and s[i] >= threshold and not self._corroborated(sip[i], dip[i], last[i], high):
                 out[i] = below
             prior = max(ep_score(sip[i], sport[i], proto[i]), ep_score(dip[i], dport[i], proto[i]))
-            if proto[i] in _TRANSPORT:
-                if high_ports and high and (pk[i] <= short or not down[i] or up[i] + down[i] >= bulk):
-                    prior = max(prior, host_score(sip[i]), host_score(dip[i]))
-                elif pairs:
-                    prior = max(prior, min(host_score(sip[i]), host_score(dip[i])))
+            if high_ports and high and (pk[i] <= short or not down[i] or up[i] + down[i] >= bulk):
+                prior = max(prior, host_score(sip[i]), host_score(dip[i]))
+            elif pairs:
+                prior = max(prior, min(host_score(sip[i]), host_score(dip[i])))
             if prior > out[i]:
                 out[i] = prior
             if not keep[i]:

@@ -76,7 +76,7 @@ def test_failed_connects_of_a_p2p_host_between_high_ports_inherit_its_score():
     assert off.update(syn, np.array([0.05] * 5))[0] == 0.05
 
 
-def test_a_flow_between_two_p2p_hosts_inherits_the_lower_score_whatever_its_ports():
+def test_a_flow_between_two_p2p_hosts_inherits_the_lower_score_whatever_its_ports_or_protocol():
     """Peers on 443 and 80 trade there; an ordinary server is no P2P host, so its flows stay."""
     g = "192.0.2.20"  # a second P2P host
     ev = HostEvidence(0.8)
@@ -84,8 +84,9 @@ def test_a_flow_between_two_p2p_hosts_inherits_the_lower_score_whatever_its_port
                     + [(g, 7001, _peer(i), 41000 + i, 17, 4000 + i) for i in range(1, 4)]),
               np.array([0.9] * 3 + [0.85] * 3))
     assert sorted(ev.p2p_hosts()) == [H, g]
-    flows = _cols([(H, 50000, g, 443, 6, 9000), (H, 50001, WEB, 443, 6, 9001), (g, 50002, WEB, 80, 6, 9002)])
-    np.testing.assert_array_equal(ev.update(flows, np.array([0.01, 0.01, 0.01])), [0.85, 0.01, 0.01])
+    flows = _cols([(H, 50000, g, 443, 6, 9000), (H, 50001, WEB, 443, 6, 9001), (g, 50002, WEB, 80, 6, 9002),
+                   (g, 0, H, 0, 1, 9003), (H, 0, WEB, 0, 1, 9004)])   # ICMP between the peers, and to the server
+    np.testing.assert_array_equal(ev.update(flows, np.array([0.01] * 5)), [0.85, 0.01, 0.01, 0.85, 0.01])
     off = HostEvidence(0.8, pairs=False)
     off.update(_cols([(H, 6881, _peer(i), 40000 + i, 17, 1000 * i) for i in range(1, 4)]
                      + [(g, 7001, _peer(i), 41000 + i, 17, 4000 + i) for i in range(1, 4)]),
