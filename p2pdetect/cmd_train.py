@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
                          sequence_features=args.sequence_features, seed=args.seed, num_threads=args.threads)
     check_bundle_path(args.output, inputs=args.datasets)
     dataset = load_dataset(args.datasets, extract, labels_from_dpi=args.labels_from_dpi, n_jobs=args.jobs,
-                           skip_bad=args.skip_bad, use_cache=not args.no_cache)
+                           skip_bad=args.skip_bad, use_cache=not args.no_cache, keep_unlabelled=True)
     build_bundle(dataset, args.output, config, sources=[str(d) for d in args.datasets],
                  command="p2pdetect " + shlex.join(sys.argv[1:]) if sys.argv else None)
     return 0

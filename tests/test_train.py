@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from p2pdetect.features.config import ExtractConfig
@@ -339,3 +340,36 @@ def test_stratum_weights_even_out_the_label_sources_ordinary_flows():
     assert w[90] > half[90] > 1 > half[0] > w[0]
     with pytest.raises(BadConfigError):
         TrainConfig(stratum_weight_power=1.5)
+
+
+def test_unlabelled_flows_of_the_captures_feed_the_evidence_the_threshold_is_chosen_with():
+    """The scorer sees every flow: an unlabelled flow that corroborates a host makes that host's
+    ordinary flow a false positive in the threshold's replay too."""
+    from p2pdetect.training.train import _evidence_raiser
+
+    def table(rows):
+        sip, sport, dip, dport, idx = zip(*rows)
+        n = len(rows)
+        return pa.table({"capture": ["c"] * n, "flow_index": list(idx), "stage": ["final"] * n,
+                         "src_ip": list(sip), "src_port": list(sport), "dst_ip": list(dip), "dst_port": list(dport),
+                         "protocol": [17] * n, "bidirectional_first_seen_ms": [i * 1000 for i in idx],
+                         "bidirectional_last_seen_ms": [i * 1000 + 10 for i in idx], "src2dst_bytes": [100] * n,
+                         "dst2src_bytes": [100] * n, "bidirectional_packets": [4] * n})
+
+    labelled = table([("10.0.0.1", 40000, "10.0.0.9", 50000, 2)])      # an ordinary flow the model calls P2P
+    context = table([("10.0.0.1", 40001, "10.0.0.8", 50001, 1)])       # an unlabelled one before it, called P2P
+    keep = np.ones(1, dtype=bool)
+    alone = _evidence_raiser(labelled, np.arange(1), np.array([0.9]), keep, 2, context, np.zeros(0, int), np.zeros(0))
+    seen = _evidence_raiser(labelled, np.arange(1), np.array([0.9]), keep, 2, context, np.arange(1), np.array([0.95]))
+    assert alone(0.8)[0] < 0.8 <= seen(0.8)[0] == 0.9
+
+
+def test_without_unlabelled_splits_the_rows_and_recounts_the_captures():
+    from p2pdetect.training.datasets import Dataset
+
+    t = pa.table({"capture": ["a", "a", "a", "b"], "label": ["p2p", "", "other", None]})
+    ds = Dataset(table=t, config=ExtractConfig(), captures={"a": {}, "b": {}}, unlabelled=2)
+    labelled, context = ds.without_unlabelled()
+    assert labelled.table.column("label").to_pylist() == ["p2p", "other"] and context.num_rows == 2
+    assert labelled.captures == {"a": {"flows": 2, "p2p": 1, "other": 1}, "b": {"flows": 0, "p2p": 0, "other": 0}}
+    assert ds.captures == {"a": {}, "b": {}}   # the original is left alone

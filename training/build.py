@@ -15,9 +15,13 @@ log = logging.getLogger("p2pdetect.train")
 
 def build_bundle(dataset: Dataset, out: str | os.PathLike, config: TrainConfig | None = None,
                  *, sources: list[str] | None = None, command: str | None = None) -> ModelBundle:
-    """Train on a labelled dataset and save the bundle with its data fingerprint and metrics."""
+    """Train on a dataset and save the bundle with its data fingerprint and metrics. Its
+    unlabelled flows (load_dataset(keep_unlabelled=True)) never train; they feed the host
+    evidence the threshold is chosen with (train_model's context)."""
     config = config or TrainConfig()
-    result = train_model(dataset.table, dataset.config, config, strata=dataset.label_sources())
+    dataset, context = dataset.without_unlabelled()
+    result = train_model(dataset.table, dataset.config, config, strata=dataset.label_sources(),
+                         context=context)
     training = {
         "sources": list(sources or []),
         "command": command,

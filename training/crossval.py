@@ -74,7 +74,8 @@ def leave_group_out(dataset: Dataset, units: list[dict], config: TrainConfig) ->
     every capture the unit does not hold out, scoring the final rows of the unit's test captures.
 
     dataset may hold unlabelled rows (label ''): they never train, but they are scored, so the
-    endpoint and host evidence sees every flow of a capture as the scorer would. Each result: the
+    endpoint and host evidence sees every flow of a capture as the scorer would (in the test
+    captures, and in the training captures for the threshold: train_model's context). Each result: the
     unit's keys, rows (indices into dataset.table: every final row of the test captures), scores,
     hit (at that model's own threshold), host_records (per capture), threshold, booster and
     feature_names; or skipped (a reason) when the captures left for training lack a class.
@@ -103,7 +104,9 @@ def leave_group_out(dataset: Dataset, units: list[dict], config: TrainConfig) ->
         log.info("group-out %d/%d: %s left out (%d captures); training on %d captures",
                  i, len(units), unit["group"], len(unit["held_out"]), len(np.unique(groups[train])))
         try:
-            result = train_model(dataset.table.take(pa.array(train)), dataset.config, config, strata=strata[train])
+            context = dataset.table.take(pa.array(np.flatnonzero(~held & ~labelled)))
+            result = train_model(dataset.table.take(pa.array(train)), dataset.config, config, strata=strata[train],
+                                 context=context)
         except BadDatasetError as err:
             res["skipped"] = str(err)
             log.warning("group-out %s: %s", unit["group"], err)

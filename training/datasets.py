@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +73,16 @@ class Dataset:
     def label_counts(self) -> dict[str, int]:
         y = self.y
         return {"p2p": int(y.sum()), "other": int(len(y) - y.sum()), "unlabelled_dropped": self.unlabelled}
+
+    def without_unlabelled(self) -> tuple[Dataset, pa.Table]:
+        """(the labelled flows, with their counts, and the unlabelled rows) of a dataset loaded with
+        keep_unlabelled: the unlabelled rows never train, but training scores them for the host
+        evidence its threshold is chosen with, as the scorer sees every flow."""
+        labelled = pc.not_equal(self.table.column("label").fill_null(""), "")
+        table = self.table.filter(labelled)
+        captures = {name: dict(info) for name, info in self.captures.items()}
+        _count(table, captures)
+        return replace(self, table=table, captures=captures), self.table.filter(pc.invert(labelled))
 
     def fingerprint(self) -> dict:
         """Capture names, SHA-256 and label counts: what a bundle records about its data."""

@@ -75,10 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="p2pdetect: %(message)s", stream=sys.stderr)
     try:
         sources = labelled_sources(Path(args.corpus))
-        parts = [load_dataset(sources, ExtractConfig(snapshot_packets=args.early_packets))]
+        parts = [load_dataset(sources, ExtractConfig(snapshot_packets=args.early_packets), keep_unlabelled=True)]
         ndpi = Path(args.ndpi)
         if ndpi.is_dir():
-            parts.append(load_dataset([_rel(ndpi)], parts[0].config, labels_from_dpi=True, skip_bad=True))
+            parts.append(load_dataset([_rel(ndpi)], parts[0].config, labels_from_dpi=True, skip_bad=True,
+                                      keep_unlabelled=True))
             sources.append(_rel(ndpi))
         else:
             log.warning("make model: %s not found; the model learns ordinary traffic from the generator only",

@@ -144,30 +144,42 @@ def evidence_threshold(raise_scores, threshold: float, y: np.ndarray, strata: np
 
 
 def _out_of_fold(X: np.ndarray, y: np.ndarray, groups: np.ndarray, w: np.ndarray, names: list[str],
-                 config: TrainConfig, rounds: int) -> np.ndarray | None:
-    """Scores of every flow by a model that did not see its capture (None if a fold has one class)."""
+                 config: TrainConfig, rounds: int, Xc: np.ndarray, cgroups: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Scores of every flow by a model that did not see its capture, and of every context row
+    (Xc, of captures cgroups) by the model of its capture's fold (None if a fold has one class)."""
     from p2pdetect.training.split import grouped_folds
 
-    scores = np.zeros(len(y))
+    scores, c_scores = np.zeros(len(y)), np.zeros(len(Xc))
     for fold in grouped_folds(groups, y, config.threshold_folds, config.seed):
         yt = y[fold.train]
         if yt.sum() == 0 or yt.sum() == len(yt):
             return None
         b = fit_booster(X[fold.train], yt, None, None, names, config, w[fold.train], rounds=rounds, quiet=True)
         scores[fold.valid] = b.predict(X[fold.valid], num_threads=config.num_threads)
-    return scores
+        cm = np.isin(cgroups, groups[fold.valid])
+        if cm.any():
+            c_scores[cm] = b.predict(Xc[cm], num_threads=config.num_threads)
+    return scores, c_scores
 
 
 def _evidence_raiser(table: pa.Table, rows: np.ndarray, scores: np.ndarray, keep: np.ndarray,
-                     corroborate_peers: int):
+                     corroborate_peers: int, context: pa.Table, c_rows: np.ndarray, c_scores: np.ndarray):
     """threshold -> the scores of ``rows`` as the scorer emits them at that threshold (raised by
     host evidence, capped where uncorroborated: models.host_evidence), per capture in meter
-    order, of the rows ``keep`` marks; None when the table lacks the columns the evidence reads."""
+    order, of the rows ``keep`` marks; the context rows (c_rows of context: unlabelled flows of
+    the same captures, scored c_scores) feed the evidence too. None when the table lacks the
+    columns the evidence reads."""
     from p2pdetect.models.host_evidence import EVIDENCE_COLUMNS, evidence_scores, table_columns
 
     if any(c not in table.column_names for c in EVIDENCE_COLUMNS + ["capture", "flow_index"]):
         return None
     cols = table_columns(table, rows)
+    if len(c_rows):
+        ccols = table_columns(context, c_rows)
+        cols = {k: np.concatenate([v, ccols[k] if k in ccols else np.full(len(c_rows), "final")])
+                for k, v in cols.items()}
+        scores, keep = np.r_[scores, c_scores], np.r_[keep, np.zeros(len(c_rows), dtype=bool)]
     return lambda threshold: evidence_scores(cols, scores, threshold,
                                              corroborate_peers=corroborate_peers)[0][keep]
 
@@ -182,12 +194,16 @@ class TrainResult:
 
 
 def train_model(table: pa.Table, extract_config: ExtractConfig, config: TrainConfig | None = None,
-                split: Split | None = None, strata: np.ndarray | None = None) -> TrainResult:
+                split: Split | None = None, strata: np.ndarray | None = None,
+                context: pa.Table | None = None) -> TrainResult:
     """Fit on the training captures, early-stop and pick the threshold on the validation captures.
 
     strata (per flow, e.g. where its labels came from) makes the threshold meet the target FPR
     on the validation negatives of every stratum, not only on all of them pooled: the real
-    captures' ordinary flows must not pay for the generated ones being easy.
+    captures' ordinary flows must not pay for the generated ones being easy. context: the
+    unlabelled flows of the same captures (Dataset.without_unlabelled); they never train nor
+    count, but they are scored and feed the host evidence the threshold is chosen with, as the
+    scorer sees every flow.
     """
     config = config or TrainConfig()
     y = (table.column("label").to_numpy(zero_copy_only=False) == "p2p").astype(np.int8)
@@ -226,13 +242,18 @@ def train_model(table: pa.Table, extract_config: ExtractConfig, config: TrainCon
     except ValueError:
         metrics["valid_auc"] = None
     t_scores = None
+    if context is None or not context.num_rows:
+        context = table.slice(0, 0)
+    Xc = feature_matrix(context, names) if context.num_rows else np.zeros((0, len(names)))
+    cgroups = context.column("capture").to_numpy(zero_copy_only=False).astype(str)
     if config.threshold_folds >= 2:
         # threshold from out-of-fold scores of every capture (many more negatives than the
         # validation side alone), then the final model on all captures with the same rounds
         rounds = booster.num_trees()
         Xall = feature_matrix(table, names)
         wall = capture_weights(groups, config.capture_weight_power) * stage_w
-        t_scores = _out_of_fold(Xall, y, groups, wall, names, config, rounds)
+        oof = _out_of_fold(Xall, y, groups, wall, names, config, rounds, Xc, cgroups)
+        t_scores, c_scores = oof if oof is not None else (None, None)
         if t_scores is None:
             log.warning("train: too few captures of each class for %d threshold folds; the threshold comes "
                         "from the validation captures", config.threshold_folds)
@@ -244,13 +265,21 @@ def train_model(table: pa.Table, extract_config: ExtractConfig, config: TrainCon
     if t_scores is None:
         t_scores, t_y, basis = scores, yv, "validation captures"
         t_strata = None if strata is None else strata[split.valid]
+        c_scores = np.zeros(len(Xc))
+        cm = np.isin(cgroups, groups[split.valid])
+        if cm.any():
+            c_scores[cm] = booster.predict(Xc[cm], num_threads=config.num_threads)
+    else:
+        cm = np.ones(len(Xc), dtype=bool)
     rows = split.valid if t_scores is scores else np.arange(table.num_rows)
+    c_rows = np.flatnonzero(cm)
     final = np.ones(len(rows), dtype=bool)
     if "stage" in table.column_names:
         # the threshold is for whole flows (final verdicts); early snapshots are scored with it
         # too, and their rates are reported beside
         final = table.column("stage").to_numpy(zero_copy_only=False)[rows] == "final"
-    raise_scores = _evidence_raiser(table, rows, t_scores, final, config.corroborate_peers)
+    raise_scores = _evidence_raiser(table, rows, t_scores, final, config.corroborate_peers,
+                                    context, c_rows, c_scores[c_rows])
     if (~final).any():
         e_scores, e_y = t_scores[~final], t_y[~final]
         t_scores, t_y = t_scores[final], t_y[final]
