@@ -41,8 +41,8 @@ def add_parser(sub) -> None:
     p.add_argument("-o", "--output", required=True, metavar="MODEL_DIR",
                    help="model bundle directory to write (built beside it, then renamed into place; "
                         "only an earlier bundle or an empty directory is replaced)")
-    p.add_argument("--target-fpr", type=float, default=0.005, metavar="RATE",
-                   help="false-positive rate on validation flows the threshold aims at (default 0.005)")
+    p.add_argument("--target-fpr", type=float, default=0.003, metavar="RATE",
+                   help="false-positive rate on validation flows the threshold aims at (default 0.003)")
     p.add_argument("--no-port-features", action="store_true",
                    help="train without the coarse port facts (the port ablation)")
     p.add_argument("--timing-features", action="store_true",

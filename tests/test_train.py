@@ -162,7 +162,7 @@ def test_train_cli_writes_a_loadable_bundle(flow_table_path, tmp_path):
     meta = b.metadata
     assert meta["training"]["label_counts"]["p2p"] > 0
     assert meta["training"]["split"]["valid"]["captures"] >= 1
-    assert meta["target_fpr"] == 0.005
+    assert meta["target_fpr"] == 0.003 == TrainConfig().target_fpr
 
 
 @pytest.mark.parametrize("args,needle", [
