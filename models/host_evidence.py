@@ -88,8 +88,8 @@ def _kth(scores, k: int) -> float:
 
 
 class _Host:
-    __slots__ = ("first_ms", "last_ms", "flows", "up", "down", "peers", "n_peers", "flagged", "hp_flagged",
-                 "endpoints", "score", "p2p", "last_flag_ms", "last_report_ms")
+    __slots__ = ("first_ms", "last_ms", "flows", "up", "down", "peers", "n_peers", "flagged",
+                 "hp_flagged", "endpoints", "score", "p2p", "last_flag_ms", "last_report_ms")
 
     def __init__(self, t0: int) -> None:
         self.first_ms = self.last_ms = t0
@@ -113,8 +113,7 @@ class HostEvidence:
                  idle_s: float = 900.0, report_s: float = 300.0, max_hosts: int = 200_000,
                  max_peers: int = 4096, high_ports: bool = True, short_packets: int = 32,
                  bulk_bytes: int = 256_000, pairs: bool = True, corroborate_peers: int = 2,
-                 corroborate_high_ports: bool = True,
-                 model_id: str = "") -> None:
+                 corroborate_high_ports: bool = True, model_id: str = "") -> None:
         self.threshold = float(threshold)
         self.corroborate_peers = corroborate_peers
         self.corroborate_high_ports = corroborate_high_ports
@@ -188,14 +187,14 @@ class HostEvidence:
             del hosts[ip]
 
     def _see(self, h: _Host, ip: str, port: int, proto: int, peer: str, first: int, last: int,
-             up: int, down: int, score: float) -> None:
+             up: int, down: int, score: float, high: bool) -> None:
         h.first_ms = min(h.first_ms, first)
         h.last_ms = max(h.last_ms, last)
         h.flows += 1
         h.up += up
         h.down += down
         self._meet(h, peer)
-        self._flag(h, ip, port, proto, peer, last, score)
+        self._flag(h, ip, port, proto, peer, last, score, high)
 
     def _meet(self, h: _Host, peer: str) -> None:
         if peer not in h.peers:
@@ -203,8 +202,10 @@ class HostEvidence:
             if len(h.peers) < self.max_peers:
                 h.peers.add(peer)
 
-    def _flag(self, h: _Host, ip: str, port: int, proto: int, peer: str, last: int, score: float) -> None:
-        """A flow's model score as evidence about host h (ip) and its endpoint (port, proto)."""
+    def _flag(self, h: _Host, ip: str, port: int, proto: int, peer: str, last: int, score: float,
+              high: bool) -> None:
+        """A flow's model score as evidence about host h (ip) and its endpoint (port, proto);
+        high: the flow is between two high ports."""
         if h.p2p and last - h.last_flag_ms > self.idle_ms:   # the P2P evidence lapsed
             h.flagged.clear()
             h.hp_flagged.clear()
@@ -217,6 +218,8 @@ class HostEvidence:
         h.last_flag_ms = max(h.last_flag_ms, last)
         if peer in h.flagged or len(h.flagged) < self.max_peers:
             h.flagged[peer] = max(score, h.flagged.get(peer, 0.0))
+        if high and len(h.hp_flagged) < self.max_peers:
+            h.hp_flagged.add(peer)
         ep = h.endpoints.setdefault((port, proto), {})
         if peer in ep or len(ep) < self.max_peers:
             ep[peer] = max(score, ep.get(peer, 0.0))
@@ -272,21 +275,14 @@ class HostEvidence:
                         h = self._host(ip, first[i])
                         h.last_ms = max(h.last_ms, t)
                         self._meet(h, peer)
-                        self._flag(h, ip, port, proto[i], peer, t, s[i])
-                        if high and len(h.hp_flagged) < self.max_peers:
-                            h.hp_flagged.add(peer)
+                        self._flag(h, ip, port, proto[i], peer, t, s[i], high)
                 continue
             t = last[i]
             self._expire(t)
             self._see(self._host(sip[i], first[i]), sip[i], sport[i], proto[i], dip[i], first[i], t,
-                      up[i], down[i], s[i])
+                      up[i], down[i], s[i], high)
             self._see(self._host(dip[i], first[i]), dip[i], dport[i], proto[i], sip[i], first[i], t,
-                      down[i], up[i], s[i])
-            if high and s[i] >= threshold:
-                for ip, peer in ((sip[i], dip[i]), (dip[i], sip[i])):
-                    h = self._hosts[ip]
-                    if len(h.hp_flagged) < self.max_peers:
-                        h.hp_flagged.add(peer)
+                      down[i], up[i], s[i], high)
         return out
 
     # host records ----------------------------------------------------------------------
