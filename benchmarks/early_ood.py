@@ -54,10 +54,13 @@ SNAPSHOT_PACKETS = 32
 
 
 def load_corpus(manifest: Path, ndpi: Path | None, jobs: int) -> Dataset:
-    """The generated captures of a manifest and, where given, the nDPI-labelled real captures."""
-    parts = [load_dataset([manifest], ExtractConfig(snapshot_packets=SNAPSHOT_PACKETS), n_jobs=jobs)]
+    """The generated captures of a manifest and, where given, the nDPI-labelled real captures;
+    unlabelled flows kept, as `make model` keeps them (the threshold's evidence replay sees them)."""
+    parts = [load_dataset([manifest], ExtractConfig(snapshot_packets=SNAPSHOT_PACKETS), n_jobs=jobs,
+                          keep_unlabelled=True)]
     if ndpi is not None:
-        parts.append(load_dataset([ndpi], parts[0].config, labels_from_dpi=True, skip_bad=True, n_jobs=jobs))
+        parts.append(load_dataset([ndpi], parts[0].config, labels_from_dpi=True, skip_bad=True, n_jobs=jobs,
+                                  keep_unlabelled=True))
     return concat_datasets(parts)
 
 
