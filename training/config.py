@@ -20,7 +20,7 @@ class TrainConfig:
         every training capture (threshold_folds grouped folds; 0 = on the validation captures),
         on all negatives and on each label source's. 0.3 %, the real captures' target: with
         corroboration, 0.5 % flagged 19 of the 2,713 real ordinary flows out of fold, 0.3 % 10,
-        for 0.2-2 points of flow recall with each implementation left out (docs/evaluation.md).
+        for 0-2 points of flow recall with each implementation left out (docs/evaluation.md).
     port_features: False trains without the coarse port facts (the port ablation).
     timing_features: True also trains on features that measure absolute time (durations,
         inter-arrival times, the RTT estimate). Off by default: they describe the network path as
