@@ -2,7 +2,9 @@
 
 Many scenarios x several seeds, tens of thousands of flows, in under 20 minutes on 2 cores: two
 generator runs at a time (each in its own namespace), resumable (finished runs are kept), and a
-``manifest.json`` listing every capture with its labels file for ``p2pdetect train``.
+``manifest.json`` listing every capture with its labels file for ``p2pdetect train``. Each P2P
+capture also gives two vantage-point views (one peer's link: data.generator.vantage), listed with
+network "vantage" and the capture they come from.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from p2pdetect.data import GenerateError
-from p2pdetect.data.generator import scenarios
+from p2pdetect.data.generator import labels, scenarios, vantage
 from p2pdetect.data.generator.clients import implementations_in
 from p2pdetect.data.generator.generate import missing_requirement
 from p2pdetect.data.generator.namespace import require_root
@@ -96,6 +98,10 @@ WAN_RECIPE: tuple[tuple[str, str, tuple[int, ...], int, float], ...] = (
     ("p2p-service-ports", "wan-mid", (1811,), 60, 2.0),
 )
 
+#: Vantage-point views derived from each P2P capture (data.generator.vantage): its best-connected
+#: peer's link and a middling one's.
+VIEWS_PER_CAPTURE = 2
+
 #: A two-minute smoke version of the recipe (one short run per scenario family).
 QUICK: tuple[tuple[str, tuple[int, ...], int, float], ...] = (
     ("p2p-tcp-mse", (101,), 20, 1.0),
@@ -134,7 +140,8 @@ def manifest_entry(out: Path, summary: Path) -> dict | None:
             "seed": s["seed"], "flows": s["flows"], "p2p_flows": s["by_label"].get("p2p", {}).get("flows", 0),
             "unlabelled_share": s["unlabelled_share"],
             "implementations": s.get("implementations") or implementations_in(s.get("apps", {})),
-            "network": s.get("network", "loopback")}
+            "network": s.get("network", "loopback"),
+            **({"vantage_of": s["vantage_of"]} if "vantage_of" in s else {})}
 
 
 def write_manifest(out: Path) -> dict:
@@ -145,6 +152,26 @@ def write_manifest(out: Path) -> dict:
     tmp.write_text(json.dumps(manifest, indent=1) + "\n")
     os.replace(tmp, out / "manifest.json")
     return manifest
+
+
+def make_views(out: Path, per_capture: int = VIEWS_PER_CAPTURE) -> int:
+    """Derive the vantage-point views (data.generator.vantage) of every finished P2P capture in
+    ``out`` that lacks them, into ``out/<run>-vantage-<ip>/``; returns how many were written."""
+    made = 0
+    for summary in sorted(out.glob("*/*.json")):
+        s = json.loads(summary.read_text())
+        if ("pcap" not in s or "labels" not in s or "vantage_of" in s or s.get("scenario") in vantage.OBSERVED_ONLY
+                or not s.get("by_label", {}).get("p2p", {}).get("flows")):
+            continue
+        run = summary.parent
+        for ip in vantage.pick_hosts(labels.read_csv(run / s["labels"]), per_capture):
+            view = out / f"{run.name}-vantage-{ip}"
+            if (view / summary.name).exists():
+                continue
+            vantage.vantage_view(run, ip, view)
+            made += 1
+    log.info("vantage views: %d written", made)
+    return made
 
 
 def make_corpus(out: Path = CORPUS, quick: bool = False, jobs: int = 2) -> dict:
@@ -161,6 +188,8 @@ def make_corpus(out: Path = CORPUS, quick: bool = False, jobs: int = 2) -> dict:
     started = time.time()
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         list(pool.map(lambda r: _run_one(out, *r), runs))
+    if not quick:
+        make_views(out)
     manifest = write_manifest(out)
     flows = sum(c["flows"] for c in manifest["captures"])
     p2p = sum(c["p2p_flows"] for c in manifest["captures"])
@@ -175,11 +204,18 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"corpus directory (default: {CORPUS}, or {CORPUS / 'quick'} with --quick)")
     parser.add_argument("--quick", action="store_true", help="a ~2-minute smoke corpus instead of the full one")
     parser.add_argument("--jobs", type=int, default=2, help="generator runs at a time (default: 2)")
+    parser.add_argument("--views-only", action="store_true",
+                        help="only derive the missing vantage-point views of the captures already there "
+                             "and rewrite the manifest (no generator runs, no root)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         out = args.output or (CORPUS / "quick" if args.quick else CORPUS)
-        make_corpus(out, quick=args.quick, jobs=max(1, args.jobs))
+        if args.views_only:
+            make_views(out)
+            write_manifest(out)
+        else:
+            make_corpus(out, quick=args.quick, jobs=max(1, args.jobs))
     except GenerateError as err:
         sys.stderr.write(f"p2pdetect: error: {err}\n")
         return 2

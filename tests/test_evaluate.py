@@ -292,9 +292,31 @@ def test_group_units_hold_out_every_capture_of_an_implementation(tmp_path):
     one = Dataset(table=ds.table.slice(0, 0), config=ExtractConfig(), captures={str(tmp_path / "x.pcap"): {}})
     m = capture_meta(one, [tmp_path / "m.json"])[str(tmp_path / "x.pcap")]
     assert m == {"scenario": "p2p-wan", "implementations": ["biglybt", "libtorrent"], "network": "wan-mid",
-                 "real": False}
+                 "real": False, "source": str(tmp_path / "x.pcap")}
     with pytest.raises(Exception, match="--group-by must be one of"):
         group_units(meta, "colour")
+
+
+def test_a_vantage_view_leaves_with_its_source(tmp_path):
+    """A view (one peer's packets of a capture) is held out, and split, with the capture it comes from."""
+    from p2pdetect.training.groups import capture_meta, group_units, source_captures
+
+    for d, extra in (("run", {}), ("run-vantage-10.0.0.1", {"vantage_of": "run/x.pcap"})):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "x.pcap").write_bytes(b"")
+        net = "vantage" if extra else "wan-mid"
+        (tmp_path / d / "x.json").write_text(json.dumps({"scenario": "p2p-x", "implementations": ["biglybt"],
+                                                          "network": net, **extra}))
+    src, view = str(tmp_path / "run" / "x.pcap"), str(tmp_path / "run-vantage-10.0.0.1" / "x.pcap")
+    ds = Dataset(table=pa.table({"capture": pa.array([], pa.string()), "label": pa.array([], pa.string()),
+                                 "app": pa.array([], pa.string())}),
+                 config=ExtractConfig(), captures={src: {}, view: {}})
+    meta = capture_meta(ds)
+    assert meta[view]["source"] == src and meta[src]["source"] == src
+    by = {u["group"]: u for u in group_units(meta, "network")}
+    assert sorted(by["wan-mid"]["held_out"]) == sorted([src, view]) and by["wan-mid"]["test"] == [src]
+    assert by["vantage"]["held_out"] == [view]
+    assert source_captures(np.array([view, src, view])).tolist() == [src, src, src]
 
 
 def test_leave_one_implementation_out_beside_the_baseline():

@@ -26,8 +26,10 @@ log = logging.getLogger("p2pdetect.crossval")
 
 def out_of_fold(dataset: Dataset, config: TrainConfig, n_splits: int = 5) -> dict:
     """Out-of-fold scores and verdicts per flow (each fold's own threshold)."""
+    from p2pdetect.training.groups import source_captures
+
     y, groups, strata = dataset.y, dataset.groups, dataset.label_sources()
-    folds = grouped_folds(groups, y, n_splits, config.seed)
+    folds = grouped_folds(source_captures(groups), y, n_splits, config.seed)
     scores = np.full(len(y), np.nan)
     hit = np.zeros(len(y), dtype=bool)
     thresholds = []

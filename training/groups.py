@@ -8,6 +8,11 @@ path class, e.g. "loopback", "wan-mid"; "loopback" when absent). Without `implem
 are derived from the `app` labels of the capture's P2P flows: the part before the first '-'
 (`libtorrent-mse` -> libtorrent; old corpora's `bittorrent-*` is libtorrent). Captures labelled by
 nDPI (real traffic from the wild) form the group `real` whatever the grouping.
+
+A vantage-point view (data.generator.vantage: one peer's packets of a generated capture; its
+summary names the capture in `vantage_of`) holds the same flows as its source: it is held out
+whenever its source is, and never sits in another fold than its source (`source_captures`), or
+a model would be scored on flows it trained on.
 """
 
 from __future__ import annotations
@@ -66,6 +71,20 @@ def _summary(capture: str) -> dict:
     return doc if isinstance(doc, dict) else {}
 
 
+def source_of(capture: str, info: dict | None = None) -> str:
+    """The capture a vantage-point view was derived from (the capture itself when it is not a view)."""
+    info = _summary(capture) if info is None else info
+    src = info.get("vantage_of")
+    return str(Path(capture).parent.parent / src) if isinstance(src, str) and src else capture
+
+
+def source_captures(captures: np.ndarray) -> np.ndarray:
+    """Per row, the source of its capture (source_of): the key to split folds by."""
+    captures = np.asarray(captures).astype(str)
+    uniq, inv = np.unique(captures, return_inverse=True)
+    return np.array([source_of(c) for c in uniq.tolist()], dtype=object)[inv].astype(str) if len(uniq) else captures
+
+
 def scenario_of(capture: str, info: dict | None = None) -> str:
     """A capture's scenario: its summary's (or manifest entry's), else its file name without seed."""
     info = _summary(capture) if info is None else info
@@ -90,7 +109,7 @@ def capture_meta(dataset: Dataset, inputs: list[str | os.PathLike] = ()) -> dict
         impls = info.get("implementations")
         if not isinstance(impls, list):
             impls = sorted(derived.get(name, ()))
-        out[name] = {"scenario": scenario_of(name, info),
+        out[name] = {"scenario": scenario_of(name, info), "source": source_of(name, info),
                      "implementations": sorted({implementation_of(i) for i in impls}),
                      "network": str(info.get("network") or DEFAULT_NETWORK), "real": real}
     return out
@@ -133,4 +152,7 @@ def group_units(meta: dict[str, dict], group_by: str, n_splits: int = 5, seed: i
             units.append({"group": v, "test": caps, "held_out": caps, "implementation": None})
     for fold in _folds(real, n_splits, seed):
         units.append({"group": REAL, "test": fold, "held_out": fold, "implementation": None})
+    for u in units:   # a view leaves with its source (module doc)
+        held = set(u["held_out"])
+        u["held_out"] = u["held_out"] + [c for c, m in meta.items() if c not in held and m.get("source") in held]
     return units

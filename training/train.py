@@ -210,7 +210,10 @@ def train_model(table: pa.Table, extract_config: ExtractConfig, config: TrainCon
     if y.sum() == 0 or y.sum() == len(y):
         raise BadDatasetError(f"training needs both p2p and other flows; got {int(y.sum())} p2p of "
                               f"{len(y)} labelled flows")
-    groups = table.column("capture").to_numpy(zero_copy_only=False).astype(str)
+    from p2pdetect.training.groups import source_captures
+
+    # a vantage-point view shares its source's flows: they split together (training.groups)
+    groups = source_captures(table.column("capture").to_numpy(zero_copy_only=False))
     split = split or grouped_split(groups, y, config.valid_fraction, config.seed)
     summ = split.summary(y)
     for side in ("train", "valid"):
@@ -245,7 +248,7 @@ def train_model(table: pa.Table, extract_config: ExtractConfig, config: TrainCon
     if context is None or not context.num_rows:
         context = table.slice(0, 0)
     Xc = feature_matrix(context, names) if context.num_rows else np.zeros((0, len(names)))
-    cgroups = context.column("capture").to_numpy(zero_copy_only=False).astype(str)
+    cgroups = source_captures(context.column("capture").to_numpy(zero_copy_only=False))
     if config.threshold_folds >= 2:
         # threshold from out-of-fold scores of every capture (many more negatives than the
         # validation side alone), then the final model on all captures with the same rounds
