@@ -8,11 +8,7 @@ implementation (Karagiannis et al., IMC 2004; PeerRush, DIMVA 2013):
 * the same port number serves TCP and UDP (BitTorrent + uTP/DHT), and IP pairs talk both;
 * a peer talks to many distinct hosts on non-service ports, many of its connection attempts
   fail (peers that left), and it fans out small UDP request/response exchanges (DHT queries);
-* it uploads about as much as it downloads, and its endpoints live long;
-* it is client and server at once: one UDP socket carries its DHT and uTP both ways, so the
-  same (ip, port, proto) endpoint opens flows to some peers and accepts flows from others,
-  and the host both connects to peers' high ports and is connected to on its own. A server
-  only accepts, a client only connects (`ep_dual_peers`, `host_dual_peers`).
+* it uploads about as much as it downloads, and its endpoints live long.
 
 HostContext consumes flows in the order the meter reports them (the order they ended, as the
 live scorer sees them). A flow's features use only flows consumed before it, within a sliding
@@ -53,11 +49,9 @@ SERVICE_PORTS = frozenset({
 #: Per-side evidence (each exists as src_* and dst_*), in column order.
 _SIDE = ["ep_remote_ips", "ep_remote_ports", "ep_ip_port_ratio", "ep_flows", "ep_failed_share",
          "ep_lifetime_s", "host_fanout", "host_flows", "host_failed_share", "host_small_udp_peers",
-         "host_tcp_udp_peers", "host_up_share", "ep_dual_peers", "host_dual_peers",
-         "host_high_port_peers", "tcp_udp_same_port"]
+         "host_tcp_udp_peers", "host_up_share", "host_high_port_peers", "tcp_udp_same_port"]
 _INT = {"ep_remote_ips", "ep_remote_ports", "ep_flows", "host_fanout", "host_flows",
-        "host_small_udp_peers", "host_tcp_udp_peers", "ep_dual_peers", "host_dual_peers",
-        "host_high_port_peers", "tcp_udp_same_port"}
+        "host_small_udp_peers", "host_tcp_udp_peers", "host_high_port_peers", "tcp_udp_same_port"}
 
 #: The columns this class produces.
 CONTEXT_COLUMNS = [f"{s}_{c}" for s in ("src", "dst") for c in _SIDE] + ["pair_tcp_and_udp"]
@@ -132,11 +126,6 @@ class HostContext:
         self._ep_stats: dict = {}    # (ip, port, proto) -> [flows, failed, first seen ms]
         self._host_stats: dict = {}  # ip -> [flows, failed, bytes up, bytes down]
         self._both: dict = {}        # ip -> peers spoken to over TCP and UDP
-        # the flow's initiator (src) opened it, its responder (dst) accepted it
-        self._ep_out: dict = {}      # (ip, port, proto) -> remote ips it opened flows to
-        self._ep_in: dict = {}       # (ip, port, proto) -> remote ips that opened flows to it
-        self._host_out: dict = {}    # ip -> remote ips it opened high-port flows to
-        self._host_in: dict = {}     # ip -> remote ips that opened high-port flows to it
 
     # state ---------------------------------------------------------------------------
     def _apply(self, ev: tuple, add: bool) -> None:
@@ -179,11 +168,6 @@ class HostContext:
             if not h[0]:
                 del self._host_stats[aip]
         step(self._pair_proto, (sip, dip) if sip <= dip else (dip, sip), proto)
-        step(self._ep_out, (sip, sport, proto), dip)
-        step(self._ep_in, (dip, dport, proto), sip)
-        if high:
-            step(self._host_out, sip, dip)
-            step(self._host_in, dip, sip)
 
     def _evict(self) -> None:
         horizon = self._clock_ms - self._window_ms
@@ -210,8 +194,6 @@ class HostContext:
         high = self._high.get(ip)
         other = _OTHER.get(proto)
         pp = self._port_proto.get((ip, port))
-        ep_out, ep_in = self._ep_out.get(ep), self._ep_in.get(ep)
-        h_out, h_in = self._host_out.get(ip), self._host_in.get(ip)
         nan = np.nan
         return (
             n_ips, n_ports, n_ips / n_ports if n_ports else nan,
@@ -222,8 +204,6 @@ class HostContext:
             len(small) if small else 0,
             self._both.get(ip, 0),
             hs[2] / (hs[2] + hs[3]) if hs and hs[2] + hs[3] else nan,
-            min(len(ep_out), len(ep_in)) if ep_out and ep_in else 0,
-            min(len(h_out), len(h_in)) if h_out and h_in else 0,
             len(high) if high else 0,
             int(other is not None and pp is not None and other in pp),
         )

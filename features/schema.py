@@ -8,7 +8,7 @@ numeric only; identity columns (addresses, raw ports, times, capture) never feed
 from __future__ import annotations
 
 #: Bump when a column's meaning, unit or the column set changes. Bundles record it.
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 7
 
 #: Parquet metadata keys.
 META_SCHEMA_VERSION = b"p2pdetect.schema_version"
@@ -71,7 +71,6 @@ PORT_FEATURES = [
     "both_ports_ephemeral", "src_port_wellknown", "dst_port_wellknown",
     "src_tcp_udp_same_port", "dst_tcp_udp_same_port",
     "src_host_high_port_peers", "dst_host_high_port_peers",
-    "src_host_dual_peers", "dst_host_dual_peers",
 ]
 
 #: Endpoint and host evidence: how each endpoint (ip, port, proto) and host (ip) of the flow
@@ -80,7 +79,7 @@ HOST_FEATURES = [
     f"{side}_{name}" for side in ("src", "dst") for name in (
         "ep_remote_ips", "ep_remote_ports", "ep_ip_port_ratio", "ep_flows", "ep_failed_share",
         "ep_lifetime_s", "host_fanout", "host_flows", "host_failed_share", "host_small_udp_peers",
-        "host_tcp_udp_peers", "host_up_share", "ep_dual_peers")
+        "host_tcp_udp_peers", "host_up_share")
 ] + ["pair_tcp_and_udp"]
 
 SPLT_KINDS = ("ps", "dir", "piat_ms")

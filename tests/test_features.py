@@ -317,33 +317,6 @@ def test_host_evidence_by_hand():
     assert late["src_host_tcp_udp_peers"][i] == 0 and late["src_host_small_udp_peers"][i] == 0
 
 
-def test_dual_role_by_hand():
-    """A peer's UDP socket opens flows and accepts them; a server, a resolver and a client do not."""
-    P, S, R, C = "127.0.0.60", "127.0.0.70", "127.0.0.80", "127.0.0.90"
-    rows = [
-        (P, 6881, "127.0.5.1", 41000, 17, 1000),   # P's socket queries a peer
-        (P, 6881, "127.0.5.2", 42000, 17, 2000),   # and another
-        ("127.0.5.3", 43000, P, 6881, 17, 3000),   # a peer opens a flow to P's socket
-        ("127.0.5.4", 44000, P, 6881, 17, 4000),   # and another
-        ("127.0.6.1", 45000, S, 443, 17, 5000),    # clients of a QUIC server
-        ("127.0.6.2", 46000, S, 443, 17, 6000),
-        ("127.0.6.1", 47000, R, 53, 17, 7000),     # a resolver: asked on 53 ...
-        (R, 30000, "127.0.7.1", 53, 17, 8000),     # ... asks others from its own ports
-        (R, 30001, "127.0.7.2", 53, 17, 9000),
-        (C, 48000, S, 443, 17, 10_000),            # the flow whose context we read
-        ("127.0.5.5", 49000, P, 6881, 17, 11_000),
-        (R, 30002, "127.0.7.3", 53, 17, 12_000),
-    ]
-    out = HostContext(window_s=300).transform(_cols(rows))
-    assert out["dst_ep_dual_peers"][10] == 2 and out["dst_host_dual_peers"][10] == 2
-    assert out["src_ep_dual_peers"][2] == 0           # before it, P's socket had only opened
-    assert out["dst_ep_dual_peers"][9] == 0 and out["dst_host_dual_peers"][9] == 0   # server
-    assert out["src_ep_dual_peers"][9] == 0 and out["src_host_dual_peers"][9] == 0   # client
-    assert out["src_host_dual_peers"][11] == 0        # the resolver's 53 is a service port
-    late = HostContext(window_s=2.5).transform(_cols(rows))
-    assert late["dst_ep_dual_peers"][10] == 0         # the window forgot P's flows
-
-
 def test_host_context_max_flows_bounds_memory():
     rows = [(f"127.0.{i % 7}.1", 40000 + i, "127.1.0.1", 6881, 6, 1000 + i) for i in range(100)]
     ctx = HostContext(window_s=3600, max_flows=10)
