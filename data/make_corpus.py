@@ -164,11 +164,12 @@ def make_views(out: Path, per_capture: int = VIEWS_PER_CAPTURE) -> int:
                 or not s.get("by_label", {}).get("p2p", {}).get("flows")):
             continue
         run = summary.parent
-        for ip in vantage.pick_hosts(labels.read_csv(run / s["labels"]), per_capture):
+        rows = labels.read_csv(run / s["labels"])
+        for ip in vantage.pick_hosts(rows, per_capture):
             view = out / f"{run.name}-vantage-{ip}"
             if (view / summary.name).exists():
                 continue
-            vantage.vantage_view(run, ip, view)
+            vantage.vantage_view(run, ip, view, rows)
             made += 1
     log.info("vantage views: %d written", made)
     return made

@@ -304,6 +304,10 @@ def test_the_threshold_goes_below_the_model_only_one_when_corroboration_removes_
     assert 0.55 < t < 0.6 and recall == 1.0 and 0.005 < fpr <= 0.01
     # nothing goes below the floor
     assert evidence_threshold(raise_scores, start, y, None, 0.01, floor=0.8)[0] == pytest.approx(0.8, abs=1e-4)
+    # without corroboration nothing is capped: no replay below the model-only threshold
+    asked = []
+    t, _, _ = evidence_threshold(lambda th: asked.append(th) or scores, start, y, None, 0.01, corroborated=False)
+    assert t == start and min(asked) == start
 
 
 def test_make_model_prefers_the_manifest_then_corpus_runs_then_samples(tmp_path):

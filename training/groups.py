@@ -82,7 +82,7 @@ def source_captures(captures: np.ndarray) -> np.ndarray:
     """Per row, the source of its capture (source_of): the key to split folds by."""
     captures = np.asarray(captures).astype(str)
     uniq, inv = np.unique(captures, return_inverse=True)
-    return np.array([source_of(c) for c in uniq.tolist()], dtype=object)[inv].astype(str) if len(uniq) else captures
+    return np.array([source_of(c) for c in uniq.tolist()], dtype=object)[inv].astype(str)
 
 
 def scenario_of(capture: str, info: dict | None = None) -> str:

@@ -114,14 +114,15 @@ def pick_threshold(scores: np.ndarray, y: np.ndarray, strata: np.ndarray | None,
 
 def evidence_threshold(raise_scores, threshold: float, y: np.ndarray, strata: np.ndarray | None,
                        target_fpr: float, rounds: int = 3, floor: float = 0.5,
-                       tol: float = 1e-4) -> tuple[float, dict, np.ndarray]:
+                       tol: float = 1e-4, corroborated: bool = True) -> tuple[float, dict, np.ndarray]:
     """The lowest threshold meeting target_fpr on the scores the scorer emits at it: the model's,
     raised by the endpoint and host evidence of the flows it called P2P and capped where
     uncorroborated (raise_scores(threshold)), starting from the model-only ``threshold``.
 
     The evidence depends on the threshold. Raising evidence only adds flagged flows, so a few
     rounds upwards settle a threshold that meets the target; corroboration removes some, so a
-    bisection then looks below it (down to ``floor``) for the lowest one that still does.
+    bisection then looks below it (down to ``floor``) for the lowest one that still does
+    (corroborated=False, the scorer without corroboration: no bisection, it could find none).
     Returns the threshold, its per-stratum thresholds and the emitted scores at it."""
     scores = raise_scores(threshold)
     new, per_stratum = pick_threshold(scores, y, strata, target_fpr)
@@ -131,7 +132,7 @@ def evidence_threshold(raise_scores, threshold: float, y: np.ndarray, strata: np
         threshold = new
         scores = raise_scores(threshold)
         new, per_stratum = pick_threshold(scores, y, strata, target_fpr)
-    lo = floor
+    lo = floor if corroborated else threshold
     while threshold - lo > tol:
         mid = (lo + threshold) / 2
         s = raise_scores(mid)
@@ -264,7 +265,8 @@ def train_model(table: pa.Table, extract_config: ExtractConfig, config: TrainCon
             t_y, t_strata = y, strata
             basis = f"out-of-fold scores of all captures ({config.threshold_folds} grouped folds)"
             booster = fit_booster(Xall, y, None, None, names, config, wall, rounds=rounds)
-            log.info("train: final model: %d trees on all %d captures", booster.num_trees(), len(set(groups)))
+            log.info("train: final model: %d trees on all %d captures (%d sources and their views)",
+                     booster.num_trees(), len(set(table.column("capture").to_pylist())), len(set(groups)))
     if t_scores is None:
         t_scores, t_y, basis = scores, yv, "validation captures"
         t_strata = None if strata is None else strata[split.valid]
@@ -291,7 +293,8 @@ def train_model(table: pa.Table, extract_config: ExtractConfig, config: TrainCon
     if raise_scores is not None:
         metrics["threshold_model_only"] = float(threshold)
         threshold, per_stratum, t_scores = evidence_threshold(raise_scores, threshold, t_y, t_strata,
-                                                              config.target_fpr)
+                                                              config.target_fpr,
+                                                              corroborated=config.corroborate_peers > 1)
         basis += ", raised by host evidence as the scorer raises them"
     recall, fpr = rates_at(t_scores, t_y, threshold)
     metrics.update({"threshold_basis": basis, "threshold_recall": recall, "threshold_fpr": fpr,

@@ -52,8 +52,10 @@ def pick_hosts(rows: list[labels.LabelRow], k: int = 2) -> list[str]:
     return list(dict.fromkeys(picks))[:k]
 
 
-def vantage_view(run_dir: Path, ip: str, out_dir: Path) -> dict[str, Any]:
-    """Write `out_dir` as the view of the capture in run_dir from host ip; returns its summary."""
+def vantage_view(run_dir: Path, ip: str, out_dir: Path,
+                 rows: list[labels.LabelRow] | None = None) -> dict[str, Any]:
+    """Write `out_dir` as the view of the capture in run_dir from host ip; returns its summary.
+    rows: the capture's label rows when the caller has read them already."""
     src = next((p for p in sorted(run_dir.glob("*.json")) if not p.name.startswith(".")), None)
     if src is None:
         raise GenerateError(f"{run_dir}: no generator summary (*.json) in it")
@@ -69,7 +71,7 @@ def vantage_view(run_dir: Path, ip: str, out_dir: Path) -> dict[str, Any]:
         if res.returncode != 0:
             raise GenerateError(f"{run_dir / s['pcap']}: tcpdump failed: "
                                 f"{(res.stderr.strip().splitlines() or ['?'])[-1]}")
-        rows = labels.read_csv(run_dir / s["labels"])
+        rows = labels.read_csv(run_dir / s["labels"]) if rows is None else rows
         scan = capture.scan(tmp, MAX_FRAME)
         joined = verify.join_flows(tmp, rows)
     except BaseException:
