@@ -66,7 +66,7 @@ samples: setup
 dataset: setup
 	$(PY) -m p2pdetect.data.make_corpus
 
-# The shipped model is trained on the generated corpus (built first when absent, ~20 min)
+# The shipped model is trained on the generated corpus (built first when absent, ~55 min on 2 cores)
 # plus the real captures in ../shared/captures/ndpi (warned about and skipped when absent).
 data/corpus/manifest.json: | setup
 	$(PY) -m p2pdetect.data.make_corpus
