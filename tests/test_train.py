@@ -77,6 +77,32 @@ def test_grouped_folds_test_each_capture_once():
         assert not set(groups[f.train]) & set(groups[f.valid])
 
 
+def test_splits_do_not_depend_on_how_the_capture_paths_are_spelt():
+    """The same captures named relative to one directory, to another, or absolutely get the same
+    folds, validation captures and real/P2P-free evaluation folds (they once sorted as strings)."""
+    from p2pdetect.training.groups import _folds
+
+    rng = np.random.default_rng(0)
+    tails = [f"corpus/s{i}/x.pcap" for i in range(12)] + [f"ndpi/c{i}.pcap" for i in range(8)]
+    spellings = {"relative": [("data/" if t.startswith("corpus") else "../shared/") + t for t in tails],
+                 "absolute": [("/work/main/data/" if t.startswith("corpus") else "/work/shared/") + t for t in tails],
+                 "elsewhere": [("/srv/p/data/" if t.startswith("corpus") else "/srv/shared/") + t for t in tails]}
+    per_capture = rng.integers(5, 30, len(tails))
+    cap = np.repeat(np.arange(len(tails)), per_capture)
+    y = (rng.random(len(cap)) < np.where(cap < 12, 0.6, 0.0)).astype(int)
+
+    def shape(names):
+        groups = np.array(names, dtype=object)[cap]
+        s = grouped_split(groups, y, valid_fraction=0.25, seed=1)
+        folds = grouped_folds(groups, y, n_splits=4, seed=1)
+        idx = {n: i for i, n in enumerate(names)}
+        return (s.valid.tolist(), [f.valid.tolist() for f in folds],
+                [sorted(idx[n] for n in f) for f in _folds(names[12:], 3, seed=1)])
+
+    shapes = {k: shape(v) for k, v in spellings.items()}
+    assert shapes["relative"] == shapes["absolute"] == shapes["elsewhere"]
+
+
 def test_threshold_for_fpr_hand_case():
     # ten negatives scoring 0.0 .. 0.9, two positives
     scores = np.r_[np.arange(10) / 10, 0.85, 0.95]

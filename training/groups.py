@@ -27,6 +27,7 @@ import numpy as np
 
 from p2pdetect.errors import BadConfigError
 from p2pdetect.training.datasets import DPI, Dataset
+from p2pdetect.training.split import capture_sort_key
 
 log = logging.getLogger("p2pdetect.evaluate")
 
@@ -117,7 +118,7 @@ def capture_meta(dataset: Dataset, inputs: list[str | os.PathLike] = ()) -> dict
 
 def _folds(names: list[str], k: int, seed: int) -> list[list[str]]:
     """names split into at most k folds of near-equal size (shuffled with seed)."""
-    names = sorted(names)
+    names = sorted(names, key=capture_sort_key)   # the same folds however the paths are spelt
     np.random.default_rng(seed).shuffle(names)
     k = max(1, min(k, len(names)))
     return [f for f in (names[i::k] for i in range(k)) if f]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import PurePath
 
 import numpy as np
 
@@ -26,8 +27,25 @@ class Split:
         return {"train": side(self.train, self.train_captures), "valid": side(self.valid, self.valid_captures)}
 
 
+def capture_sort_key(name: str) -> tuple[str, ...]:
+    """Order of captures before a seeded shuffle: by file name, then parent folder, and so on up.
+
+    So a split does not depend on how the paths are spelt (relative to one working directory or
+    another, or absolute): `data/corpus/x-s1/x.pcap` and `/srv/p2pdetect/data/corpus/x-s1/x.pcap`
+    take the same place among their captures, and the same inputs give the same model from any
+    directory. (Sorting the paths as strings put `../shared/...` before `data/...` and
+    `/work/main/...` before `/work/shared/...`: another split, another model.)
+    """
+    return tuple(reversed(PurePath(name).parts))
+
+
 def _capture_classes(groups: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    uniq, inv = np.unique(groups.astype(str), return_inverse=True)
+    """Captures in capture_sort_key order, each row's capture index, and each capture's class mix."""
+    names, inv = np.unique(groups.astype(str), return_inverse=True)
+    order = np.array(sorted(range(len(names)), key=lambda i: capture_sort_key(names[i])), dtype=np.int64)
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[order] = np.arange(len(names))
+    uniq, inv = names[order], rank[inv]
     has_p2p = np.bincount(inv, weights=y, minlength=len(uniq)) > 0
     has_other = np.bincount(inv, weights=1 - y, minlength=len(uniq)) > 0
     return uniq, inv, has_p2p.astype(int) * 2 + has_other.astype(int)
@@ -79,7 +97,9 @@ def grouped_folds(groups: np.ndarray, y: np.ndarray, n_splits: int = 5, seed: in
         raise BadDatasetError(f"cross-validation needs at least 2 captures; got {len(uniq)}. Add captures")
     folds = []
     cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    for tr, te in cv.split(np.zeros(len(groups)), kind[inv], groups):
+    # the captures' indices in capture_sort_key order, not their names: the folds do not depend on
+    # how the paths are spelt
+    for tr, te in cv.split(np.zeros(len(groups)), kind[inv], inv):
         folds.append(Split(train=tr, valid=te, train_captures=np.unique(groups[tr]).tolist(),
                            valid_captures=np.unique(groups[te]).tolist()))
     return folds
