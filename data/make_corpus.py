@@ -75,6 +75,9 @@ RECIPE: tuple[tuple[str, tuple[int, ...], int, float], ...] = (
     # Homes running WebTorrent, BiglyBT or ctorrent beside browsing and a chat on a high port: the ordinary
     # flows of P2P hosts, which mixed-home has only with libtorrent (so leaving libtorrent out lost them).
     ("mixed-home-impl", (1901, 1902, 1903), 90, 2.0),
+    # Consoles playing peer-to-peer matches (NAT check, relay, 1-7 peers per match from one socket, as in
+    # nDPI's nintendo.pcap): a dozen peers on high ports in a minute, like a small swarm, but no bulk.
+    ("game-p2p", (2001, 2002, 2003), 60, 1.0),
 )
 
 #: WAN runs (data.generator.topology): (scenario, network class, seeds, duration seconds, scale). Each host
@@ -96,6 +99,8 @@ WAN_RECIPE: tuple[tuple[str, str, tuple[int, ...], int, float], ...] = (
     ("p2p-webtorrent-mixed", "wan-mid", (1524,), 60, 2.0),
     ("server-browser", "wan-mid", (1709,), 60, 1.0),
     ("p2p-service-ports", "wan-mid", (1811,), 60, 2.0),
+    ("game-p2p", "wan-mid", (2011,), 60, 1.0),
+    ("game-p2p", "lossy", (2012,), 60, 1.0),
 )
 
 #: Vantage-point views derived from each P2P capture (data.generator.vantage): its best-connected

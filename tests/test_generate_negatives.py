@@ -180,6 +180,29 @@ def test_vpn_carries_web_traffic_in_one_long_flow_per_tunnel(tmp_path: Path) -> 
 
 
 @needs_root
+@_ready("game-p2p")
+def test_game_p2p_consoles_check_their_nat_then_play_peers_from_one_socket(tmp_path: Path) -> None:
+    plan = scenarios.build("game-p2p", 1, 14, 0.5)
+    [game] = [a.params for a in plan.apps if a.name == "game-p2p"]
+    flows = [f for f in _generate(tmp_path, "game-p2p", seed=1, duration=14)
+             if f["app"] == "game-p2p" and f["proto"] == 17]
+    nat = [f for f in flows if f["dst"] == game["natcheck"]["ip"]]
+    assert {f["dport"] for f in nat} == {p["port"] for p in game["natcheck"]["ports"]}  # every port is probed
+    assert {f["dport"] for f in nat if f["down"]} == {game["natcheck"]["ports"][0]["port"]}  # one answers
+    peers = {p["ip"]: p for p in game["pool"]}
+    for c in game["consoles"]:
+        mine = [f for f in flows if f["src"] == c["ip"] and f["dst"] in peers]
+        assert mine and len({f["sport"] for f in mine}) <= 2, c  # one socket per match, every peer on it
+        for f in mine:
+            assert f["sport"] > 1024 and f["dport"] > 1024
+            if peers[f["dst"]]["state"] == "up" and f["ms"] > 3000:  # a steady exchange of small datagrams
+                assert f["packets"] / (f["ms"] / 1000) > 15 and f["bytes"] / f["packets"] < 600 and f["down"], f
+            if peers[f["dst"]]["state"] != "up":  # given up after a few seconds
+                assert f["down"] == 0 and f["ms"] < 6000, f
+    assert any(f["bytes"] > 20_000 for f in flows)
+
+
+@needs_root
 def test_server_browser_probes_many_servers_on_one_port_many_unanswered(tmp_path: Path) -> None:
     plan = scenarios.build("server-browser", 8, 14, 0.5)  # seed 8: EAQ-like 16-byte probes to port 6000
     [browser] = [a.params for a in plan.apps if a.name == "server-browser"]

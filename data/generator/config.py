@@ -43,6 +43,7 @@ SCENARIOS: tuple[str, ...] = (
     "lan-services",
     "vpn",
     "server-browser",
+    "game-p2p",
 )
 
 #: Network paths (data.generator.topology): loopback (all hosts in one namespace, microsecond round

@@ -1,9 +1,18 @@
-"""Game-like UDP: a server ticking at 20-60 Hz for several players, and a peer-to-peer lobby.
+"""Game-like UDP: a server ticking at 20-60 Hz for several players, a peer-to-peer lobby, and
+consoles that play peer-to-peer matches.
 
 Why: real-time games are the ordinary traffic with P2P's endpoint shape: high ports on both sides,
 long runs of small UDP datagrams in both directions, and in lobbies (console and fighting games,
 voice chat) a few hosts that exchange UDP directly with one another. A detector that flags
 "many small UDP packets between high ports" would flag them; they must be in the negatives.
+
+Consoles (as in nDPI's nintendo.pcap) play match after match from one UDP socket: a NAT-type check
+against a server's two or three ports (only one answers), a datagram to a relay that stays silent,
+then a steady exchange with 1-7 peers for the match; peers that have not answered after 2-5 s (NAT
+punching failed: silent, or a closed port) are given up.
+Between matches the console may open a fresh socket, and the next match has other peers: over a few
+minutes a console meets a dozen peers on high ports, as a small BitTorrent swarm does, but with a
+steady symmetric cadence and no bulk transfer.
 
 Datagrams start with a fixed protocol tag and a sequence number, as game protocols do, then
 random bytes: snapshots (server to player) are larger than inputs (player to server).
@@ -175,9 +184,74 @@ def _lobby_member(me: dict[str, Any], others: list[dict[str, Any]], rng: random.
         s.close()
 
 
+def _nat_check(ip: str, port: int, answer: bool, stop: threading.Event) -> None:
+    """One port of a NAT-type check server: answers each probe with a short reply (the address it saw),
+    or, with ``answer`` false, reads and drops it (a port that only listens for the console's mapping)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((ip, port))
+    s.settimeout(0.3)
+    while not stop.is_set():
+        try:
+            data, addr = s.recvfrom(2048)
+        except TimeoutError:
+            continue
+        if answer:
+            s.sendto(_datagram(8, len(data), 16 + len(data) % 24), addr)
+    s.close()
+
+
+def _console(me: dict[str, Any], params: dict[str, Any], rng: random.Random, until: float) -> None:
+    """Matches from one UDP socket (sometimes a fresh one per match): a NAT-type check, a datagram to
+    the relay, then ``me["hz"]`` updates a second to each of the match's 1-7 peers for 10-60 s."""
+    nat, relay, pool = params["natcheck"], params.get("relay"), params["pool"]
+    s: socket.socket | None = None
+    seq = 0
+    try:
+        while time.time() < until - 3:
+            if s is None or rng.random() < 0.6:
+                if s is not None:
+                    s.close()
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                s.bind((me["ip"], rng.randint(1025, 65535) if rng.random() < 0.7 else 0))
+                s.setblocking(False)
+            for p in nat["ports"]:
+                for _ in range(rng.randint(2, 5)):
+                    seq += 1
+                    s.sendto(_datagram(7, seq, rng.randint(16, 80)), (nat["ip"], p["port"]))
+                    time.sleep(rng.uniform(0.005, 0.05))
+            if relay and rng.random() < 0.7:
+                s.sendto(_datagram(9, seq, rng.randint(200, 700)), (relay["ip"], relay["port"]))
+            peers = [(p["ip"], p["port"]) for p in rng.sample(pool, k=min(len(pool), rng.randint(1, 7)))]
+            now = time.time()
+            end, give_up = min(until - 1, now + rng.uniform(10, 60)), now + rng.uniform(2, 5)
+            size = rng.uniform(60, 300)
+            heard: set[tuple[str, int]] = set()
+            while time.time() < end:
+                seq += 1
+                for p in peers:
+                    if rng.random() < 0.97:
+                        s.sendto(_datagram(3, seq, max(30, int(rng.gauss(size, size / 4)))), p)
+                try:
+                    while True:
+                        heard.add(s.recvfrom(2048)[1])
+                except (BlockingIOError, ConnectionRefusedError):
+                    pass
+                if give_up and time.time() > give_up:  # NAT punching failed: stop trying the silent peers
+                    peers, give_up = [p for p in peers if p in heard], 0.0
+                time.sleep(1.0 / me["hz"] * rng.uniform(0.85, 1.15))
+            time.sleep(min(max(0.0, until - time.time()), rng.uniform(2, 15)))  # menus between matches
+    except OSError as err:
+        log.info("console %s: %s", me["ip"], err)
+    finally:
+        if s is not None:
+            s.close()
+
+
 def run_game(params: dict[str, Any]) -> None:
     """params: ``server`` ({ip, port, tick_hz}) or None, ``players`` (list of {ip, start}), ``lobby``
-    (list of {ip, port, start, stay}), ``lobby_hz``, ``seed``, ``until``, ``t0``."""
+    (list of {ip, port, start, stay}), ``lobby_hz``, ``consoles`` (list of {ip, start, hz}) with the
+    ``pool`` of their remote peers ({ip, port, tick_hz, state: up, silent or closed}), ``natcheck`` ({ip, ports: [{port,
+    answer}]}) and ``relay`` ({ip, port}), ``seed``, ``until``, ``t0``."""
     rng = random.Random(params["seed"])
     until, t0 = params["until"], params["t0"]
     stop = threading.Event()
@@ -187,6 +261,25 @@ def run_game(params: dict[str, Any]) -> None:
         threads.append(threading.Thread(target=_server, args=(srv["ip"], srv["port"], srv["tick_hz"], stop),
                                         daemon=True))
         threading.Thread(target=_session_server, args=(srv["ip"], srv["port"], stop), daemon=True).start()
+    consoles = params.get("consoles", [])
+    if consoles:
+        services = [(_nat_check, (params["natcheck"]["ip"], p["port"], p["answer"], stop))
+                    for p in params["natcheck"]["ports"]]
+        if params.get("relay"):
+            services.append((_nat_check, (params["relay"]["ip"], params["relay"]["port"], False, stop)))
+        for p in params["pool"]:  # a peer that answers, one whose NAT drops the console (silent), or a closed port
+            if p["state"] != "closed":
+                services.append((_server, (p["ip"], p["port"], p["tick_hz"], stop)) if p["state"] == "up"
+                                else (_nat_check, (p["ip"], p["port"], False, stop)))
+        for target, args in services:
+            threading.Thread(target=target, args=args, daemon=True).start()
+
+    def console(spec: dict[str, Any], seed: int) -> None:
+        time.sleep(max(0.0, t0 + spec["start"] - time.time()))
+        _console(spec, params, random.Random(seed), until)
+
+    for spec in consoles:
+        threads.append(threading.Thread(target=console, args=(spec, rng.getrandbits(32)), daemon=True))
 
     def player(spec: dict[str, Any], seed: int) -> None:
         time.sleep(max(0.0, t0 + spec["start"] - time.time()))

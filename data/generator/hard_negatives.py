@@ -25,7 +25,8 @@ from p2pdetect.data.generator.labels import pair_rows
 from p2pdetect.data.generator.scenarios import AppSpec, _Addresses, _port, dns, web
 
 #: Scenario names this module builds, in the order ``--scenario all`` runs them.
-SCENARIOS: tuple[str, ...] = ("webrtc", "game-udp", "parallel-downloads", "lan-services", "vpn", "server-browser")
+SCENARIOS: tuple[str, ...] = ("webrtc", "game-udp", "parallel-downloads", "lan-services", "vpn", "server-browser",
+                              "game-p2p")
 
 #: Worker kinds of these apps: kind -> (module under data.generator, its entry function).
 KINDS: dict[str, tuple[str, str]] = {
@@ -74,6 +75,28 @@ def game(rng: random.Random, addr: _Addresses, duration: int, *, players: list[s
         apps.append(AppSpec(name="game-udp-lobby", label="other", params=params,
                             rows=pair_rows(members, members, _UDP, "other", "game-udp-lobby")))
     return apps
+
+
+def consoles(rng: random.Random, addr: _Addresses, duration: int, *, hosts: list[str]) -> AppSpec:
+    """Consoles on ``hosts`` playing peer-to-peer matches (data.generator.gameudp): a NAT-type check
+    server with two or three ports (one answers), a silent relay, and a pool of 4-20 remote peers on
+    high ports, a sixth of which never answer (silent, or a closed port)."""
+    nat_ip, _ = addr.block(62)
+    relay_ip, _ = addr.block(62)
+    _, peer = addr.block(62)
+    natcheck = {"ip": nat_ip, "ports": [{"port": _port(rng, False), "answer": i == 0}
+                                        for i in range(rng.randint(2, 3))]}
+    relay = {"ip": relay_ip, "port": _port(rng, False)}
+    pool = [{"ip": peer(h), "port": _port(rng, False), "tick_hz": rng.choice([15, 20, 30, 60]),
+             "state": rng.choices(["up", "silent", "closed"], [0.84, 0.08, 0.08])[0]}
+            for h in range(2, 2 + rng.randint(4, 20))]
+    specs = [{"ip": ip, "start": round(rng.uniform(0, 0.2 * duration), 2), "hz": rng.choice([20, 30, 30, 60])}
+             for ip in hosts]
+    params = {"kind": "game", "server": None, "consoles": specs, "natcheck": natcheck, "relay": relay,
+              "pool": pool, "seed": rng.getrandbits(32)}
+    remote = [nat_ip, relay_ip] + [p["ip"] for p in pool]
+    return AppSpec(name="game-p2p", label="other", params=params,
+                   rows=pair_rows(hosts, remote, _UDP, "other", "game-p2p"))
 
 
 def webrtc(rng: random.Random, addr: _Addresses, duration: int, *, callers: list[str], n_calls: int,
@@ -274,6 +297,13 @@ def _game_udp(rng: random.Random, a: _Addresses, d: int, s: float) -> list[AppSp
     return apps
 
 
+def _game_p2p(rng: random.Random, a: _Addresses, d: int, s: float) -> list[AppSpec]:
+    hosts = a.hosts(rng.randint(3, 6))
+    return [consoles(rng, a, d, hosts=hosts[: rng.randint(1, 3)]),
+            dns(rng, a, d, clients=hosts, storminess=0.3),
+            web(rng, a, d, s, tls=True, port=443, clients=hosts, modes=["browse"] * len(hosts), app="https-browse")]
+
+
 def server_browser(rng: random.Random, addr: _Addresses, duration: int, *, clients: list[str]) -> AppSpec:
     """A server browser on ``clients`` querying 100-300 servers on one port (data.generator.serverbrowser):
     Steam A2S_INFO to 27015 (or 27016, 7777), or EAQ-like 16-byte probes (4-5 per server); a share of the
@@ -307,7 +337,8 @@ def _server_browser(rng: random.Random, a: _Addresses, d: int, s: float) -> list
 
 
 _BUILDERS = {"webrtc": _webrtc, "game-udp": _game_udp, "parallel-downloads": _parallel_downloads,
-             "lan-services": _lan_services, "vpn": _vpn, "server-browser": _server_browser}
+             "lan-services": _lan_services, "vpn": _vpn, "server-browser": _server_browser,
+             "game-p2p": _game_p2p}
 
 
 def missing(apps: Sequence[AppSpec]) -> str | None:
