@@ -165,6 +165,27 @@ def test_train_model_uses_only_model_features(table):
     assert not set(sequence_feature_columns(32)) & set(res.feature_names)
 
 
+def test_bagged_model_is_one_forest_scoring_the_mean_of_its_bags(table):
+    from p2pdetect.training.train import average_boosters, bag_seed, feature_matrix, fit_booster
+
+    names = feature_columns(32, timing_features=False, sequence_features=False)
+    X = feature_matrix(table, names)
+    y = (table.column("label").to_numpy(zero_copy_only=False) == "p2p").astype(np.int8)
+    cfg = TrainConfig(max_rounds=6, num_threads=1, bags=3)
+    bags = [fit_booster(X, y, None, None, names, TrainConfig(max_rounds=6, num_threads=1, seed=bag_seed(0, b)),
+                        rounds=6, quiet=True) for b in range(3)]
+    raw = np.mean([b.predict(X, raw_score=True) for b in bags], axis=0)
+    assert not np.allclose(bags[0].predict(X, raw_score=True), bags[1].predict(X, raw_score=True))
+    merged = average_boosters(bags)
+    assert merged.num_trees() == 18 and merged.feature_name() == names
+    np.testing.assert_allclose(merged.predict(X, raw_score=True), raw, rtol=0, atol=1e-9)
+    # fit_booster with bags=3 is that same forest; train_model keeps bags x rounds trees
+    via_config = fit_booster(X, y, None, None, names, cfg, rounds=6, quiet=True)
+    np.testing.assert_allclose(via_config.predict(X, raw_score=True), raw, rtol=0, atol=1e-9)
+    res = train_model(table, ExtractConfig(), TrainConfig(max_rounds=5, num_threads=1, bags=2, threshold_folds=0))
+    assert res.booster.num_trees() % 2 == 0
+
+
 def test_train_model_refuses_one_class(table):
     import pyarrow.compute as pc
     only_other = table.filter(pc.equal(table.column("label"), "other"))

@@ -72,13 +72,74 @@ def stratum_weights(y: np.ndarray, strata: np.ndarray | None, power: float) -> n
 def fit_booster(X: np.ndarray, y: np.ndarray, Xv: np.ndarray | None, yv: np.ndarray | None,
                 names: list[str], config: TrainConfig, w: np.ndarray | None = None,
                 wv: np.ndarray | None = None, *, rounds: int | None = None, quiet: bool = False):
-    """LightGBM binary classifier, early-stopped on the validation flows (or a fixed number of rounds)."""
+    """LightGBM binary classifier, early-stopped on the validation flows (or a fixed number of
+    rounds per bag); with config.bags > 1 the average of that many, one forest (average_boosters)."""
+    first = _fit_one(X, y, Xv, yv, names, config, w, wv, rounds=rounds, quiet=quiet, seed=config.seed)
+    if config.bags == 1:
+        return first
+    rounds = first.num_trees()   # the first bag's early-stopped length serves them all
+    rest = [_fit_one(X, y, None, None, names, config, w, rounds=rounds, quiet=True, seed=bag_seed(config.seed, b))
+            for b in range(1, config.bags)]
+    booster = average_boosters([first, *rest])
+    if not quiet:
+        log.info("train: %d bags of %d trees, averaged", config.bags, rounds)
+    return booster
+
+
+def bag_seed(seed: int, bag: int) -> int:
+    """The random seed of bag number ``bag`` (bag 0 keeps the configured seed)."""
+    return seed + 100_003 * bag
+
+
+def average_boosters(boosters: list):
+    """One LightGBM booster whose raw score is the mean of the given boosters' raw scores.
+
+    A booster's raw score is the sum of its trees' leaf values (the initial score is folded into
+    the first tree), so the trees of all of them, each leaf value scaled by 1 / len(boosters),
+    sum to the mean. The model text is rewritten (trees renumbered, leaf and internal values
+    scaled) and read back by LightGBM, which recomputes the tree sizes; the header comes from the
+    first booster (same features, objective and parameters but the seed)."""
+    import lightgbm as lgb
+
+    if len(boosters) == 1:
+        return boosters[0]
+    k = len(boosters)
+    header: list[str] = []
+    trees: list[str] = []
+    tail: list[str] = []
+    for i, booster in enumerate(boosters):
+        text = booster.model_to_string()
+        head, _, rest = text.partition("\nTree=")
+        body, _, end = rest.partition("end of trees")
+        if i == 0:
+            header = [ln for ln in head.split("\n") if not ln.startswith("tree_sizes=")]
+            tail = ["end of trees" + end]
+        for tree in ("Tree=" + body).split("\n\n"):
+            if not tree.strip():
+                continue
+            lines = []
+            for line in tree.strip("\n").split("\n"):
+                key, _, val = line.partition("=")
+                if key == "Tree":
+                    line = f"Tree={len(trees)}"
+                elif key in ("leaf_value", "internal_value"):
+                    line = key + "=" + " ".join(repr(float(v) / k) for v in val.split())
+                lines.append(line)
+            trees.append("\n".join(lines))
+    text = "\n".join(header) + "\n\n" + "\n\n".join(trees) + "\n\n\n" + tail[0]
+    return lgb.Booster(model_str=text)
+
+
+def _fit_one(X: np.ndarray, y: np.ndarray, Xv: np.ndarray | None, yv: np.ndarray | None,
+             names: list[str], config: TrainConfig, w: np.ndarray | None = None,
+             wv: np.ndarray | None = None, *, rounds: int | None = None, quiet: bool = False, seed: int = 0):
+    """One LightGBM booster with the given random seed (fit_booster)."""
     import lightgbm as lgb
 
     w = np.ones(len(y)) if w is None else w
     pos = float(w[y == 1].sum())
     spw = float(w[y == 0].sum()) / pos if (config.balance_classes and pos > 0) else 1.0
-    params = config.lgb_params(scale_pos_weight=spw)
+    params = {**config.lgb_params(scale_pos_weight=spw), "seed": seed}
     dtrain = lgb.Dataset(X, y, weight=w, feature_name=names, free_raw_data=True)
     if Xv is None:
         return lgb.train(params, dtrain, num_boost_round=rounds or config.max_rounds)
@@ -253,7 +314,7 @@ def train_model(table: pa.Table, extract_config: ExtractConfig, config: TrainCon
     if config.threshold_folds >= 2:
         # threshold from out-of-fold scores of every capture (many more negatives than the
         # validation side alone), then the final model on all captures with the same rounds
-        rounds = booster.num_trees()
+        rounds = booster.num_trees() // config.bags   # per bag
         Xall = feature_matrix(table, names)
         wall = capture_weights(groups, config.capture_weight_power) * stage_w
         oof = _out_of_fold(Xall, y, groups, wall, names, config, rounds, Xc, cgroups)
