@@ -202,6 +202,27 @@ def test_game_p2p_consoles_check_their_nat_then_play_peers_from_one_socket(tmp_p
     assert any(f["bytes"] > 20_000 for f in flows)
 
 
+@_ready("app-services")
+def test_app_services_clients_return_to_their_few_servers_on_high_ports(tmp_path: Path) -> None:
+    plan = scenarios.build("app-services", 1, 16, 0.5)
+    [apps] = [a.params for a in plan.apps if a.name == "app-services"]
+    servers = {s["ip"]: s for s in apps["servers"]}
+    flows = [f for f in _generate(tmp_path, "app-services", seed=1, duration=16)
+             if f["app"] == "app-services" and f["proto"] in (6, 17)]   # ICMP: a late answer to a closed socket
+    assert {f["dst"] for f in flows} <= set(servers) and {f["src"] for f in flows} <= {c["ip"] for c in apps["clients"]}
+    for c in apps["clients"]:
+        mine = [f for f in flows if f["src"] == c["ip"]]
+        assert {f["dst"] for f in mine} == {apps["servers"][i]["ip"] for i in c["uses"]}, c  # its servers only
+    for ip, s in servers.items():
+        theirs = [f for f in flows if f["dst"] == ip]
+        assert theirs and {f["dport"] for f in theirs} == {s["port"]} and s["port"] > 1024, s
+        assert {f["proto"] for f in theirs} == ({17} if s["style"] == "udp" else {6}), s
+        if s["style"] == "transaction":   # one short connection per message
+            assert len(theirs) >= 3 and all(f["packets"] <= 12 for f in theirs), theirs
+        if s["style"] in ("session", "push"):   # long-lived, answered both ways
+            assert max(f["ms"] for f in theirs) > 5000 and all(f["down"] for f in theirs), theirs
+
+
 @needs_root
 def test_server_browser_probes_many_servers_on_one_port_many_unanswered(tmp_path: Path) -> None:
     plan = scenarios.build("server-browser", 8, 14, 0.5)  # seed 8: EAQ-like 16-byte probes to port 6000

@@ -44,6 +44,7 @@ SCENARIOS: tuple[str, ...] = (
     "vpn",
     "server-browser",
     "game-p2p",
+    "app-services",
 )
 
 #: Network paths (data.generator.topology): loopback (all hosts in one namespace, microsecond round

@@ -11,7 +11,8 @@ client host (127.50.x) may run several apps while each address pair still names 
 K = 60 WebRTC remote peers and TURN relays, 61 range-download and sync servers, 62 game servers and
 lobby peers, 63 resolvers and authoritative servers, 64 NTP servers, 65 discovery devices,
 66 VPN gateways (the tunnel's inner addresses never reach the capture), 67 web origins, 68 HTTP/3 servers,
-69 game servers a server browser queries (several blocks: up to 250 servers each).
+69 game servers a server browser queries (several blocks: up to 250 servers each), 73 application servers
+on registered high ports (70-72 are the evasion scenario's).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from p2pdetect.data.generator.scenarios import AppSpec, _Addresses, _port, dns, 
 
 #: Scenario names this module builds, in the order ``--scenario all`` runs them.
 SCENARIOS: tuple[str, ...] = ("webrtc", "game-udp", "parallel-downloads", "lan-services", "vpn", "server-browser",
-                              "game-p2p")
+                              "game-p2p", "app-services")
 
 #: Worker kinds of these apps: kind -> (module under data.generator, its entry function).
 KINDS: dict[str, tuple[str, str]] = {
@@ -35,6 +36,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "discovery": ("lanservices", "run_discovery"), "vpn": ("vpn", "run_vpn"), "openvpn": ("vpn", "run_openvpn"),
     "origins": ("origins", "run_origins"), "h3": ("h3", "run_h3"),
     "server-browser": ("serverbrowser", "run_server_browser"),
+    "app-services": ("appservices", "run_app_services"),
 }
 
 #: What each kind needs beyond the base generator: Python modules and (command, Debian package) pairs
@@ -336,9 +338,36 @@ def _server_browser(rng: random.Random, a: _Addresses, d: int, s: float) -> list
             web(rng, a, d, s, tls=True, port=443, clients=hosts, modes=["browse"] * len(hosts), app="https-browse")]
 
 
+def app_services(rng: random.Random, addr: _Addresses, *, clients: list[str]) -> AppSpec:
+    """4-9 client-server applications on random high ports (data.generator.appservices): long
+    sessions, one connection per message, server push, UDP request/response (a share unanswered);
+    each of ``clients`` uses 1-4 of them, every server at least one client."""
+    servers = []
+    for _ in range(rng.randint(4, 9)):
+        ip, _ = addr.block(73)
+        style = rng.choice(["session", "session", "transaction", "push", "udp"])
+        servers.append({"ip": ip, "port": _port(rng, False), "style": style,
+                        "answer": rng.choice([1.0, 1.0, 0.8, 0.5])})
+    uses = [sorted(rng.sample(range(len(servers)), k=min(len(servers), rng.randint(1, 4)))) for _ in clients]
+    for i in range(len(servers)):
+        if not any(i in u for u in uses):
+            uses[rng.randrange(len(uses))].append(i)
+    specs = [{"ip": ip, "start": round(rng.uniform(0, 5), 2), "uses": u} for ip, u in zip(clients, uses)]
+    params = {"kind": "app-services", "servers": servers, "clients": specs, "seed": rng.getrandbits(32)}
+    return AppSpec(name="app-services", label="other", params=params,
+                   rows=pair_rows(clients, [s["ip"] for s in servers], (6, 17, 1), "other", "app-services"))
+
+
+def _app_services(rng: random.Random, a: _Addresses, d: int, s: float) -> list[AppSpec]:
+    hosts = a.hosts(rng.randint(4, 10))
+    return [app_services(rng, a, clients=hosts[: rng.randint(3, len(hosts))]),
+            dns(rng, a, d, clients=hosts, storminess=0.3),
+            web(rng, a, d, s, tls=True, port=443, clients=hosts, modes=["browse"] * len(hosts), app="https-browse")]
+
+
 _BUILDERS = {"webrtc": _webrtc, "game-udp": _game_udp, "parallel-downloads": _parallel_downloads,
              "lan-services": _lan_services, "vpn": _vpn, "server-browser": _server_browser,
-             "game-p2p": _game_p2p}
+             "game-p2p": _game_p2p, "app-services": _app_services}
 
 
 def missing(apps: Sequence[AppSpec]) -> str | None:

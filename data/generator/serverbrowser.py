@@ -138,6 +138,18 @@ async def _client(spec: dict[str, Any], params: dict[str, Any], rng: random.Rand
         shared[0].close()
 
 
+async def gather_until(clients: list, until: float, closing: list) -> None:
+    """Run the client coroutines until they end or ``until`` (epoch s) comes, then close ``closing``
+    (the servers' transports and listeners)."""
+    try:
+        await asyncio.wait_for(asyncio.gather(*clients), timeout=max(1.0, until - time.time()))
+    except asyncio.TimeoutError:
+        pass
+    finally:
+        for t in closing:
+            t.close()
+
+
 async def _main(params: dict[str, Any]) -> None:
     loop = asyncio.get_running_loop()
     rng = random.Random(params["seed"])
@@ -149,15 +161,8 @@ async def _main(params: dict[str, Any]) -> None:
             lambda s=s: _Server(params["proto"], s["answer"], random.Random(rng.getrandbits(32))),
             local_addr=(s["ip"], params["port"]), family=socket.AF_INET)
         transports.append(t)
-    try:
-        await asyncio.wait_for(asyncio.gather(*(_client(c, params, random.Random(rng.getrandbits(32)))
-                                                for c in params["clients"])),
-                               timeout=max(1.0, params["until"] - time.time()))
-    except asyncio.TimeoutError:
-        pass
-    finally:
-        for t in transports:
-            t.close()
+    await gather_until([_client(c, params, random.Random(rng.getrandbits(32))) for c in params["clients"]],
+                       params["until"], transports)
 
 
 def run_server_browser(params: dict[str, Any]) -> None:
