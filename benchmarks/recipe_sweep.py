@@ -143,7 +143,9 @@ def main(argv: list[str] | None = None) -> int:
                 t0 = time.perf_counter()
                 config = TrainConfig(**recipe, seed=seed, num_threads=args.threads)
                 runs.append(figures(group_out(dataset, args.group_by, config, inputs=inputs, n_splits=args.folds)))
-                log.info("recipe %s seed %d: %.0f s", recipe or "defaults", seed, time.perf_counter() - t0)
+                log.info("recipe %s seed %d: %.0f s: %s", recipe or "defaults", seed, time.perf_counter() - t0,
+                         "; ".join(f"{g} " + " ".join(f"{n} {_fmt(n, v)}" for n, v in figs.items())
+                                   for g, figs in runs[-1].items()))
             results.append({"recipe": recipe, "seeds": args.seeds, "runs": runs, "summary": summary(runs)})
         print(table(results))
         if args.json:
