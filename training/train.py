@@ -104,16 +104,14 @@ def average_boosters(boosters: list):
     if len(boosters) == 1:
         return boosters[0]
     k = len(boosters)
-    header: list[str] = []
+    header = tail = ""
     trees: list[str] = []
-    tail: list[str] = []
     for i, booster in enumerate(boosters):
-        text = booster.model_to_string()
-        head, _, rest = text.partition("\nTree=")
+        head, _, rest = booster.model_to_string().partition("\nTree=")
         body, _, end = rest.partition("end of trees")
         if i == 0:
-            header = [ln for ln in head.split("\n") if not ln.startswith("tree_sizes=")]
-            tail = ["end of trees" + end]
+            header = "\n".join(ln for ln in head.split("\n") if not ln.startswith("tree_sizes="))
+            tail = "end of trees" + end
         for tree in ("Tree=" + body).split("\n\n"):
             if not tree.strip():
                 continue
@@ -126,8 +124,7 @@ def average_boosters(boosters: list):
                     line = key + "=" + " ".join(repr(float(v) / k) for v in val.split())
                 lines.append(line)
             trees.append("\n".join(lines))
-    text = "\n".join(header) + "\n\n" + "\n\n".join(trees) + "\n\n\n" + tail[0]
-    return lgb.Booster(model_str=text)
+    return lgb.Booster(model_str=header + "\n\n" + "\n\n".join(trees) + "\n\n\n" + tail)
 
 
 def _fit_one(X: np.ndarray, y: np.ndarray, Xv: np.ndarray | None, yv: np.ndarray | None,

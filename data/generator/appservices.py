@@ -26,7 +26,6 @@ protocols frame theirs:
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import random
 import socket
@@ -35,8 +34,6 @@ import time
 from typing import Any
 
 from p2pdetect.data.generator.serverbrowser import gather_until
-
-log = logging.getLogger(__name__)
 
 _NOISE = os.urandom(1 << 16)
 _HDR = struct.Struct("!IH")
