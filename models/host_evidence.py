@@ -34,6 +34,19 @@ each P2P host for the lone false positives, and the threshold chosen with it is 
 (docs/evaluation.md). corroborate_high_ports=False counts peers on any ports;
 corroborate_peers=1 turns it off.
 
+A server is not a peer (served_ratio, served_extra; Karagiannis et al.'s {IP, port} test): a
+listening endpoint whose remote ports outnumber its remote IPs served_ratio times over and by
+served_extra (clients that return from a new port per connection or request: an application
+server on a high port, a tracker) on a host that never started a flow called P2P is a served
+endpoint. Flows to it feed no evidence on either side, do not count as a peer between high
+ports for corroboration, and the evidence they fed before the endpoint was seen to be served is
+withdrawn: the server stops being a P2P host, its clients lose it as a P2P peer. A peer's
+listening endpoint can look the same (a small swarm whose peers reconnect again and again, an
+address that no longer answers), but a peer starts flows too (DHT queries, connections to
+other peers): once the host has started a flow called P2P, its endpoints are judged as before.
+served_ratio=0 turns this off. Remote ports and IPs are counted per listening endpoint, at most
+`max_peers` of each and at most `max_listen` endpoints per host.
+
 Only the model's own scores feed the evidence, never propagated ones: one P2P endpoint cannot
 make its peers P2P by itself, so evidence does not spread along a chain of hosts.
 
@@ -89,7 +102,8 @@ def _kth(scores, k: int) -> float:
 
 class _Host:
     __slots__ = ("first_ms", "last_ms", "flows", "up", "down", "peers", "n_peers", "flagged",
-                 "hp_flagged", "endpoints", "score", "p2p", "last_flag_ms", "last_report_ms")
+                 "hp_flagged", "endpoints", "score", "p2p", "last_flag_ms", "last_report_ms",
+                 "listen", "served", "initiated")
 
     def __init__(self, t0: int) -> None:
         self.first_ms = self.last_ms = t0
@@ -101,6 +115,9 @@ class _Host:
         self.score = 0.0
         self.p2p = False
         self.last_flag_ms = self.last_report_ms = t0
+        self.listen: dict = {}      # (port, proto) it answered on -> (remote IPs, remote (ip, port)s)
+        self.served: set = set()    # its listening endpoints that clients return to from many ports
+        self.initiated = False      # it started a flow called P2P
 
 
 class HostEvidence:
@@ -113,8 +130,12 @@ class HostEvidence:
                  idle_s: float = 900.0, report_s: float = 300.0, max_hosts: int = 200_000,
                  max_peers: int = 4096, high_ports: bool = True, short_packets: int = 32,
                  bulk_bytes: int = 256_000, pairs: bool = True, corroborate_peers: int = 2,
-                 corroborate_high_ports: bool = True, model_id: str = "") -> None:
+                 corroborate_high_ports: bool = True, served_ratio: float = 3.0,
+                 served_extra: int = 10, max_listen: int = 256, model_id: str = "") -> None:
         self.threshold = float(threshold)
+        self.served_ratio = served_ratio
+        self.served_extra = served_extra
+        self.max_listen = max_listen
         self.corroborate_peers = corroborate_peers
         self.corroborate_high_ports = corroborate_high_ports
         self.high_ports = high_ports
@@ -175,6 +196,64 @@ class HostEvidence:
         else:
             self._hosts.move_to_end(ip)
         return h
+
+    def _server(self, ip: str, port: int, proto: int) -> bool:
+        """Whether (ip, port, proto) is a served endpoint of a host that never started a flow
+        called P2P (module doc)."""
+        h = self._hosts.get(ip)
+        return h is not None and not h.initiated and (port, proto) in h.served
+
+    def _listen(self, ip: str, port: int, proto: int, peer: str, peer_port: int, t: int) -> bool:
+        """Count a flow that (ip, port, proto) answered, from (peer, peer_port); returns whether
+        it is now a server's served endpoint, withdrawing the evidence its flows gave when it
+        has just become one."""
+        if self.served_ratio <= 0:
+            return False
+        h = self._host(ip, t)
+        key = (port, proto)
+        if key in h.served:
+            return not h.initiated
+        st = h.listen.get(key)
+        if st is None:
+            if len(h.listen) >= self.max_listen:
+                return False
+            st = h.listen[key] = (set(), set())
+        ips, remotes = st
+        if len(remotes) < self.max_peers:
+            remotes.add((peer, peer_port))
+            if len(ips) < self.max_peers:
+                ips.add(peer)
+        if len(remotes) < self.served_ratio * len(ips) or len(remotes) - len(ips) < self.served_extra:
+            return False
+        h.served.add(key)
+        del h.listen[key]
+        if not h.initiated:
+            self._withdraw(h, ip, key, ips)
+        return not h.initiated
+
+    def _withdraw(self, h: _Host, ip: str, key: tuple, clients: set) -> None:
+        """The evidence flows to h's endpoint key gave, withdrawn from h and its clients."""
+        ep = h.endpoints.pop(key, {})
+        elsewhere = set().union(*h.endpoints.values()) if h.endpoints else set()
+        for peer in ep:
+            if peer not in elsewhere:
+                h.flagged.pop(peer, None)
+                h.hp_flagged.discard(peer)
+        self._rescore(h)
+        for peer in clients:
+            c = self._hosts.get(peer)
+            if c is None or ip not in c.flagged:
+                continue
+            del c.flagged[ip]
+            c.hp_flagged.discard(ip)
+            for k in [k for k, e in c.endpoints.items() if e.pop(ip, None) is not None and not e]:
+                del c.endpoints[k]
+            self._rescore(c)
+
+    def _rescore(self, h: _Host) -> None:
+        h.score = _kth(h.flagged.values(), self.host_peers)
+        if h.score < self.threshold:
+            h.p2p = False
 
     def _expire(self, now: float) -> None:
         """Forget hosts idle for idle_s (they are at the front: least recently active)."""
@@ -258,8 +337,15 @@ class HostEvidence:
         below = float(np.nextafter(threshold, 0.0))
         corroborate = self.corroborate_peers > 1
         for i in range(n):
+            t = last[i]
+            if keep[i]:
+                self._expire(t)
+                server = self._listen(dip[i], dport[i], proto[i], sip[i], sport[i], first[i])
+            else:
+                server = self._server(dip[i], dport[i], proto[i])
             high = proto[i] in _TRANSPORT and high_port(sport[i]) and high_port(dport[i])
-            if corroborate and s[i] >= threshold and not self._corroborated(sip[i], dip[i], last[i], high):
+            if corroborate and s[i] >= threshold and not self._corroborated(sip[i], dip[i], t,
+                                                                             high and not server):
                 out[i] = below
             prior = max(ep_score(sip[i], sport[i], proto[i]), ep_score(dip[i], dport[i], proto[i]))
             if high_ports and high and (pk[i] <= short or not down[i] or up[i] + down[i] >= bulk):
@@ -268,21 +354,22 @@ class HostEvidence:
                 prior = max(prior, min(host_score(sip[i]), host_score(dip[i])))
             if prior > out[i]:
                 out[i] = prior
+            fed = 0.0 if server else s[i]   # a server's clients feed no evidence
             if not keep[i]:
-                if ev[i] and s[i] >= threshold:   # an evidence snapshot called P2P
-                    t = last[i]
-                    for ip, port, peer in ((sip[i], sport[i], dip[i]), (dip[i], dport[i], sip[i])):
+                if ev[i] and fed >= threshold:   # an evidence snapshot called P2P
+                    for j, (ip, port, peer) in enumerate(((sip[i], sport[i], dip[i]),
+                                                          (dip[i], dport[i], sip[i]))):
                         h = self._host(ip, first[i])
                         h.last_ms = max(h.last_ms, t)
+                        h.initiated = h.initiated or not j
                         self._meet(h, peer)
-                        self._flag(h, ip, port, proto[i], peer, t, s[i], high)
+                        self._flag(h, ip, port, proto[i], peer, t, fed, high)
                 continue
-            t = last[i]
-            self._expire(t)
-            self._see(self._host(sip[i], first[i]), sip[i], sport[i], proto[i], dip[i], first[i], t,
-                      up[i], down[i], s[i], high)
+            src = self._host(sip[i], first[i])
+            src.initiated = src.initiated or fed >= threshold
+            self._see(src, sip[i], sport[i], proto[i], dip[i], first[i], t, up[i], down[i], fed, high)
             self._see(self._host(dip[i], first[i]), dip[i], dport[i], proto[i], sip[i], first[i], t,
-                      down[i], up[i], s[i], high)
+                      down[i], up[i], fed, high)
         return out
 
     # host records ----------------------------------------------------------------------

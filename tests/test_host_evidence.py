@@ -184,3 +184,37 @@ def test_table_evidence_equals_streaming_in_any_batches():
 def test_endpoint_names():
     assert endpoint_name("192.0.2.1", 6881, 17) == "192.0.2.1:6881/udp"
     assert endpoint_name("2001:db8::1", 443, 6) == "[2001:db8::1]:443/tcp"
+
+
+def _returning_clients(server, n, t0=0):
+    """n flows to server:54128/tcp from 4 clients, each from a new port per request."""
+    return [(f"198.18.0.{1 + k % 4}", 50000 + k, server, 54128, 6, t0 + 100 * k) for k in range(n)]
+
+
+def test_a_server_whose_clients_return_from_many_ports_is_not_a_peer():
+    """Karagiannis's {IP, port} test: 4 clients, a new port per request, and a model that calls
+    every flow P2P. Once the endpoint is seen to be served, its flows feed no evidence, and what
+    they fed before is withdrawn: the server is no P2P host, its clients' flows are not raised."""
+    srv, thr = "198.18.1.1", 0.8
+    ev = HostEvidence(thr)
+    out = ev.update(_cols(_returning_clients(srv, 40)), np.full(40, 0.95))
+    # the first is uncorroborated; the 14th makes it served (14 ports over 4 IPs: over 3 per IP,
+    # 10 more ports than IPs)
+    assert out[0] < thr and (out[1:13] >= thr).all() and (out[13:] < thr).all()
+    assert list(ev.p2p_hosts()) == [] and ev.endpoint_score(srv, 54128, 6) == 0.0
+    assert ev.host_score("198.18.0.1") == 0.0
+    # turned off, the server stays a P2P host and every later flow is flagged
+    off = HostEvidence(thr, served_ratio=0)
+    assert (off.update(_cols(_returning_clients(srv, 40)), np.full(40, 0.95))[3:] >= thr).all()
+    assert list(off.p2p_hosts())[:1] == [srv]
+
+
+def test_a_peer_that_its_peers_reconnect_to_again_and_again_stays_a_peer():
+    """The same returning pattern on a host that starts flows called P2P itself (a small
+    swarm's peer, reconnected to after every drop): its endpoint is judged as before."""
+    peer, thr = "198.18.1.1", 0.8
+    ev = HostEvidence(thr)
+    own = [(peer, 6881, _peer(i), 40000 + i, 17, i) for i in range(1, 3)]   # its DHT queries
+    out = ev.update(_cols(own + _returning_clients(peer, 40, t0=100)), np.full(42, 0.95))
+    assert (out[3:] >= thr).all() and peer in set(ev.p2p_hosts())
+    assert ev.endpoint_score(peer, 54128, 6) == 0.95
