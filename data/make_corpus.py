@@ -78,6 +78,9 @@ RECIPE: tuple[tuple[str, tuple[int, ...], int, float], ...] = (
     # Consoles playing peer-to-peer matches (NAT check, relay, 1-7 peers per match from one socket, as in
     # nDPI's nintendo.pcap): a dozen peers on high ports in a minute, like a small swarm, but no bulk.
     ("game-p2p", (2001, 2002, 2003), 60, 1.0),
+    # Client-server applications on random high ports (session, a connection per message, server push,
+    # UDP request/response): the real ordinary traffic that scores highest when training has none of it.
+    ("app-services", (2101, 2102, 2103), 60, 1.0),
 )
 
 #: WAN runs (data.generator.topology): (scenario, network class, seeds, duration seconds, scale). Each host
@@ -101,6 +104,8 @@ WAN_RECIPE: tuple[tuple[str, str, tuple[int, ...], int, float], ...] = (
     ("p2p-service-ports", "wan-mid", (1811,), 60, 2.0),
     ("game-p2p", "wan-mid", (2011,), 60, 1.0),
     ("game-p2p", "lossy", (2012,), 60, 1.0),
+    ("app-services", "wan-mid", (2111,), 60, 1.0),
+    ("app-services", "lossy", (2112,), 60, 1.0),
 )
 
 #: Vantage-point views derived from each P2P capture (data.generator.vantage): its best-connected
