@@ -218,3 +218,22 @@ def test_a_peer_that_its_peers_reconnect_to_again_and_again_stays_a_peer():
     out = ev.update(_cols(own + _returning_clients(peer, 40, t0=100)), np.full(42, 0.95))
     assert (out[3:] >= thr).all() and peer in set(ev.p2p_hosts())
     assert ev.endpoint_score(peer, 54128, 6) == 0.95
+
+
+def test_listening_state_is_bounded():
+    """At most max_listen listening endpoints per host, max_peers remote IPs and ports each;
+    an endpoint once seen served keeps no counts; max_hosts hosts in all."""
+    srv = "198.18.1.1"
+    ev = HostEvidence(0.8, max_listen=8, max_peers=16, max_hosts=50)
+    scan = [(_peer(i % 200), 40000 + i, srv, 1024 + i, 6, i) for i in range(40)]   # 40 ports hit
+    many = [(f"10.0.{i // 250}.{i % 250}", 50000, srv, 1024, 6, 100 + i) for i in range(100)]
+    ev.update(_cols(scan + many), np.zeros(140))
+    h = ev._hosts[srv]
+    assert len(h.listen) <= 8 and all(len(a) <= 16 and len(b) <= 16 for a, b in h.listen.values())
+    assert len(ev._hosts) <= 50
+    ev.update(_cols(_returning_clients(srv, 40, t0=1000)), np.zeros(40))
+    assert (54128, 6) not in h.listen   # endpoints beyond max_listen are not counted
+    fresh = HostEvidence(0.8)
+    fresh.update(_cols(_returning_clients(srv, 40)), np.zeros(40))
+    s = fresh._hosts[srv]
+    assert (54128, 6) in s.served and (54128, 6) not in s.listen
