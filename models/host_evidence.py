@@ -47,6 +47,16 @@ other peers): once the host has started a flow called P2P, its endpoints are jud
 served_ratio=0 turns this off. Remote ports and IPs are counted per listening endpoint, at most
 `max_peers` of each and at most `max_listen` endpoints per host.
 
+Nor is a scanner a peer (scan_peers, scan_share): a host whose UDP flows to high ports reach
+`scan_peers` distinct IPs with `scan_share` of those flows on one remote port, and which has
+answered no TCP or UDP flow and had no TCP flow called P2P, is a scanner — a game server
+browser querying hundreds of servers on 27015, from one socket or a fresh one per query. A DHT
+node's queries go to as many ports as nodes; a swarm whose peers all listen on one port has
+peers reaching the host too, and TCP between them. A scanner's flows (and the ICMP its servers
+send back) feed no evidence, and what its earlier queries fed is withdrawn on both sides; should
+it later answer a flow or trade TCP called P2P, it is judged as before. scan_peers=0 turns
+this off. Per host, at most `max_peers` IPs and 16 remote ports are counted.
+
 Only the model's own scores feed the evidence, never propagated ones: one P2P endpoint cannot
 make its peers P2P by itself, so evidence does not spread along a chain of hosts.
 
@@ -103,7 +113,7 @@ def _kth(scores, k: int) -> float:
 class _Host:
     __slots__ = ("first_ms", "last_ms", "flows", "up", "down", "peers", "n_peers", "flagged",
                  "hp_flagged", "endpoints", "score", "p2p", "last_flag_ms", "last_report_ms",
-                 "listen", "served", "initiated")
+                 "listen", "served", "initiated", "dials", "scanning", "answered", "tcp_p2p")
 
     def __init__(self, t0: int) -> None:
         self.first_ms = self.last_ms = t0
@@ -118,6 +128,10 @@ class _Host:
         self.listen: dict = {}      # (port, proto) it answered on -> (remote IPs, remote (ip, port)s)
         self.served: set = set()    # its listening endpoints that clients return to from many ports
         self.initiated = False      # it started a flow called P2P
+        self.dials = (set(), {})    # remote IPs and ports {port: flows} of its UDP to high ports
+        self.scanning = False       # it queries many servers on one port (a server browser)
+        self.answered = False       # it answered a TCP or UDP flow
+        self.tcp_p2p = False        # a TCP flow of it was called P2P
 
 
 class HostEvidence:
@@ -131,8 +145,11 @@ class HostEvidence:
                  max_peers: int = 4096, high_ports: bool = True, short_packets: int = 32,
                  bulk_bytes: int = 256_000, pairs: bool = True, corroborate_peers: int = 2,
                  corroborate_high_ports: bool = True, served_ratio: float = 3.0,
-                 served_extra: int = 10, max_listen: int = 256, model_id: str = "") -> None:
+                 served_extra: int = 10, scan_peers: int = 20, scan_share: float = 0.9,
+                 max_listen: int = 256, model_id: str = "") -> None:
         self.threshold = float(threshold)
+        self.scan_peers = scan_peers
+        self.scan_share = scan_share
         self.served_ratio = served_ratio
         self.served_extra = served_extra
         self.max_listen = max_listen
@@ -228,27 +245,68 @@ class HostEvidence:
         h.served.add(key)
         del h.listen[key]
         if not h.initiated:
-            self._withdraw(h, ip, key, ips)
+            self._withdraw(h, ip, ips, key)
         return not h.initiated
 
-    def _withdraw(self, h: _Host, ip: str, key: tuple, clients: set) -> None:
-        """The evidence flows to h's endpoint key gave, withdrawn from h and its clients."""
-        ep = h.endpoints.pop(key, {})
-        elsewhere = set().union(*h.endpoints.values()) if h.endpoints else set()
-        for peer in ep:
-            if peer not in elsewhere:
-                h.flagged.pop(peer, None)
-                h.hp_flagged.discard(peer)
+    def _scanner(self, ip: str) -> bool:
+        """Whether ip is a scanner (module doc): it queries many servers on one port over UDP,
+        answers no flow and trades no TCP called P2P."""
+        h = self._hosts.get(ip)
+        return h is not None and h.scanning and not h.answered and not h.tcp_p2p
+
+    def _dial(self, ip: str, proto: int, peer: str, peer_port: int, t: int) -> bool:
+        """Count a UDP flow that ip sent to (peer, peer_port) on a high port; returns whether ip
+        is now a scanner, withdrawing the evidence its dials gave when it has just become one."""
+        if proto != 17 or self.scan_peers <= 0 or not high_port(peer_port):
+            return self._scanner(ip)
+        h = self._host(ip, t)
+        if h.scanning or h.answered or h.tcp_p2p:
+            return self._scanner(ip)
+        ips, ports = h.dials
+        if len(ips) < self.max_peers:
+            ips.add(peer)
+        if peer_port in ports or len(ports) < 16:
+            ports[peer_port] = ports.get(peer_port, 0) + 1
+        if len(ips) < self.scan_peers or max(ports.values()) < self.scan_share * sum(ports.values()):
+            return False
+        h.scanning = True
+        h.dials = (set(), {})
+        self._withdraw(h, ip, ips)
+        return True
+
+    def _withdraw(self, h: _Host, ip: str, peers: set, key: tuple | None = None) -> None:
+        """The evidence between host h (ip) and peers withdrawn, on both sides: on h's endpoint
+        key only when given (a peer also flagged on another endpoint of h keeps that), else on
+        all of h's endpoints."""
+        if key is not None:
+            ep = h.endpoints.pop(key, {})
+            elsewhere = set().union(*h.endpoints.values()) if h.endpoints else set()
+            gone = [p for p in ep if p not in elsewhere]
+        else:
+            gone = peers
+            self._forget(h, peers)
+        for p in gone:
+            h.flagged.pop(p, None)
+            h.hp_flagged.discard(p)
         self._rescore(h)
-        for peer in clients:
+        for peer in peers:
             c = self._hosts.get(peer)
             if c is None or ip not in c.flagged:
                 continue
             del c.flagged[ip]
             c.hp_flagged.discard(ip)
-            for k in [k for k, e in c.endpoints.items() if e.pop(ip, None) is not None and not e]:
-                del c.endpoints[k]
+            self._forget(c, (ip,))
             self._rescore(c)
+
+    @staticmethod
+    def _forget(h: _Host, peers) -> None:
+        """peers off every endpoint of h."""
+        for k in list(h.endpoints):
+            e = h.endpoints[k]
+            for p in peers:
+                e.pop(p, None)
+            if not e:
+                del h.endpoints[k]
 
     def _rescore(self, h: _Host) -> None:
         h.score = _kth(h.flagged.values(), self.host_peers)
@@ -340,9 +398,12 @@ class HostEvidence:
             t = last[i]
             if keep[i]:
                 self._expire(t)
+                if proto[i] in _TRANSPORT:
+                    self._host(dip[i], first[i]).answered = True
                 server = self._listen(dip[i], dport[i], proto[i], sip[i], sport[i], first[i])
+                server = self._dial(sip[i], proto[i], dip[i], dport[i], first[i]) or server
             else:
-                server = self._server(dip[i], dport[i], proto[i])
+                server = self._server(dip[i], dport[i], proto[i]) or self._scanner(sip[i])
             high = proto[i] in _TRANSPORT and high_port(sport[i]) and high_port(dport[i])
             if corroborate and s[i] >= threshold and not self._corroborated(sip[i], dip[i], t,
                                                                              high and not server):
@@ -354,6 +415,8 @@ class HostEvidence:
                 prior = max(prior, min(host_score(sip[i]), host_score(dip[i])))
             if prior > out[i]:
                 out[i] = prior
+            if not server and proto[i] not in _TRANSPORT:
+                server = self._scanner(sip[i]) or self._scanner(dip[i])
             fed = 0.0 if server else s[i]   # a server's clients feed no evidence
             if not keep[i]:
                 if ev[i] and fed >= threshold:   # an evidence snapshot called P2P
@@ -367,6 +430,9 @@ class HostEvidence:
                 continue
             src = self._host(sip[i], first[i])
             src.initiated = src.initiated or fed >= threshold
+            if proto[i] == 6 and fed >= threshold:
+                src.tcp_p2p = True
+                self._host(dip[i], first[i]).tcp_p2p = True
             self._see(src, sip[i], sport[i], proto[i], dip[i], first[i], t, up[i], down[i], fed, high)
             self._see(self._host(dip[i], first[i]), dip[i], dport[i], proto[i], sip[i], first[i], t,
                       down[i], up[i], fed, high)

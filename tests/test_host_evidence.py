@@ -237,3 +237,37 @@ def test_listening_state_is_bounded():
     fresh.update(_cols(_returning_clients(srv, 40)), np.zeros(40))
     s = fresh._hosts[srv]
     assert (54128, 6) in s.served and (54128, 6) not in s.listen
+
+
+def _browse(client, n, port=27015, t0=0, fresh_socket=False):
+    """n UDP queries from client to n game servers, all on one port."""
+    return [(client, (40000 + k) if fresh_socket else 44751, f"198.18.2.{1 + k}", port, 17, t0 + 10 * k)
+            for k in range(n)]
+
+
+def test_a_server_browser_is_not_a_peer():
+    """A client querying 40 game servers on one UDP port (one socket, or a fresh one per query),
+    answering nothing and trading no TCP, looks like a DHT node to a model that never saw one.
+    From its 20th server it is a scanner: its queries feed no evidence, and what the first 19 fed
+    is withdrawn, so it is no P2P host and its later queries are not flagged."""
+    c, thr = "192.0.2.50", 0.8
+    for fresh in (False, True):
+        ev = HostEvidence(thr)
+        out = ev.update(_cols(_browse(c, 40, fresh_socket=fresh)), np.full(40, 0.95))
+        assert (out[1:19] >= thr).all() and (out[19:] < thr).all()
+        assert list(ev.p2p_hosts()) == [] and ev.host_score(c) == 0.0
+    off = HostEvidence(thr, scan_peers=0)
+    assert (off.update(_cols(_browse(c, 40)), np.full(40, 0.95))[1:] >= thr).all()
+
+
+def test_dht_nodes_and_one_port_swarms_are_not_scanners():
+    """Queries to 40 nodes on 40 ports (a DHT node), or to 40 peers on one port by a host that
+    peers also reach (a swarm whose peers all listen on one port), stay P2P."""
+    c, thr = "192.0.2.50", 0.8
+    dht = [(c, 44751, f"198.18.2.{1 + k}", 20000 + k, 17, 10 * k) for k in range(40)]
+    ev = HostEvidence(thr)
+    assert (ev.update(_cols(dht), np.full(40, 0.95))[1:] >= thr).all() and c in set(ev.p2p_hosts())
+    reached = [(_peer(1), 51413, c, 51413, 17, 0)]
+    ev = HostEvidence(thr)
+    out = ev.update(_cols(reached + _browse(c, 40, port=51413, t0=10)), np.full(41, 0.95))
+    assert (out[1:] >= thr).all() and c in set(ev.p2p_hosts())
