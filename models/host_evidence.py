@@ -128,7 +128,7 @@ class _Host:
         self.listen: dict = {}      # (port, proto) it answered on -> (remote IPs, remote (ip, port)s)
         self.served: set = set()    # its listening endpoints that clients return to from many ports
         self.initiated = False      # it started a flow called P2P
-        self.dials = (set(), {})    # remote IPs and ports {port: flows} of its UDP to high ports
+        self.dials = [set(), {}, 0, 0]   # its UDP to high ports: remote IPs, {port: flows}, flows, top port's flows
         self.scanning = False       # it queries many servers on one port (a server browser)
         self.answered = False       # it answered a TCP or UDP flow
         self.tcp_p2p = False        # a TCP flow of it was called P2P
@@ -262,15 +262,19 @@ class HostEvidence:
         h = self._host(ip, t)
         if h.scanning or h.answered or h.tcp_p2p:
             return self._scanner(ip)
-        ips, ports = h.dials
+        d = h.dials
+        ips, ports = d[0], d[1]
         if len(ips) < self.max_peers:
             ips.add(peer)
+        d[2] += 1
         if peer_port in ports or len(ports) < 16:
-            ports[peer_port] = ports.get(peer_port, 0) + 1
-        if len(ips) < self.scan_peers or max(ports.values()) < self.scan_share * sum(ports.values()):
+            ports[peer_port] = n = ports.get(peer_port, 0) + 1
+            if n > d[3]:
+                d[3] = n
+        if len(ips) < self.scan_peers or d[3] < self.scan_share * d[2]:
             return False
         h.scanning = True
-        h.dials = (set(), {})
+        h.dials = [set(), {}, 0, 0]
         self._withdraw(h, ip, ips)
         return True
 
