@@ -402,8 +402,6 @@ class HostEvidence:
             t = last[i]
             if keep[i]:
                 self._expire(t)
-                if proto[i] in _TRANSPORT:
-                    self._host(dip[i], first[i]).answered = True
                 server = self._listen(dip[i], dport[i], proto[i], sip[i], sport[i], first[i])
                 server = self._dial(sip[i], proto[i], dip[i], dport[i], first[i]) or server
             else:
@@ -432,14 +430,15 @@ class HostEvidence:
                         self._meet(h, peer)
                         self._flag(h, ip, port, proto[i], peer, t, fed, high)
                 continue
-            src = self._host(sip[i], first[i])
-            src.initiated = src.initiated or fed >= threshold
-            if proto[i] == 6 and fed >= threshold:
-                src.tcp_p2p = True
-                self._host(dip[i], first[i]).tcp_p2p = True
+            src, dst = self._host(sip[i], first[i]), self._host(dip[i], first[i])
+            if fed >= threshold:
+                src.initiated = True
+                if proto[i] == 6:
+                    src.tcp_p2p = dst.tcp_p2p = True
+            if proto[i] in _TRANSPORT:
+                dst.answered = True
             self._see(src, sip[i], sport[i], proto[i], dip[i], first[i], t, up[i], down[i], fed, high)
-            self._see(self._host(dip[i], first[i]), dip[i], dport[i], proto[i], sip[i], first[i], t,
-                      down[i], up[i], fed, high)
+            self._see(dst, dip[i], dport[i], proto[i], sip[i], first[i], t, down[i], up[i], fed, high)
         return out
 
     # host records ----------------------------------------------------------------------
