@@ -73,6 +73,11 @@ PORT_FEATURES = [
     "src_host_high_port_peers", "dst_host_high_port_peers",
 ]
 
+#: The port facts that say which port a flow uses (below 1024 or not) rather than how its host
+#: uses its ports: a peer listening on 443 or 25 looks like a server to them
+#: (TrainConfig.port_number_features=False leaves them out; docs/evaluation.md, session 13).
+PORT_NUMBER_FEATURES = ["both_ports_ephemeral", "src_port_wellknown", "dst_port_wellknown"]
+
 #: Endpoint and host evidence: how each endpoint (ip, port, proto) and host (ip) of the flow
 #: behaved across earlier flows (causal, windowed; features/host_context.py).
 HOST_FEATURES = [
@@ -92,13 +97,14 @@ def splt_columns(splt_n: int, kind: str | None = None) -> list[str]:
 
 
 def feature_columns(splt_n: int = 32, *, port_features: bool = True,
-                    timing_features: bool = True, sequence_features: bool = True) -> list[str]:
+                    timing_features: bool = True, sequence_features: bool = True,
+                    port_number_features: bool = True) -> list[str]:
     """Model input columns, in the order a model sees them (without the port, the timing or
-    the packet-sequence group for the ablations)."""
+    the packet-sequence group for the ablations, or without the port-number facts)."""
     cols = (COUNTER_FEATURES + STAT_FEATURES + FLAG_FEATURES + splt_columns(splt_n)
             + DERIVED_FEATURES + HOST_FEATURES)
     if port_features:
-        cols = cols + PORT_FEATURES
+        cols = cols + [c for c in PORT_FEATURES if port_number_features or c not in PORT_NUMBER_FEATURES]
     drop = set()
     if not timing_features:
         drop |= set(timing_feature_columns(splt_n))

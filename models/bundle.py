@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from p2pdetect.features.config import ExtractConfig
-from p2pdetect.features.schema import (PORT_FEATURES, SCHEMA_VERSION, TIMING_FEATURES, feature_columns,
-                                       sequence_feature_columns)
+from p2pdetect.features.schema import (PORT_FEATURES, PORT_NUMBER_FEATURES, SCHEMA_VERSION, TIMING_FEATURES,
+                                       feature_columns, sequence_feature_columns)
 from p2pdetect.errors import BadConfigError, BadModelError, OutputError
 from p2pdetect.models.predictor import column_major, make_predictor
 from p2pdetect.outputs import check_output_dir, commit_dir, new_output_dir
@@ -87,7 +87,12 @@ class ModelBundle:
     @property
     def port_features(self) -> bool:
         """Whether the model sees the coarse port facts (False for the port-ablation model)."""
-        return set(PORT_FEATURES) <= set(self.feature_names)
+        return set(PORT_FEATURES) - set(PORT_NUMBER_FEATURES) <= set(self.feature_names)
+
+    @property
+    def port_number_features(self) -> bool:
+        """Whether the model sees which ports are below 1024 (TrainConfig.port_number_features)."""
+        return set(PORT_NUMBER_FEATURES) <= set(self.feature_names)
 
     @property
     def timing_features(self) -> bool:
@@ -200,8 +205,9 @@ def _check_metadata(path: Path, meta: object) -> dict:
     except (BadConfigError, TypeError, AttributeError) as err:
         raise _fail(path, f"bundle's extract config is invalid ({err}); re-create the bundle") from err
     names = meta["feature_names"]
-    allowed = [feature_columns(config.splt_n, port_features=p, timing_features=t, sequence_features=q)
-               for p in (True, False) for t in (True, False) for q in (True, False)]
+    allowed = [feature_columns(config.splt_n, port_features=p, timing_features=t, sequence_features=q,
+                               port_number_features=n)
+               for p in (True, False) for t in (True, False) for q in (True, False) for n in (True, False)]
     if names not in allowed:
         extra = [n for n in names if n not in allowed[0]] if isinstance(names, list) else []
         hint = f" (unknown feature {extra[0]!r})" if extra else ""
@@ -292,7 +298,8 @@ def save_bundle(path: str | os.PathLike, booster, *, feature_names: list[str],
         "created": created.isoformat(timespec="seconds"),
         "schema_version": SCHEMA_VERSION,
         "feature_names": list(feature_names),
-        "port_features": set(PORT_FEATURES) <= set(feature_names),
+        "port_features": set(PORT_FEATURES) - set(PORT_NUMBER_FEATURES) <= set(feature_names),
+        "port_number_features": set(PORT_NUMBER_FEATURES) <= set(feature_names),
         "timing_features": set(TIMING_FEATURES) <= set(feature_names),
         "sequence_features": set(sequence_feature_columns(extract_config.splt_n)) <= set(feature_names),
         "extract_config": extract_config.to_dict(),

@@ -45,6 +45,9 @@ def add_parser(sub) -> None:
                    help="false-positive rate on validation flows the threshold aims at (default 0.003)")
     p.add_argument("--no-port-features", action="store_true",
                    help="train without the coarse port facts (the port ablation)")
+    p.add_argument("--no-port-number-features", action="store_true",
+                   help="train without the facts that say whether a flow's ports are below 1024 (to them a "
+                        "peer listening on 443 or 25 is a server); how hosts use their ports stays")
     p.add_argument("--timing-features", action="store_true",
                    help="also train on absolute timings (durations, inter-arrival times, RTT): they "
                         "describe the network path as much as the application, so they are off by default")
@@ -69,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
 
     extract = ExtractConfig(snapshot_packets=args.early_packets)
     config = TrainConfig(target_fpr=args.target_fpr, port_features=not args.no_port_features,
+                         port_number_features=not args.no_port_number_features,
                          timing_features=args.timing_features,
                          sequence_features=args.sequence_features, seed=args.seed, num_threads=args.threads)
     check_bundle_path(args.output, inputs=args.datasets)

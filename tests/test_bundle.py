@@ -48,6 +48,7 @@ def test_round_trip_scores_like_the_booster(bundle_dir, trained):
     b = load_bundle(bundle_dir)
     assert isinstance(b, ModelBundle)
     assert b.feature_names == feature_columns(32, timing_features=False, sequence_features=False)  # the training default
+    assert b.port_features and b.port_number_features
     assert b.threshold == pytest.approx(res.threshold)
     assert b.extract_config == ExtractConfig()
     assert b.metadata["schema_version"] == SCHEMA_VERSION
@@ -62,6 +63,18 @@ def test_round_trip_scores_like_the_booster(bundle_dir, trained):
     assert v.dtype == object and set(v) <= {"p2p", "other"}
     assert ((from_table >= b.threshold) == (v == "p2p")).all()
     assert b.predict_proba({c: np.array([]) for c in b.feature_names}).shape == (0,)
+
+
+def test_a_model_without_port_numbers_loads_and_says_so(tmp_path, trained):
+    """`train --no-port-number-features`: the bundle loads, keeps the other port facts and says so."""
+    table, _ = trained
+    res = train_model(table, ExtractConfig(), TrainConfig(max_rounds=5, num_threads=1, port_number_features=False))
+    save_bundle(tmp_path / "m", res.booster, feature_names=res.feature_names, extract_config=ExtractConfig(),
+                threshold=res.threshold, target_fpr=0.005, training={"captures": []}, metrics={})
+    b = load_bundle(tmp_path / "m")
+    assert b.port_features and not b.port_number_features
+    assert json.loads((tmp_path / "m" / METADATA_FILE).read_text())["port_number_features"] is False
+    assert "dst_port_wellknown" not in b.feature_names and "dst_host_high_port_peers" in b.feature_names
 
 
 def test_bundle_is_plain_text_and_json(bundle_dir):

@@ -88,6 +88,7 @@ class _StubBundle:
     def __init__(self, names):
         self.bundle_id, self.path, self.threshold, self.target_fpr = "stub", Path("."), THRESHOLD, 0.005
         self.feature_names, self.port_features, self.num_threads = names, True, 1
+        self.port_number_features = True
         self.extract_config = ExtractConfig()
         self.evidence = {"corroborate_peers": 1}   # every flow on its own score: metrics by hand
         self.booster = _StubBooster(names)

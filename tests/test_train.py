@@ -11,7 +11,8 @@ import pyarrow as pa
 import pytest
 
 from p2pdetect.features.config import ExtractConfig
-from p2pdetect.features.schema import IDENTITY_COLUMNS, feature_columns, port_feature_columns, sequence_feature_columns
+from p2pdetect.features.schema import (IDENTITY_COLUMNS, PORT_NUMBER_FEATURES, feature_columns, port_feature_columns,
+                                       sequence_feature_columns)
 from p2pdetect.features.table import write_flow_table
 from p2pdetect.errors import BadConfigError, BadDatasetError
 from p2pdetect.training.config import TrainConfig
@@ -163,6 +164,12 @@ def test_train_model_uses_only_model_features(table):
     with_seq = train_model(table, ExtractConfig(), TrainConfig(max_rounds=5, num_threads=1, sequence_features=True))
     assert set(sequence_feature_columns(32)) <= set(with_seq.feature_names)
     assert not set(sequence_feature_columns(32)) & set(res.feature_names)
+    assert set(port_feature_columns()) <= set(res.feature_names)
+    # without which port a flow uses (below 1024 or not), how a host uses its ports stays
+    no_numbers = train_model(table, ExtractConfig(), TrainConfig(max_rounds=5, num_threads=1,
+                                                                 port_number_features=False))
+    assert not set(PORT_NUMBER_FEATURES) & set(no_numbers.feature_names)
+    assert set(port_feature_columns()) - set(PORT_NUMBER_FEATURES) <= set(no_numbers.feature_names)
 
 
 def test_bagged_model_is_one_forest_scoring_the_mean_of_its_bags(table):

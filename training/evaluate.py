@@ -11,7 +11,7 @@ from dataclasses import replace
 import numpy as np
 import pyarrow as pa
 
-from p2pdetect.features.schema import port_feature_columns
+from p2pdetect.features.schema import PORT_NUMBER_FEATURES, port_feature_columns
 from p2pdetect.models.host_evidence import score_table
 from p2pdetect.errors import BadDatasetError
 from p2pdetect.training import metrics as M
@@ -146,6 +146,7 @@ def evaluate(bundle, dataset: Dataset, *, ablation: bool = False, train_config=N
     out: dict = {
         "model": {"bundle_id": bundle.bundle_id, "path": str(bundle.path), "threshold": thr,
                   "target_fpr": bundle.target_fpr, "port_features": bundle.port_features,
+                  "port_number_features": bundle.port_number_features,
                   "trees": bundle.booster.num_trees()},
         "data": {"captures": len(dataset.captures), **dataset.label_counts(), "skipped": dataset.skipped,
                  "seen_in_training": {"captures": sorted(seen), "flows": int(seen_flow.sum())},
@@ -169,6 +170,7 @@ def evaluate(bundle, dataset: Dataset, *, ablation: bool = False, train_config=N
 
         cfg = train_config or TrainConfig()
         cfg = replace(cfg, port_features=bool(bundle.port_features),
+                      port_number_features=bool(bundle.port_number_features),
                       timing_features=bool(bundle.timing_features),
                       sequence_features=bool(bundle.sequence_features),
                       corroborate_peers=int(bundle.evidence.get("corroborate_peers", 1)),
@@ -231,7 +233,8 @@ def _ablation(dataset, final_mask, bundle, train_config, n_splits, y, byts, app,
     if bundle.target_fpr is not None:
         cfg = replace(cfg, target_fpr=float(bundle.target_fpr))
     runs = port_ablation(dataset, cfg, n_splits)
-    res: dict = {"method": ABLATION_METHOD, "port_features": port_feature_columns(),
+    used = [c for c in port_feature_columns() if cfg.port_number_features or c not in PORT_NUMBER_FEATURES]
+    res: dict = {"method": ABLATION_METHOD, "port_features": used,
                  "train_config": cfg.to_dict()}
     early_y = None
     if final_mask is not None:

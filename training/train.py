@@ -19,10 +19,11 @@ log = logging.getLogger("p2pdetect.train")
 
 
 def model_features(config: ExtractConfig, port_features: bool = True,
-                   timing_features: bool = True, sequence_features: bool = True) -> list[str]:
+                   timing_features: bool = True, sequence_features: bool = True,
+                   port_number_features: bool = True) -> list[str]:
     """The model's input columns (DESIGN.md invariant 3: never identity columns)."""
     return feature_columns(config.splt_n, port_features=port_features, timing_features=timing_features,
-                           sequence_features=sequence_features)
+                           sequence_features=sequence_features, port_number_features=port_number_features)
 
 
 def feature_matrix(table: pa.Table, names: list[str], rows: np.ndarray | None = None) -> np.ndarray:
@@ -279,7 +280,7 @@ def train_model(table: pa.Table, extract_config: ExtractConfig, config: TrainCon
         s = summ[side]
         log.info("split: %s: %d captures, %d flows (%d p2p)", side, s["captures"], s["flows"], s["p2p_flows"])
     names = model_features(extract_config, config.port_features, config.timing_features,
-                           config.sequence_features)
+                           config.sequence_features, config.port_number_features)
     missing = [c for c in names if c not in table.column_names]
     if missing:
         raise BadDatasetError(f"flows lack feature column {missing[0]!r}; re-extract them with this p2pdetect")
