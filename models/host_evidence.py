@@ -32,7 +32,11 @@ Otherwise the flow's score is capped just below the threshold; its call still fe
 evidence, so the host's next flow with another peer is flagged. It trades the first flow of
 each P2P host for the lone false positives, and the threshold chosen with it is lower
 (docs/evaluation.md). corroborate_high_ports=False counts peers on any ports;
-corroborate_peers=1 turns it off.
+corroborate_peers=1 turns it off. corroborate_ports=True (off by default) also asks for two remote
+ports among those peers, a peer that uses the host's own port counting on its own (a one-port
+swarm): a client of two servers of one application on one high port (log sinks on 11095, PLCs on
+44818) is not a swarm. It found more P2P but let the threshold fall where the real captures of the
+training folds had such clients, and more held-out real flows through (docs/evaluation.md, session 13).
 
 A server is not a peer (served_ratio, served_extra; Karagiannis et al.'s {IP, port} test): a
 listening endpoint whose remote ports outnumber its remote IPs served_ratio times over and by
@@ -112,7 +116,7 @@ def _kth(scores, k: int) -> float:
 
 class _Host:
     __slots__ = ("first_ms", "last_ms", "flows", "up", "down", "peers", "n_peers", "flagged",
-                 "hp_flagged", "endpoints", "score", "p2p", "last_flag_ms", "last_report_ms",
+                 "hp_flagged", "hp_keys", "endpoints", "score", "p2p", "last_flag_ms", "last_report_ms",
                  "listen", "served", "initiated", "dials", "scanning", "answered", "tcp_p2p")
 
     def __init__(self, t0: int) -> None:
@@ -120,7 +124,8 @@ class _Host:
         self.flows = self.up = self.down = self.n_peers = 0
         self.peers: set = set()
         self.flagged: dict = {}     # peer -> best model score among its flows called P2P
-        self.hp_flagged: set = set()  # peers of its flows called P2P between two high ports
+        self.hp_flagged: dict = {}  # peers of its flows called P2P between two high ports -> their (<= 2) port keys
+        self.hp_keys: dict = {}     # port key (HostEvidence._port_key) -> how many of those peers hold it
         self.endpoints: dict = {}   # (port, proto) -> {peer: best score}
         self.score = 0.0
         self.p2p = False
@@ -144,7 +149,8 @@ class HostEvidence:
                  idle_s: float = 900.0, report_s: float = 300.0, max_hosts: int = 200_000,
                  max_peers: int = 4096, high_ports: bool = True, short_packets: int = 32,
                  bulk_bytes: int = 256_000, pairs: bool = True, corroborate_peers: int = 2,
-                 corroborate_high_ports: bool = True, served_ratio: float = 3.0,
+                 corroborate_high_ports: bool = True, corroborate_ports: bool = False,
+                 served_ratio: float = 3.0,
                  served_extra: int = 10, scan_peers: int = 20, scan_share: float = 0.9,
                  max_listen: int = 256, model_id: str = "") -> None:
         self.threshold = float(threshold)
@@ -155,6 +161,7 @@ class HostEvidence:
         self.max_listen = max_listen
         self.corroborate_peers = corroborate_peers
         self.corroborate_high_ports = corroborate_high_ports
+        self.corroborate_ports = corroborate_ports
         self.high_ports = high_ports
         self.short_packets = short_packets
         self.bulk_bytes = bulk_bytes
@@ -183,26 +190,51 @@ class HostEvidence:
         h = self._hosts.get(ip)
         return h.score if h is not None and h.p2p else 0.0
 
-    def _corroborated(self, a: str, b: str, t: int, high: bool) -> bool:
+    def _port_key(self, peer: str, port: int, peer_port: int):
+        """What a flow between high ports counts as for corroboration, seen from the host on
+        `port`: the peer's port, or the peer itself when the two ports are the same (a one-port
+        swarm) or corroborate_ports is off."""
+        return peer if peer_port == port or not self.corroborate_ports else peer_port
+
+    def _corroborated(self, a: str, b: str, t: int, high: bool, a_port: int = 0, b_port: int = 0) -> bool:
         """Whether host a or host b has, within idle_s before t, flows called P2P with
-        `corroborate_peers` distinct peers, counting a flow between them (high: the flow is
-        between two high ports)."""
+        `corroborate_peers` distinct peers (between high ports: on two port keys too), counting
+        a flow between them (high: the flow is between two high ports)."""
         need = self.corroborate_peers
         if need <= 1:
             return True
         horizon = t - self.idle_ms
         hp = self.corroborate_high_ports
-        for ip, peer in ((a, b), (b, a)):
+        for ip, peer, port, peer_port in ((a, b, a_port, b_port), (b, a, b_port, a_port)):
             h = self._hosts.get(ip)
             if h is None or h.last_flag_ms < horizon:
                 continue
             if hp:
                 n = len(h.hp_flagged) + (high and peer not in h.hp_flagged)
-            else:
-                n = len(h.flagged) + (peer not in h.flagged)
-            if n >= need:
+                if n >= need:
+                    k = self._port_key(peer, port, peer_port)
+                    if len(h.hp_keys) + (high and k not in h.hp_keys) >= min(need, 2):
+                        return True
+                continue
+            if len(h.flagged) + (peer not in h.flagged) >= need:
                 return True
         return False
+
+    @staticmethod
+    def _hp_add(h: _Host, peer: str, key) -> None:
+        keys = h.hp_flagged.setdefault(peer, [])
+        if key not in keys and len(keys) < 2:
+            keys.append(key)
+            h.hp_keys[key] = h.hp_keys.get(key, 0) + 1
+
+    @staticmethod
+    def _hp_drop(h: _Host, peer: str) -> None:
+        for key in h.hp_flagged.pop(peer, ()):
+            n = h.hp_keys[key] - 1
+            if n:
+                h.hp_keys[key] = n
+            else:
+                del h.hp_keys[key]
 
     def _host(self, ip: str, t: int) -> _Host:
         h = self._hosts.get(ip)
@@ -291,14 +323,14 @@ class HostEvidence:
             self._forget(h, peers)
         for p in gone:
             h.flagged.pop(p, None)
-            h.hp_flagged.discard(p)
+            self._hp_drop(h, p)
         self._rescore(h)
         for peer in peers:
             c = self._hosts.get(peer)
             if c is None or ip not in c.flagged:
                 continue
             del c.flagged[ip]
-            c.hp_flagged.discard(ip)
+            self._hp_drop(c, ip)
             self._forget(c, (ip,))
             self._rescore(c)
 
@@ -328,14 +360,14 @@ class HostEvidence:
             del hosts[ip]
 
     def _see(self, h: _Host, ip: str, port: int, proto: int, peer: str, first: int, last: int,
-             up: int, down: int, score: float, high: bool) -> None:
+             up: int, down: int, score: float, high: bool, peer_port: int = 0) -> None:
         h.first_ms = min(h.first_ms, first)
         h.last_ms = max(h.last_ms, last)
         h.flows += 1
         h.up += up
         h.down += down
         self._meet(h, peer)
-        self._flag(h, ip, port, proto, peer, last, score, high)
+        self._flag(h, ip, port, proto, peer, last, score, high, peer_port)
 
     def _meet(self, h: _Host, peer: str) -> None:
         if peer not in h.peers:
@@ -344,12 +376,13 @@ class HostEvidence:
                 h.peers.add(peer)
 
     def _flag(self, h: _Host, ip: str, port: int, proto: int, peer: str, last: int, score: float,
-              high: bool) -> None:
+              high: bool, peer_port: int = 0) -> None:
         """A flow's model score as evidence about host h (ip) and its endpoint (port, proto);
         high: the flow is between two high ports."""
         if h.p2p and last - h.last_flag_ms > self.idle_ms:   # the P2P evidence lapsed
             h.flagged.clear()
             h.hp_flagged.clear()
+            h.hp_keys.clear()
             h.endpoints.clear()
             h.p2p, h.score = False, 0.0
         if score < self.threshold:
@@ -359,8 +392,8 @@ class HostEvidence:
         h.last_flag_ms = max(h.last_flag_ms, last)
         if peer in h.flagged or len(h.flagged) < self.max_peers:
             h.flagged[peer] = max(score, h.flagged.get(peer, 0.0))
-        if high and len(h.hp_flagged) < self.max_peers:
-            h.hp_flagged.add(peer)
+        if high and (peer in h.hp_flagged or len(h.hp_flagged) < self.max_peers):
+            self._hp_add(h, peer, self._port_key(peer, port, peer_port))
         ep = h.endpoints.setdefault((port, proto), {})
         if peer in ep or len(ep) < self.max_peers:
             ep[peer] = max(score, ep.get(peer, 0.0))
@@ -408,7 +441,8 @@ class HostEvidence:
                 server = self._server(dip[i], dport[i], proto[i]) or self._scanner(sip[i])
             high = proto[i] in _TRANSPORT and high_port(sport[i]) and high_port(dport[i])
             if corroborate and s[i] >= threshold and not self._corroborated(sip[i], dip[i], t,
-                                                                             high and not server):
+                                                                             high and not server,
+                                                                             sport[i], dport[i]):
                 out[i] = below
             prior = max(ep_score(sip[i], sport[i], proto[i]), ep_score(dip[i], dport[i], proto[i]))
             if high_ports and high and (pk[i] <= short or not down[i] or up[i] + down[i] >= bulk):
@@ -422,13 +456,13 @@ class HostEvidence:
             fed = 0.0 if server else s[i]   # a server's clients feed no evidence
             if not keep[i]:
                 if ev[i] and fed >= threshold:   # an evidence snapshot called P2P
-                    for j, (ip, port, peer) in enumerate(((sip[i], sport[i], dip[i]),
-                                                          (dip[i], dport[i], sip[i]))):
+                    for j, (ip, port, peer, peer_port) in enumerate(((sip[i], sport[i], dip[i], dport[i]),
+                                                                     (dip[i], dport[i], sip[i], sport[i]))):
                         h = self._host(ip, first[i])
                         h.last_ms = max(h.last_ms, t)
                         h.initiated = h.initiated or not j
                         self._meet(h, peer)
-                        self._flag(h, ip, port, proto[i], peer, t, fed, high)
+                        self._flag(h, ip, port, proto[i], peer, t, fed, high, peer_port)
                 continue
             src, dst = self._host(sip[i], first[i]), self._host(dip[i], first[i])
             if fed >= threshold:
@@ -437,8 +471,8 @@ class HostEvidence:
                     src.tcp_p2p = dst.tcp_p2p = True
             if proto[i] in _TRANSPORT:
                 dst.answered = True
-            self._see(src, sip[i], sport[i], proto[i], dip[i], first[i], t, up[i], down[i], fed, high)
-            self._see(dst, dip[i], dport[i], proto[i], sip[i], first[i], t, down[i], up[i], fed, high)
+            self._see(src, sip[i], sport[i], proto[i], dip[i], first[i], t, up[i], down[i], fed, high, dport[i])
+            self._see(dst, dip[i], dport[i], proto[i], sip[i], first[i], t, down[i], up[i], fed, high, sport[i])
         return out
 
     # host records ----------------------------------------------------------------------

@@ -126,6 +126,33 @@ def test_a_flow_is_p2p_on_its_own_score_only_with_a_second_peer_between_high_por
     np.testing.assert_array_equal(off.update(_cols(server), np.full(5, 0.99)), [0.99] * 5)
 
 
+def test_servers_of_one_application_on_one_high_port_need_not_corroborate():
+    """corroborate_ports=True (off by default, docs/evaluation.md session 13): a client of two
+    servers on the same high port (log sinks on 11095, PLCs on 44818) is one application's client,
+    not a swarm; peers on their own ports are, and so are peers that all use the host's own port
+    (a one-port swarm: 51413 everywhere)."""
+    below = np.nextafter(0.8, 0)
+    sink = [(H, 50000 + i, f"198.51.100.{i % 2}", 11095, 6, 1000 * i) for i in range(1, 5)]   # two sinks
+    ev = HostEvidence(0.8, corroborate_ports=True)
+    np.testing.assert_array_equal(ev.update(_cols(sink), np.full(4, 0.99)), [below] * 4)
+    # a peer on another port is a second key: corroborated from there on
+    assert ev.update(_cols([(H, 50100, _peer(1), 40001, 6, 6000)]), np.array([0.9]))[0] == 0.9
+    # one-port swarm: from and to 51413, each peer counts on its own
+    swarm = [(H, 51413, _peer(i), 51413, 17, 1000 * i) for i in range(1, 4)]
+    np.testing.assert_array_equal(HostEvidence(0.8, corroborate_ports=True).update(_cols(swarm), np.full(3, 0.9)),
+                                  [below, 0.9, 0.9])
+    # peers dialled on their own ports
+    dialled = [(H, 50000 + i, _peer(i), 6881 + i, 6, 1000 * i) for i in range(1, 3)]
+    np.testing.assert_array_equal(HostEvidence(0.8, corroborate_ports=True).update(_cols(dialled), np.full(2, 0.9)),
+                                  [below, 0.9])
+    # withdrawn peers take their port keys with them (a scanner's servers)
+    browse = HostEvidence(0.8, corroborate_ports=True)
+    browse.update(_cols(_browse("192.0.2.50", 25)), np.full(25, 0.95))
+    assert browse._hosts["192.0.2.50"].hp_keys == {} and browse._hosts["192.0.2.50"].hp_flagged == {}
+    # the default counts peers only: the two sinks corroborate each other
+    np.testing.assert_array_equal(HostEvidence(0.8).update(_cols(sink), np.full(4, 0.99)), [below] + [0.99] * 3)
+
+
 def test_early_snapshots_read_but_do_not_feed_the_evidence():
     ev = HostEvidence(0.8)
     rows = [(H, 6881, _peer(i), 40000 + i, 17, 1000 * i) for i in range(1, 4)]
