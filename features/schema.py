@@ -104,7 +104,7 @@ def feature_columns(splt_n: int = 32, *, port_features: bool = True,
     cols = (COUNTER_FEATURES + STAT_FEATURES + FLAG_FEATURES + splt_columns(splt_n)
             + DERIVED_FEATURES + HOST_FEATURES)
     if port_features:
-        cols = cols + [c for c in PORT_FEATURES if port_number_features or c not in PORT_NUMBER_FEATURES]
+        cols = cols + port_feature_columns(port_number_features)
     drop = set()
     if not timing_features:
         drop |= set(timing_feature_columns(splt_n))
@@ -125,9 +125,10 @@ def timing_feature_columns(splt_n: int = 32) -> list[str]:
     return TIMING_FEATURES + splt_columns(splt_n, "piat_ms")
 
 
-def port_feature_columns() -> list[str]:
-    """Every model feature derived from port numbers (the port ablation removes these)."""
-    return list(PORT_FEATURES)
+def port_feature_columns(port_numbers: bool = True) -> list[str]:
+    """Every model feature derived from port numbers (the port ablation removes these); without
+    port_numbers, only how hosts use their ports (PORT_NUMBER_FEATURES left out)."""
+    return [c for c in PORT_FEATURES if port_numbers or c not in PORT_NUMBER_FEATURES]
 
 
 def identity_columns() -> list[str]:

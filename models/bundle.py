@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from p2pdetect.features.config import ExtractConfig
-from p2pdetect.features.schema import (PORT_FEATURES, PORT_NUMBER_FEATURES, SCHEMA_VERSION, TIMING_FEATURES,
-                                       feature_columns, sequence_feature_columns)
+from p2pdetect.features.schema import (PORT_NUMBER_FEATURES, SCHEMA_VERSION, TIMING_FEATURES, feature_columns,
+                                       port_feature_columns, sequence_feature_columns)
 from p2pdetect.errors import BadConfigError, BadModelError, OutputError
 from p2pdetect.models.predictor import column_major, make_predictor
 from p2pdetect.outputs import check_output_dir, commit_dir, new_output_dir
@@ -87,7 +87,7 @@ class ModelBundle:
     @property
     def port_features(self) -> bool:
         """Whether the model sees the coarse port facts (False for the port-ablation model)."""
-        return set(PORT_FEATURES) - set(PORT_NUMBER_FEATURES) <= set(self.feature_names)
+        return set(port_feature_columns(port_numbers=False)) <= set(self.feature_names)
 
     @property
     def port_number_features(self) -> bool:
@@ -298,7 +298,7 @@ def save_bundle(path: str | os.PathLike, booster, *, feature_names: list[str],
         "created": created.isoformat(timespec="seconds"),
         "schema_version": SCHEMA_VERSION,
         "feature_names": list(feature_names),
-        "port_features": set(PORT_FEATURES) - set(PORT_NUMBER_FEATURES) <= set(feature_names),
+        "port_features": set(port_feature_columns(port_numbers=False)) <= set(feature_names),
         "port_number_features": set(PORT_NUMBER_FEATURES) <= set(feature_names),
         "timing_features": set(TIMING_FEATURES) <= set(feature_names),
         "sequence_features": set(sequence_feature_columns(extract_config.splt_n)) <= set(feature_names),

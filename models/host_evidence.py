@@ -125,7 +125,7 @@ class _Host:
         self.peers: set = set()
         self.flagged: dict = {}     # peer -> best model score among its flows called P2P
         self.hp_flagged: dict = {}  # peers of its flows called P2P between two high ports -> their (<= 2) port keys
-        self.hp_keys: dict = {}     # port key (HostEvidence._port_key) -> how many of those peers hold it
+        self.hp_keys: dict = {}     # corroborate_ports: port key (HostEvidence._port_key) -> peers holding it
         self.endpoints: dict = {}   # (port, proto) -> {peer: best score}
         self.score = 0.0
         self.p2p = False
@@ -190,11 +190,12 @@ class HostEvidence:
         h = self._hosts.get(ip)
         return h.score if h is not None and h.p2p else 0.0
 
-    def _port_key(self, peer: str, port: int, peer_port: int):
-        """What a flow between high ports counts as for corroboration, seen from the host on
+    @staticmethod
+    def _port_key(peer: str, port: int, peer_port: int):
+        """What a flow between high ports counts as for corroborate_ports, seen from the host on
         `port`: the peer's port, or the peer itself when the two ports are the same (a one-port
-        swarm) or corroborate_ports is off."""
-        return peer if peer_port == port or not self.corroborate_ports else peer_port
+        swarm)."""
+        return peer if peer_port == port else peer_port
 
     def _corroborated(self, a: str, b: str, t: int, high: bool, a_port: int = 0, b_port: int = 0) -> bool:
         """Whether host a or host b has, within idle_s before t, flows called P2P with
@@ -209,15 +210,15 @@ class HostEvidence:
             h = self._hosts.get(ip)
             if h is None or h.last_flag_ms < horizon:
                 continue
-            if hp:
-                n = len(h.hp_flagged) + (high and peer not in h.hp_flagged)
-                if n >= need:
-                    k = self._port_key(peer, port, peer_port)
-                    if len(h.hp_keys) + (high and k not in h.hp_keys) >= min(need, 2):
-                        return True
-                continue
-            if len(h.flagged) + (peer not in h.flagged) >= need:
-                return True
+            if not hp:
+                if len(h.flagged) + (peer not in h.flagged) >= need:
+                    return True
+            elif len(h.hp_flagged) + (high and peer not in h.hp_flagged) >= need:
+                if not self.corroborate_ports:
+                    return True
+                k = self._port_key(peer, port, peer_port)
+                if len(h.hp_keys) + (high and k not in h.hp_keys) >= min(need, 2):
+                    return True
         return False
 
     @staticmethod
@@ -393,7 +394,10 @@ class HostEvidence:
         if peer in h.flagged or len(h.flagged) < self.max_peers:
             h.flagged[peer] = max(score, h.flagged.get(peer, 0.0))
         if high and (peer in h.hp_flagged or len(h.hp_flagged) < self.max_peers):
-            self._hp_add(h, peer, self._port_key(peer, port, peer_port))
+            if self.corroborate_ports:
+                self._hp_add(h, peer, self._port_key(peer, port, peer_port))
+            else:
+                h.hp_flagged.setdefault(peer, [])
         ep = h.endpoints.setdefault((port, proto), {})
         if peer in ep or len(ep) < self.max_peers:
             ep[peer] = max(score, ep.get(peer, 0.0))

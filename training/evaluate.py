@@ -11,7 +11,7 @@ from dataclasses import replace
 import numpy as np
 import pyarrow as pa
 
-from p2pdetect.features.schema import PORT_NUMBER_FEATURES, port_feature_columns
+from p2pdetect.features.schema import port_feature_columns
 from p2pdetect.models.host_evidence import score_table
 from p2pdetect.errors import BadDatasetError
 from p2pdetect.training import metrics as M
@@ -233,8 +233,7 @@ def _ablation(dataset, final_mask, bundle, train_config, n_splits, y, byts, app,
     if bundle.target_fpr is not None:
         cfg = replace(cfg, target_fpr=float(bundle.target_fpr))
     runs = port_ablation(dataset, cfg, n_splits)
-    used = [c for c in port_feature_columns() if cfg.port_number_features or c not in PORT_NUMBER_FEATURES]
-    res: dict = {"method": ABLATION_METHOD, "port_features": used,
+    res: dict = {"method": ABLATION_METHOD, "port_features": port_feature_columns(cfg.port_number_features),
                  "train_config": cfg.to_dict()}
     early_y = None
     if final_mask is not None:
