@@ -20,7 +20,7 @@ from p2pdetect.training.dpi_labels import dpi_label, dpi_labels
 from p2pdetect.training.split import grouped_folds, grouped_split
 from p2pdetect.training.synthetic import synthetic_table
 from p2pdetect.training.threshold import rates_at, threshold_for_fpr
-from p2pdetect.training.train import train_model
+from p2pdetect.training.train import fit_booster, train_model
 
 FAST = TrainConfig(max_rounds=15, num_threads=1)
 
@@ -172,8 +172,29 @@ def test_train_model_uses_only_model_features(table):
     assert set(port_feature_columns()) - set(PORT_NUMBER_FEATURES) <= set(no_numbers.feature_names)
 
 
+def test_port_number_gain_makes_the_trees_lean_less_on_which_port_a_flow_uses():
+    # the label follows a behaviour (a noisy score) and, nearly as well, the port number
+    rng = np.random.default_rng(0)
+    behaviour = rng.normal(size=4000)
+    y = (behaviour + rng.normal(scale=0.5, size=4000) > 0).astype(np.int8)
+    X = np.c_[behaviour, (y == 0) ^ (rng.random(4000) < 0.2)].astype(np.float64)
+    names = ["host_behaviour", "dst_port_wellknown"]
+
+    def port_number_share(gain: float) -> float:
+        b = fit_booster(X, y, None, None, names, TrainConfig(num_threads=1, port_number_gain=gain), rounds=20)
+        g = b.feature_importance("gain")
+        return g[1] / g.sum()
+
+    full, soft = port_number_share(1.0), port_number_share(0.1)
+    assert full > 0.05 and soft < full / 2
+    assert TrainConfig().lgb_params(1.0, names).get("feature_contri") is None
+    assert TrainConfig(port_number_gain=0.5).lgb_params(1.0, names)["feature_contri"] == [1.0, 0.5]
+    with pytest.raises(ValueError, match="port_number_gain"):
+        TrainConfig(port_number_gain=0)
+
+
 def test_bagged_model_is_one_forest_scoring_the_mean_of_its_bags(table):
-    from p2pdetect.training.train import average_boosters, bag_seed, feature_matrix, fit_booster
+    from p2pdetect.training.train import average_boosters, bag_seed, feature_matrix
 
     names = feature_columns(32, timing_features=False, sequence_features=False)
     X = feature_matrix(table, names)

@@ -31,6 +31,9 @@ class TrainConfig:
         without them found more of BiglyBT (85.2 -> 90.7 % of flows), ctorrent and WebTorrent,
         but less of libtorrent (89.3 -> 85.5 %, bytes 82.2 -> 73.2 %) and flagged more real
         ordinary flows (8 -> 10 of 2,713, over the 0.3 % target; docs/evaluation.md, session 13).
+    port_number_gain: each split on a port-number fact (above) counts this share of its gain
+        (LightGBM feature_contri), so the trees use which port a flow is on only where how the
+        flow and its hosts behave does not tell as well (1 = as any feature).
     timing_features: True also trains on features that measure absolute time (durations,
         inter-arrival times, the RTT estimate). Off by default: they describe the network path as
         much as the application, and leaving one network class out (loopback, wan-low/mid/high,
@@ -83,6 +86,7 @@ class TrainConfig:
     threshold_folds: int = 4
     port_features: bool = True
     port_number_features: bool = True
+    port_number_gain: float = 1.0
     timing_features: bool = False
     sequence_features: bool = False
     seed: int = 0
@@ -128,6 +132,8 @@ class TrainConfig:
         check_param(own, "port_features", self.port_features, isinstance(self.port_features, bool), "a bool")
         check_param(own, "port_number_features", self.port_number_features,
                     isinstance(self.port_number_features, bool), "a bool")
+        check_param(own, "port_number_gain", self.port_number_gain,
+                    is_num(self.port_number_gain) and 0 < self.port_number_gain <= 1, "a number in (0, 1]")
         check_param(own, "timing_features", self.timing_features, isinstance(self.timing_features, bool),
                     "a bool")
         check_param(own, "sequence_features", self.sequence_features,
@@ -139,9 +145,16 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def lgb_params(self, scale_pos_weight: float = 1.0) -> dict:
-        """LightGBM parameters for a binary classifier with these settings."""
-        return {
+    def lgb_params(self, scale_pos_weight: float = 1.0, feature_names: list[str] | None = None) -> dict:
+        """LightGBM parameters for a binary classifier with these settings (feature_names: the
+        model's features, in order, for the port-number facts' share of split gain)."""
+        extra = {}
+        if feature_names is not None and self.port_number_gain < 1:
+            from p2pdetect.features.schema import PORT_NUMBER_FEATURES
+
+            extra["feature_contri"] = [self.port_number_gain if n in PORT_NUMBER_FEATURES else 1.0
+                                       for n in feature_names]
+        return {**extra,
             "objective": "binary",
             "metric": ["binary_logloss", "auc"],
             "num_leaves": self.num_leaves,

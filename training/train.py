@@ -137,7 +137,7 @@ def _fit_one(X: np.ndarray, y: np.ndarray, Xv: np.ndarray | None, yv: np.ndarray
     w = np.ones(len(y)) if w is None else w
     pos = float(w[y == 1].sum())
     spw = float(w[y == 0].sum()) / pos if (config.balance_classes and pos > 0) else 1.0
-    params = {**config.lgb_params(scale_pos_weight=spw), "seed": seed}
+    params = {**config.lgb_params(scale_pos_weight=spw, feature_names=names), "seed": seed}
     dtrain = lgb.Dataset(X, y, weight=w, feature_name=names, free_raw_data=True)
     if Xv is None:
         return lgb.train(params, dtrain, num_boost_round=rounds or config.max_rounds)
