@@ -13,6 +13,7 @@ log = logging.getLogger("p2pdetect.train")
 
 #: which option sets which configuration field (errors name the option: p2pdetect.options)
 CONFIG_OPTIONS = {"TrainConfig.target_fpr": "--target-fpr", "TrainConfig.seed": "--seed",
+                  "TrainConfig.port_number_gain": "--port-number-gain",
                   "TrainConfig.num_threads": "--threads", "ExtractConfig.snapshot_packets": "--early-packets"}
 
 
@@ -48,6 +49,9 @@ def add_parser(sub) -> None:
     p.add_argument("--no-port-number-features", action="store_true",
                    help="train without the facts that say whether a flow's ports are below 1024 (to them a "
                         "peer listening on 443 or 25 is a server); how hosts use their ports stays")
+    p.add_argument("--port-number-gain", type=float, default=0.3, metavar="G",
+                   help="share of split gain a port-number fact counts, so the trees prefer how flows and "
+                        "hosts behave to which port they use; 1 = as any feature (default 0.3)")
     p.add_argument("--timing-features", action="store_true",
                    help="also train on absolute timings (durations, inter-arrival times, RTT): they "
                         "describe the network path as much as the application, so they are off by default")
@@ -73,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     extract = ExtractConfig(snapshot_packets=args.early_packets)
     config = TrainConfig(target_fpr=args.target_fpr, port_features=not args.no_port_features,
                          port_number_features=not args.no_port_number_features,
+                         port_number_gain=args.port_number_gain,
                          timing_features=args.timing_features,
                          sequence_features=args.sequence_features, seed=args.seed, num_threads=args.threads)
     check_bundle_path(args.output, inputs=args.datasets)

@@ -187,7 +187,7 @@ def test_port_number_gain_makes_the_trees_lean_less_on_which_port_a_flow_uses():
 
     full, soft = port_number_share(1.0), port_number_share(0.1)
     assert full > 0.05 and soft < full / 2
-    assert TrainConfig().lgb_params(1.0, names).get("feature_contri") is None
+    assert TrainConfig(port_number_gain=1.0).lgb_params(1.0, names).get("feature_contri") is None
     assert TrainConfig(port_number_gain=0.5).lgb_params(1.0, names)["feature_contri"] == [1.0, 0.5]
     with pytest.raises(ValueError, match="port_number_gain"):
         TrainConfig(port_number_gain=0)
@@ -238,6 +238,7 @@ def test_train_cli_writes_a_loadable_bundle(flow_table_path, tmp_path):
     assert meta["training"]["label_counts"]["p2p"] > 0
     assert meta["training"]["split"]["valid"]["captures"] >= 1
     assert meta["target_fpr"] == 0.003 == TrainConfig().target_fpr
+    assert meta["training"]["train_config"]["port_number_gain"] == 0.3 == TrainConfig().port_number_gain
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -246,6 +247,7 @@ def test_train_cli_writes_a_loadable_bundle(flow_table_path, tmp_path):
     (["train", "{txt}", "-o", "{out}"], "not a flow table"),
     (["train", "{flows}", "-o", "/nonexistent-dir/model"], "does not exist"),
     (["train", "{flows}", "-o", "{out}", "--target-fpr", "2"], "--target-fpr must be"),
+    (["train", "{flows}", "-o", "{out}", "--port-number-gain", "0"], "--port-number-gain must be"),
     (["train", "{pcap}", "-o", "{out}"], "labels"),
 ])
 def test_train_cli_bad_inputs_exit_2_one_line(args, needle, tmp_path, flow_table_path):
