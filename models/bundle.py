@@ -95,6 +95,13 @@ class ModelBundle:
         return set(PORT_NUMBER_FEATURES) <= set(self.feature_names)
 
     @property
+    def port_number_gain(self) -> float:
+        """The share of split gain the port-number facts counted in training
+        (TrainConfig.port_number_gain; 1 for bundles trained before the setting existed)."""
+        cfg = self.metadata.get("training", {}).get("train_config") or {}
+        return float(cfg.get("port_number_gain", 1.0))
+
+    @property
     def timing_features(self) -> bool:
         """Whether the model sees absolute timings (False for the timing-ablation model)."""
         return set(TIMING_FEATURES) <= set(self.feature_names)

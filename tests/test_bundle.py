@@ -75,6 +75,16 @@ def test_a_model_without_port_numbers_loads_and_says_so(tmp_path, trained):
     assert b.port_features and not b.port_number_features
     assert json.loads((tmp_path / "m" / METADATA_FILE).read_text())["port_number_features"] is False
     assert "dst_port_wellknown" not in b.feature_names and "dst_host_high_port_peers" in b.feature_names
+    assert b.port_number_gain == 1.0   # trained before the setting existed: the port facts at full gain
+
+
+def test_a_bundle_says_how_much_gain_its_port_number_facts_counted(tmp_path, trained):
+    table, _ = trained
+    cfg = TrainConfig(max_rounds=5, num_threads=1, port_number_gain=0.3)
+    res = train_model(table, ExtractConfig(), cfg)
+    save_bundle(tmp_path / "m", res.booster, feature_names=res.feature_names, extract_config=ExtractConfig(),
+                threshold=res.threshold, target_fpr=0.003, training={"train_config": cfg.to_dict()}, metrics={})
+    assert load_bundle(tmp_path / "m").port_number_gain == 0.3
 
 
 def test_bundle_is_plain_text_and_json(bundle_dir):

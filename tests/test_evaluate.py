@@ -88,7 +88,8 @@ class _StubBundle:
     def __init__(self, names):
         self.bundle_id, self.path, self.threshold, self.target_fpr = "stub", Path("."), THRESHOLD, 0.005
         self.feature_names, self.port_features, self.num_threads = names, True, 1
-        self.port_number_features = True
+        self.port_number_features, self.port_number_gain = True, 0.5
+        self.timing_features = self.sequence_features = False
         self.extract_config = ExtractConfig()
         self.evidence = {"corroborate_peers": 1}   # every flow on its own score: metrics by hand
         self.booster = _StubBooster(names)
@@ -356,3 +357,20 @@ def test_report_leads_with_out_of_distribution(real_report):
     page = (real_report / "report.html").read_text()
     assert page.index("id='out-of-distribution'") < page.index("id='summary'")
     assert "no model can be trained without this group" in page
+
+
+def test_leave_one_out_models_are_trained_with_the_evaluated_bundles_settings(monkeypatch):
+    import p2pdetect.training.group_eval as group_eval
+
+    seen = {}
+
+    def fake_group_out(dataset, group_by, config, inputs=(), n_splits=5):
+        seen["config"] = config
+        return {"group_by": group_by, "groups": []}
+
+    monkeypatch.setattr(group_eval, "group_out", fake_group_out)
+    m = evaluate(_StubBundle(["bytes_ratio", "is_udp", "splt_ps_0"]), _hand_dataset(), early=False,
+                 group_by="implementation")
+    cfg = seen["config"]
+    assert m["out_of_distribution"]["group_by"] == "implementation"
+    assert (cfg.port_number_gain, cfg.port_number_features, cfg.target_fpr, cfg.corroborate_peers) == (0.5, True, 0.005, 1)

@@ -171,6 +171,7 @@ def evaluate(bundle, dataset: Dataset, *, ablation: bool = False, train_config=N
         cfg = train_config or TrainConfig()
         cfg = replace(cfg, port_features=bool(bundle.port_features),
                       port_number_features=bool(bundle.port_number_features),
+                      port_number_gain=float(bundle.port_number_gain),
                       timing_features=bool(bundle.timing_features),
                       sequence_features=bool(bundle.sequence_features),
                       corroborate_peers=int(bundle.evidence.get("corroborate_peers", 1)),
@@ -229,7 +230,7 @@ def _ablation(dataset, final_mask, bundle, train_config, n_splits, y, byts, app,
     from p2pdetect.training.config import TrainConfig
     from p2pdetect.training.crossval import port_ablation
 
-    cfg = train_config or TrainConfig()
+    cfg = replace(train_config or TrainConfig(), port_number_gain=float(bundle.port_number_gain))
     if bundle.target_fpr is not None:
         cfg = replace(cfg, target_fpr=float(bundle.target_fpr))
     runs = port_ablation(dataset, cfg, n_splits)
