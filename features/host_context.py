@@ -57,6 +57,11 @@ _INT = {"ep_remote_ips", "ep_remote_ports", "ep_flows", "host_fanout", "host_flo
 CONTEXT_COLUMNS = [f"{s}_{c}" for s in ("src", "dst") for c in _SIDE] + ["pair_tcp_and_udp"]
 assert set(CONTEXT_COLUMNS) <= set(HOST_FEATURES) | set(PORT_FEATURES)
 
+#: What the columns hold for a flow none of whose endpoints or hosts had an earlier flow in the
+#: window (a host's first flow, a one-flow capture): counts 0, shares and ratios undefined.
+NO_HISTORY = {f"{s}_{c}": (0 if c in _INT else float("nan")) for s in ("src", "dst") for c in _SIDE}
+NO_HISTORY["pair_tcp_and_udp"] = 0
+
 
 def high_port(port: int) -> bool:
     """Neither a port below 1024 nor a registered service port."""

@@ -119,6 +119,15 @@ def test_host_context_counts_by_hand():
     assert out["dst_tcp_udp_same_port"][8] == 0
 
 
+def test_no_history_is_what_a_first_flow_gets():
+    from p2pdetect.features.host_context import CONTEXT_COLUMNS, NO_HISTORY
+
+    out = HostContext().transform(_cols(FLOWS[:1]))
+    assert sorted(NO_HISTORY) == sorted(CONTEXT_COLUMNS)
+    for name, value in NO_HISTORY.items():
+        np.testing.assert_array_equal(out[name], [value], err_msg=name)
+
+
 def test_host_context_window_forgets_old_flows():
     out = HostContext(window_s=2.5).transform(_cols(FLOWS))
     # flow 2 at t=3000 ms sees flows ending at >= 500 ms: both earlier peers

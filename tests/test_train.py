@@ -193,6 +193,36 @@ def test_port_number_gain_makes_the_trees_lean_less_on_which_port_a_flow_uses():
         TrainConfig(port_number_gain=0)
 
 
+def test_isolated_copies_teach_the_trees_a_flow_without_history():
+    from p2pdetect.features.host_context import NO_HISTORY
+    from p2pdetect.training.train import with_isolated_copies
+
+    # the label shows in a flow-shape feature and, more sharply, in the host's evidence
+    rng = np.random.default_rng(0)
+    y = (rng.random(4000) < 0.5).astype(np.int8)
+    shape = y + rng.normal(scale=0.6, size=4000)
+    fanout = np.where(y == 1, rng.integers(20, 40, 4000), rng.integers(0, 3, 4000))
+    ratio = np.where(y == 1, 1.0, 0.2)
+    names = ["ps_mean_over_max", "src_host_fanout", "src_ep_ip_port_ratio"]
+    X = np.c_[shape, fanout, ratio]
+    Xi, yi, wi = with_isolated_copies(X, y, None, names, 0.5)
+    assert Xi.shape == (8000, 3) and (yi[4000:] == y).all() and (wi == np.r_[np.ones(4000), np.full(4000, 0.5)]).all()
+    assert (Xi[4000:, 0] == shape).all() and (Xi[4000:, 1] == NO_HISTORY["src_host_fanout"]).all()
+    assert np.isnan(Xi[4000:, 2]).all()
+    assert with_isolated_copies(X, y, None, names, 0.0)[0] is X
+    # alone, a P2P flow is told by its shape only when the trees trained on flows alone
+    alone = np.c_[shape, np.zeros(4000), np.full(4000, np.nan)]
+    cfg = dict(num_threads=1, min_child_samples=5)
+
+    def recall_alone(weight: float) -> float:
+        b = fit_booster(X, y, None, None, names, TrainConfig(isolated_weight=weight, **cfg), rounds=20)
+        return float((b.predict(alone)[y == 1] >= 0.5).mean())
+
+    assert recall_alone(0.0) < 0.2 and recall_alone(0.5) > 0.7
+    with pytest.raises(ValueError, match="isolated_weight"):
+        TrainConfig(isolated_weight=-1)
+
+
 def test_bagged_model_is_one_forest_scoring_the_mean_of_its_bags(table):
     from p2pdetect.training.train import average_boosters, bag_seed, feature_matrix
 

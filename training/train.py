@@ -74,7 +74,10 @@ def fit_booster(X: np.ndarray, y: np.ndarray, Xv: np.ndarray | None, yv: np.ndar
                 names: list[str], config: TrainConfig, w: np.ndarray | None = None,
                 wv: np.ndarray | None = None, *, rounds: int | None = None, quiet: bool = False):
     """LightGBM binary classifier, early-stopped on the validation flows (or a fixed number of
-    rounds per bag); with config.bags > 1 the average of that many, one forest (average_boosters)."""
+    rounds per bag); with config.bags > 1 the average of that many, one forest (average_boosters).
+    With config.isolated_weight > 0 it also trains on every flow as it looks with no history
+    (with_isolated_copies); the validation flows stay as they are."""
+    X, y, w = with_isolated_copies(X, y, w, names, config.isolated_weight)
     first = _fit_one(X, y, Xv, yv, names, config, w, wv, rounds=rounds, quiet=quiet, seed=config.seed)
     if config.bags == 1:
         return first
@@ -85,6 +88,28 @@ def fit_booster(X: np.ndarray, y: np.ndarray, Xv: np.ndarray | None, yv: np.ndar
     if not quiet:
         log.info("train: %d bags of %d trees, averaged", config.bags, rounds)
     return booster
+
+
+def with_isolated_copies(X: np.ndarray, y: np.ndarray, w: np.ndarray | None, names: list[str],
+                         weight: float) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """X, y and w followed by a copy of every row as the flow would look if none of its
+    endpoints or hosts had an earlier flow in the window (features.host_context.NO_HISTORY),
+    weighing ``weight`` times the original; unchanged when weight is 0 or no column is context.
+
+    In the corpus a P2P flow nearly always comes with its host's other flows, and a real ordinary
+    flow often alone (small captures): without the copies the trees learn "no history" as a sign
+    of ordinary traffic, and a P2P flow seen alone (a one-flow capture, a host's first flow, a
+    sampled link) must then be told by its own shape against that."""
+    from p2pdetect.features.host_context import NO_HISTORY
+
+    cols = [(j, NO_HISTORY[c]) for j, c in enumerate(names) if c in NO_HISTORY]
+    if weight <= 0 or not cols:
+        return X, y, w
+    Xi = np.array(X, dtype=np.float64, copy=True)
+    for j, v in cols:
+        Xi[:, j] = v
+    w = np.ones(len(y)) if w is None else np.asarray(w, dtype=np.float64)
+    return np.vstack([X, Xi]), np.concatenate([y, y]), np.concatenate([w, w * weight])
 
 
 def bag_seed(seed: int, bag: int) -> int:
