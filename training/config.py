@@ -68,10 +68,10 @@ class TrainConfig:
     isolated_weight: every training flow is also trained on as it would look with no earlier
         flow of its endpoints or hosts (no host evidence: a one-flow capture, a host's first
         flow), with this weight against the original (training.train.with_isolated_copies);
-        0 = off. Off by default: at 0.5, leaving each implementation out (seed 0), the model
-        found 0.7-2.9 points fewer flows of BiglyBT, ctorrent and libtorrent (WebTorrent +0.4)
-        and flagged fewer ordinary flows (real 6 -> 3 of 2,713, P2P-free 29 -> 15); the real
-        captures' lone BitTorrent flows stayed missed (docs/evaluation.md, session 15).
+        0 = off. Off by default: at 0.5, leaving each implementation out (3 seeds), more bytes
+        of ctorrent and libtorrent were found (97.9 and 81.9 % vs 94.8 and 76.5 %) but fewer
+        flows of BiglyBT and ctorrent, and real ordinary flows flagged rose from 6 to 8.3 of
+        2,713 (two seeds over 0.3 %; docs/evaluation.md, session 15).
     corroborate_peers: a flow the model calls P2P is flagged on its own score only when one of
         its hosts has flows called P2P with this many distinct peers, counting it
         (models.host_evidence; 1 = off). The bundle records it: the threshold is chosen with it.
