@@ -40,6 +40,9 @@ class ExtractConfig:
     snapshot_packets: when > 0, extraction also writes an *early* row per flow that reaches
         this many packets: the flow as the live scorer's early verdict sees it (counters so
         far, host context as it stands). Models train on both stages; 0 = final rows only.
+    peers_in_progress: with snapshot_packets (without, it changes nothing), an answered TCP connection also counts in its
+        hosts' fan-out and high-port peers from that snapshot until it ends (features.host_context;
+        off by default: docs/evaluation.md, session 16, measured it).
     """
 
     splt_n: int = 32
@@ -48,6 +51,7 @@ class ExtractConfig:
     n_dissections: int = 20
     host_window_s: float = 300.0
     snapshot_packets: int = 0
+    peers_in_progress: bool = False
 
     def __post_init__(self) -> None:
         own = type(self).__name__
@@ -65,12 +69,16 @@ class ExtractConfig:
         check_param(own, "snapshot_packets", self.snapshot_packets,
                     is_int(self.snapshot_packets) and (self.snapshot_packets == 0 or self.snapshot_packets >= 2),
                     "0 (off) or an int >= 2")
+        check_param(own, "peers_in_progress", self.peers_in_progress,
+                    isinstance(self.peers_in_progress, bool), "a bool")
 
     def same_features(self, other: "ExtractConfig") -> bool:
-        """True when both give the same feature values (snapshot_packets only adds early rows)."""
+        """True when both give the same feature values: snapshot_packets only adds early rows,
+        unless peers_in_progress lets its snapshots into host context (then final rows differ)."""
         mine, theirs = self.to_dict(), other.to_dict()
-        mine.pop("snapshot_packets")
-        theirs.pop("snapshot_packets")
+        if not (self.peers_in_progress or other.peers_in_progress):
+            mine.pop("snapshot_packets")
+            theirs.pop("snapshot_packets")
         return mine == theirs
 
     def to_dict(self) -> dict:

@@ -18,7 +18,7 @@ from p2pdetect.features.captures import CaptureInfo, find_captures, validate_cap
 from p2pdetect.features.config import ExtractConfig
 from p2pdetect.features.featurize import FlowFeaturizer
 from p2pdetect.features.reader import prepare_capture
-from p2pdetect.features.snapshot_meter import FINAL, MeterSpec, run_meter
+from p2pdetect.features.snapshot_meter import EARLY_EVIDENCE, EVIDENCE, FINAL, MeterSpec, run_meter
 from p2pdetect.features.table import to_arrow
 from p2pdetect.errors import BadCaptureError
 
@@ -96,8 +96,9 @@ class _Chunks:
             else:
                 self.rows.extend(r for r, s in zip(rows, stages) if s == FINAL)
             return
-        final = np.frombuffer(bytes(stages), dtype=np.uint8) == FINAL
-        self.pieces.append(to_arrow(self.featurizer.transform_rows(rows, remember=final)))
+        stage = np.frombuffer(bytes(stages), dtype=np.uint8)
+        self.pieces.append(to_arrow(self.featurizer.transform_rows(
+            rows, remember=stage == FINAL, evidence=(stage == EVIDENCE) | (stage == EARLY_EVIDENCE))))
 
 
 def _meter(path: Path, source: str, config: ExtractConfig, chunks: _Chunks, early: bool = True) -> None:

@@ -41,22 +41,27 @@ class FlowFeaturizer:
         """Every column `transform` returns, in table order."""
         return IDENTITY_COLUMNS + AUDIT_COLUMNS + feature_columns(self.config.splt_n)
 
-    def transform(self, flows: Sequence, *, remember=True) -> dict[str, np.ndarray]:
+    def transform(self, flows: Sequence, *, remember=True, evidence=None) -> dict[str, np.ndarray]:
         """Columns for a batch of nfstream NFlow objects, in meter order."""
-        return self.transform_columns(columns_from_flows(flows, self.config.splt_n), remember=remember)
+        return self.transform_columns(columns_from_flows(flows, self.config.splt_n), remember=remember,
+                                      evidence=evidence)
 
-    def transform_rows(self, rows: Sequence[tuple], *, remember=True) -> dict[str, np.ndarray]:
+    def transform_rows(self, rows: Sequence[tuple], *, remember=True, evidence=None) -> dict[str, np.ndarray]:
         """Columns for a batch of flows given as features.meter.flow_row tuples."""
-        return self.transform_columns(columns_from_rows(rows, self.config.splt_n), remember=remember)
+        return self.transform_columns(columns_from_rows(rows, self.config.splt_n), remember=remember,
+                                      evidence=evidence)
 
-    def transform_columns(self, meter: dict[str, np.ndarray], *, remember=True
+    def transform_columns(self, meter: dict[str, np.ndarray], *, remember=True, evidence=None
                           ) -> dict[str, np.ndarray]:
         """Columns for a batch given as meter columns (features.meter.columns_from_*).
 
         remember=False featurises flows that have not ended yet (early snapshots): host
         context is read but not updated and flow_index does not advance (see HostContext);
         a bool array gives it per row, for a chunk as the meter handed it over. A
-        snapshot's flow_index is the number of ended flows before it.
+        snapshot's flow_index is the number of ended flows before it. evidence (bool per row)
+        marks the evidence snapshots among them (the model's snapshot_packets): with
+        config.peers_in_progress their answered TCP connections enter host context as in
+        progress (features.host_context).
         """
         n = len(meter["protocol"])
         final = np.broadcast_to(np.asarray(remember, dtype=bool), (n,))
@@ -76,5 +81,6 @@ class FlowFeaturizer:
         out.update(derive_features(meter))
         # a snapshot's counters stop at the snapshot: the model may treat the stages apart
         out["is_snapshot"] = (~final).astype(np.int64)
-        out.update(self.host_context.transform(meter, remember=final))
+        out.update(self.host_context.transform(
+            meter, remember=final, evidence=evidence if self.config.peers_in_progress else None))
         return {c: out[c] for c in self.columns}

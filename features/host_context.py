@@ -15,9 +15,18 @@ live scorer sees them). A flow's features use only flows consumed before it, wit
 window of packet time: training never sees a future that serving cannot (DESIGN.md invariant
 2). Batch extraction and the live scorer use this same class (invariant 1).
 
-Memory is bounded by the window: state holds only the flows that ended within the last
-`window_s` seconds of packet time, and at most `max_flows` of them (the oldest leave first
-when a busy link exceeds it), so about 1 KB per flow in the window in the worst case.
+A TCP connection still in progress can count too, as a peer of its two hosts (transform's
+`evidence`; ExtractConfig.peers_in_progress, off by default): once the meter's evidence
+snapshot (the model's snapshot_packets; features/snapshot_meter.py) shows it answered, it joins
+the host's peers and high-port peers until its final row replaces it. A host's
+transfers run side by side and end together; counted only when they end, each would see none of
+the others, and a host's first transfers would look like a lone exchange. Early-verdict snapshots
+(the scorer's --early-packets) never enter the state: batch and live see the same rows.
+
+Memory is bounded by the window: state holds only the flows that ended (or, in progress, were
+last seen by their evidence snapshot) within the last `window_s` seconds of packet time, and at
+most `max_flows` of them (the oldest leave first when a busy link exceeds it), so about 1 KB
+per flow in the window in the worst case.
 """
 
 from __future__ import annotations
@@ -101,6 +110,10 @@ def _dec(table: dict, key, item) -> bool:
     return True
 
 
+class _Started(tuple):
+    """A TCP connection in progress as host context counts it: (t, ip_a, ip_b, high, key)."""
+
+
 class HostContext:
     """Stateful, causal endpoint and host evidence over a sliding window of `window_s` seconds.
 
@@ -131,6 +144,7 @@ class HostContext:
         self._ep_stats: dict = {}    # (ip, port, proto) -> [flows, failed, first seen ms]
         self._host_stats: dict = {}  # ip -> [flows, failed, bytes up, bytes down]
         self._both: dict = {}        # ip -> peers spoken to over TCP and UDP
+        self._open: dict = {}        # 5-tuple -> the _Started event of a connection in progress
 
     # state ---------------------------------------------------------------------------
     def _apply(self, ev: tuple, add: bool) -> None:
@@ -174,11 +188,33 @@ class HostContext:
                 del self._host_stats[aip]
         step(self._pair_proto, (sip, dip) if sip <= dip else (dip, sip), proto)
 
+    def _apply_started(self, ev: _Started, add: bool) -> None:
+        """A connection in progress: a peer (and a high-port peer) of both its hosts."""
+        step = _inc if add else _dec
+        _, a, b, high, _ = ev
+        step(self._peers, a, b)
+        step(self._peers, b, a)
+        if high:
+            step(self._high, a, b)
+            step(self._high, b, a)
+
+    def _close(self, key: tuple) -> None:
+        """The connection `key` ended (or restarted): it no longer counts as in progress."""
+        ev = self._open.pop(key, None)
+        if ev is not None:
+            self._apply_started(ev, False)
+
     def _evict(self) -> None:
         horizon = self._clock_ms - self._window_ms
         events = self._events
         while events and (events[0][0] < horizon or len(events) > self.max_flows):
-            self._apply(events.popleft(), False)
+            ev = events.popleft()
+            if type(ev) is _Started:
+                if self._open.get(ev[4]) is ev:  # else its final row (or a later start) took over
+                    del self._open[ev[4]]
+                    self._apply_started(ev, False)
+            else:
+                self._apply(ev, False)
 
     @property
     def active_events(self) -> int:
@@ -213,16 +249,20 @@ class HostContext:
             int(other is not None and pp is not None and other in pp),
         )
 
-    def transform(self, cols: dict[str, np.ndarray], *, remember=True) -> dict[str, np.ndarray]:
+    def transform(self, cols: dict[str, np.ndarray], *, remember=True, evidence=None) -> dict[str, np.ndarray]:
         """Evidence columns for a batch of flows in meter order, then remember the batch.
 
         remember=False scores flows that have not ended (the scorer's early snapshots): they
         see the current state, but neither enter it nor advance its clock, so every later
         flow gets exactly the context batch extraction gives it. A bool array gives it per
         row (a chunk of snapshots and ended flows, in the order the meter handed them over).
+        evidence (bool, per row) marks the snapshots that are evidence snapshots (the model's
+        snapshot_packets): an answered TCP connection among them enters the state as in
+        progress (module doc) until its final row comes.
         """
         n = len(cols["protocol"])
         keep = np.broadcast_to(np.asarray(remember, dtype=bool), (n,)).tolist()
+        starts = [False] * n if evidence is None else np.broadcast_to(np.asarray(evidence, dtype=bool), (n,)).tolist()
         sip, sport = cols["src_ip"].tolist(), cols["src_port"].tolist()
         dip, dport = cols["dst_ip"].tolist(), cols["dst_port"].tolist()
         proto, end = cols["protocol"].tolist(), cols["bidirectional_last_seen_ms"].tolist()
@@ -234,14 +274,18 @@ class HostContext:
         dst: list[tuple] = []
         pair = [0] * n
         side = self._side
+        opened = self._open
         for i in range(n):
             t = float(end[i])
             ended = keep[i]
-            if ended and t > self._clock_ms:
+            p = proto[i]
+            started = not ended and starts[i] and p == TCP and up[i] and down[i]
+            if ended and t > self._clock_ms:   # (a snapshot never moves the clock)
                 self._clock_ms = t
                 self._evict()
             now = max(t, self._clock_ms)
-            p = proto[i]
+            if opened and (ended or started):
+                self._close((sip[i], sport[i], dip[i], dport[i], p))
             src.append(side(sip[i], sport[i], p, now))
             dst.append(side(dip[i], dport[i], p, now))
             other = _OTHER.get(p)
@@ -253,6 +297,14 @@ class HostContext:
                       other is not None and high_port(sport[i]) and high_port(dport[i]))
                 self._events.append(ev)
                 self._apply(ev, True)
+                if len(self._events) > self.max_flows:
+                    self._evict()
+            elif started:
+                key = (sip[i], sport[i], dip[i], dport[i], p)
+                sev = _Started((t, sip[i], dip[i], high_port(sport[i]) and high_port(dport[i]), key))
+                opened[key] = sev
+                self._events.append(sev)
+                self._apply_started(sev, True)
                 if len(self._events) > self.max_flows:
                     self._evict()
         out: dict[str, np.ndarray] = {}

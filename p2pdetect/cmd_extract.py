@@ -11,7 +11,8 @@ log = logging.getLogger("p2pdetect.extract")
 
 #: which option sets which configuration field (errors name the option: p2pdetect.options)
 CONFIG_OPTIONS = {"ExtractConfig.splt_n": "--splt", "ExtractConfig.host_window_s": "--window",
-                  "ExtractConfig.snapshot_packets": "--early-packets"}
+                  "ExtractConfig.snapshot_packets": "--early-packets",
+                  "ExtractConfig.peers_in_progress": "--peers-in-progress"}
 
 
 def add_parser(sub) -> None:
@@ -35,6 +36,10 @@ def add_parser(sub) -> None:
     p.add_argument("--early-packets", type=int, default=0, metavar="N",
                    help="also write each flow as it looked after N packets (stage 'early'), as the "
                         "scorer's early verdict sees it; for training (default 0: final rows only)")
+    p.add_argument("--peers-in-progress", action="store_true",
+                   help="count an answered TCP connection in its hosts' peers from its --early-packets "
+                        "snapshot until it ends, not only once it ended (more P2P found, more false "
+                        "positives on real captures: docs/evaluation.md; off by default)")
     p.add_argument("--jobs", type=jobs, default=-1, metavar="N",
                    help="captures metered in parallel, -1 for one per core (default -1)")
     p.add_argument("--skip-bad", action="store_true",
@@ -63,7 +68,13 @@ def _extract(args: argparse.Namespace, paths: list[str], names: dict[str, str]) 
     from p2pdetect.progress import Progress
     from p2pdetect.training.labels import label_table, read_labels
 
-    config = ExtractConfig(splt_n=args.splt, host_window_s=args.window, snapshot_packets=args.early_packets)
+    from p2pdetect.errors import BadConfigError
+
+    if args.peers_in_progress and not args.early_packets:
+        raise BadConfigError("--peers-in-progress needs --early-packets N: connections enter host context "
+                             "at their early snapshot")
+    config = ExtractConfig(splt_n=args.splt, host_window_s=args.window, snapshot_packets=args.early_packets,
+                           peers_in_progress=args.peers_in_progress)
     captures = find_captures(paths)
     if args.labels == "auto":
         inputs = [*captures, *(c.with_name(c.stem + ".labels.csv") for c in captures)]

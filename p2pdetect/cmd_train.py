@@ -14,7 +14,8 @@ log = logging.getLogger("p2pdetect.train")
 #: which option sets which configuration field (errors name the option: p2pdetect.options)
 CONFIG_OPTIONS = {"TrainConfig.target_fpr": "--target-fpr", "TrainConfig.seed": "--seed",
                   "TrainConfig.port_number_gain": "--port-number-gain",
-                  "TrainConfig.num_threads": "--threads", "ExtractConfig.snapshot_packets": "--early-packets"}
+                  "TrainConfig.num_threads": "--threads", "ExtractConfig.snapshot_packets": "--early-packets",
+                  "ExtractConfig.peers_in_progress": "--peers-in-progress"}
 
 
 def add_dataset_args(p: argparse.ArgumentParser) -> None:
@@ -62,6 +63,10 @@ def add_parser(sub) -> None:
                    help="also train on each flow as it looks after N packets, so the scorer's early "
                         "verdicts (made at N packets) are as good as its final ones; 0 = final flows only "
                         "(default 32)")
+    p.add_argument("--peers-in-progress", action="store_true",
+                   help="count an answered TCP connection in its hosts' peers from its --early-packets "
+                        "snapshot until it ends, not only once it ended (more P2P found, more false "
+                        "positives on real captures: docs/evaluation.md; off by default)")
     p.add_argument("--seed", type=int, default=0, help="split and LightGBM seed (default 0)")
     p.add_argument("--threads", type=int, default=2, metavar="N", help="LightGBM threads (default 2)")
     p.set_defaults(func=run)
@@ -74,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     from p2pdetect.features.config import ExtractConfig
     from p2pdetect.training.datasets import load_dataset
 
-    extract = ExtractConfig(snapshot_packets=args.early_packets)
+    extract = ExtractConfig(snapshot_packets=args.early_packets, peers_in_progress=args.peers_in_progress)
     config = TrainConfig(target_fpr=args.target_fpr, port_features=not args.no_port_features,
                          port_number_features=not args.no_port_number_features,
                          port_number_gain=args.port_number_gain,

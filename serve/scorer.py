@@ -3,8 +3,10 @@
 Features come from ONE features.FlowFeaturizer per stream, the class batch extraction
 uses (DESIGN.md invariant 1): rows go through it in the order the meter handed them over;
 final flows feed its host context, early snapshots are scored against the host context as it
-stands, without being remembered: a flow enters host context once, when it ends, as in batch
-extraction, so every flow's verdicts equal the offline ones.
+stands, without being remembered: a flow enters host context when it ends (and, with the
+model's ExtractConfig.peers_in_progress, an answered TCP connection also when its evidence
+snapshot comes, as in progress), as in batch extraction, so every flow's verdicts equal the
+offline ones.
 
 Model scores then pass through ONE models.HostEvidence per stream (the class batch evaluation
 uses): a flow on an endpoint already known to be P2P is flagged from its first verdict, and
@@ -61,8 +63,8 @@ class StreamScorer:
         final flows entering it; evidence snapshots feed the host evidence and are dropped."""
         stages = np.frombuffer(bytes(batch.stages), dtype=np.uint8)
         final = stages == FINAL
-        cols = self.featurizer.transform_rows(batch.rows, remember=final)
         evidence = (stages == EVIDENCE) | (stages == EARLY_EVIDENCE)
+        cols = self.featurizer.transform_rows(batch.rows, remember=final, evidence=evidence)
         scores = self.evidence.update(cols, self.bundle.predict_proba(cols), remember=final,
                                       evidence=evidence if evidence.any() else None)
         out = np.where(final, FINAL, EARLY).astype(np.uint8)

@@ -213,10 +213,19 @@ def test_flow_rows_helper_matches_fields(tmp_path):
     ({"splt_n": 0}, r"The 'splt_n' parameter of ExtractConfig must be an int in \[1, 255\]. Got 0 instead."),
     ({"idle_timeout": -5}, r"The 'idle_timeout' parameter of ExtractConfig must be an int >= 1. Got -5"),
     ({"host_window_s": "x"}, r"'host_window_s' parameter of ExtractConfig must be a number > 0"),
+    ({"peers_in_progress": 1, "snapshot_packets": 32}, r"'peers_in_progress' parameter of ExtractConfig must be a bool"),
 ])
 def test_config_validation(kwargs, message):
     with pytest.raises(BadConfigError, match=message):
         ExtractConfig(**kwargs)
+
+
+def test_same_features_knows_when_snapshots_change_final_rows():
+    assert ExtractConfig(snapshot_packets=32).same_features(ExtractConfig())
+    on = ExtractConfig(snapshot_packets=32, peers_in_progress=True)
+    assert on.same_features(ExtractConfig(snapshot_packets=32, peers_in_progress=True))
+    assert not on.same_features(ExtractConfig(snapshot_packets=32))
+    assert not on.same_features(ExtractConfig(snapshot_packets=16, peers_in_progress=True))
 
 
 def test_host_context_snapshots_leave_state_untouched():
@@ -241,10 +250,12 @@ def test_host_context_mixed_chunks_equal_any_cut():
              int(rng.choice([443, 6881, 51413])), int(rng.choice([6, 17])), 1000 * i) for i in range(120)]
     cols = _cols(rows)
     ended = rng.random(120) < 0.6
-    whole = HostContext(window_s=30).transform(cols, remember=ended)
+    evidence = ~ended & (rng.random(120) < 0.7)   # the others: early-verdict snapshots only
+    whole = HostContext(window_s=30).transform(cols, remember=ended, evidence=evidence)
     ctx = HostContext(window_s=30)
     cuts = [0, 7, 8, 40, 77, 120]
-    parts = [ctx.transform({k: v[a:b] for k, v in cols.items()}, remember=ended[a:b]) for a, b in zip(cuts, cuts[1:])]
+    parts = [ctx.transform({k: v[a:b] for k, v in cols.items()}, remember=ended[a:b], evidence=evidence[a:b])
+             for a, b in zip(cuts, cuts[1:])]
     for name, col in whole.items():
         np.testing.assert_array_equal(np.concatenate([p[name] for p in parts]), col, err_msg=name)
 
@@ -270,21 +281,31 @@ def test_sample_mse_flows_unknown_to_ndpi_carry_every_feature(samples):
     assert sizes and all(96 <= s <= 608 for s in sizes), sizes
 
 
-def test_snapshot_extraction_adds_early_rows_and_keeps_final_rows(samples):
+@pytest.mark.parametrize("in_progress", [False, True])
+def test_snapshot_extraction_adds_early_rows_and_keeps_final_rows(samples, in_progress):
     """snapshot_packets=k: one early row per flow reaching k packets, seen at exactly k packets;
-    the final rows are those of plain extraction, row for row."""
+    the final rows are those of plain extraction, row for row. With peers_in_progress the host
+    counts that include TCP connections in progress (from their snapshot on) are the exception:
+    never fewer peers, here more."""
     import pyarrow.compute as pc
 
     cap = next(p for p in samples if p.name == "mixed-home.pcap")
     plain = extract_capture(cap)
-    both = extract_capture(cap, ExtractConfig(snapshot_packets=16))
+    both = extract_capture(cap, ExtractConfig(snapshot_packets=16, peers_in_progress=in_progress))
     final = both.filter(pc.equal(both.column("stage"), "final"))
     early = both.filter(pc.equal(both.column("stage"), "early"))
     assert set(plain.column("stage").to_pylist()) == {"final"}
     assert final.num_rows == plain.num_rows
+    counts = {f"{s}_host_{c}" for s in ("src", "dst") for c in ("fanout", "high_port_peers")}
     for name in plain.column_names:
         a, b = plain.column(name).to_pylist(), final.column(name).to_pylist()
+        if in_progress and name in counts:
+            assert (np.array(b) >= np.array(a)).all(), name
+            continue
         assert a == b or np.allclose(np.array(a, float), np.array(b, float), equal_nan=True), name
+    if in_progress:
+        assert sum((np.array(final.column(n).to_pylist()) > np.array(plain.column(n).to_pylist())).sum()
+                   for n in counts) > 0
     long_flows = sum(p >= 16 for p in plain.column("bidirectional_packets").to_pylist())
     assert early.num_rows == long_flows > 0
     assert set(early.column("bidirectional_packets").to_pylist()) == {16}
@@ -324,6 +345,52 @@ def test_host_evidence_by_hand():
     # once the window forgets the UDP flows, the TCP+UDP peer count falls back to 0
     late = HostContext(window_s=2.5).transform(cols)
     assert late["src_host_tcp_udp_peers"][i] == 0 and late["src_host_small_udp_peers"][i] == 0
+
+
+def _transfers(down: int = 50) -> tuple[dict, np.ndarray, np.ndarray]:
+    """A host trading with three peers between high ports over TCP: the three transfers start
+    (evidence snapshots at 1.0-1.2 s) and end together (9.0-9.2 s)."""
+    H = "127.0.3.1"
+    rows = [(H, 40001 + k, f"127.0.4.{k + 1}", 51413, 6, 1000 + 100 * k) for k in range(3)]
+    rows += [(H, 40001 + k, f"127.0.4.{k + 1}", 51413, 6, 9000 + 100 * k) for k in range(3)]
+    cols = _cols(rows)
+    cols["dst2src_bytes"] = np.array([down] * 3 + [50] * 3)
+    ended = np.array([False] * 3 + [True] * 3)
+    return cols, ended, ~ended
+
+
+def test_host_context_counts_connections_in_progress():
+    """An answered TCP connection counts as a peer from its evidence snapshot until its final row
+    replaces it: a host's transfers that end together see each other."""
+    cols, ended, evidence = _transfers()
+    out = HostContext().transform(cols, remember=ended, evidence=evidence)
+    # the starts see the transfers started before them; each final row sees the other two
+    np.testing.assert_array_equal(out["src_host_high_port_peers"], [0, 1, 2, 2, 2, 2])
+    np.testing.assert_array_equal(out["src_host_fanout"], [0, 1, 2, 2, 2, 2])
+    # counted once: the flows, failures and volumes are still those of flows that ended
+    np.testing.assert_array_equal(out["src_host_flows"], [0, 0, 0, 0, 1, 2])
+    # without the evidence flags (early-verdict snapshots only) nothing enters before the end
+    plain = HostContext().transform(cols, remember=ended)
+    np.testing.assert_array_equal(plain["src_host_high_port_peers"], [0, 0, 0, 0, 1, 2])
+    # an unanswered connection (nothing back) is no peer; nor is a UDP flow in progress
+    cols_q, _, _ = _transfers(down=0)
+    quiet = HostContext().transform(cols_q, remember=ended, evidence=evidence)
+    np.testing.assert_array_equal(quiet["src_host_high_port_peers"], [0, 0, 0, 0, 1, 2])
+    cols_u = {**cols, "protocol": np.full(6, 17)}
+    udp = HostContext().transform(cols_u, remember=ended, evidence=evidence)
+    np.testing.assert_array_equal(udp["src_host_high_port_peers"], [0, 0, 0, 0, 1, 2])
+
+
+def test_host_context_connections_in_progress_leave_with_the_window():
+    """A connection whose evidence snapshot is older than the window stops counting, and its
+    final row, when it comes, enters as any ended flow."""
+    cols, ended, evidence = _transfers()
+    cols["bidirectional_last_seen_ms"] = np.array([1000, 1100, 1200, 9000, 9100, 9200])
+    ctx = HostContext(window_s=5)
+    out = ctx.transform(cols, remember=ended, evidence=evidence)
+    # at 9.0 s the three starts (1.0-1.2 s) are out of the 5 s window
+    np.testing.assert_array_equal(out["src_host_high_port_peers"], [0, 1, 2, 0, 1, 2])
+    assert ctx.active_events == 3 and not ctx._open
 
 
 def test_host_context_max_flows_bounds_memory():

@@ -32,14 +32,17 @@ def one_flow(tmp_path_factory):
     return one_flow_capture(tmp_path_factory.mktemp("cap") / "one-flow.pcap", packets=100)
 
 
-@pytest.fixture(scope="module", params=["shipped", "stand-in"])
+@pytest.fixture(scope="module", params=["shipped", "stand-in", "in-progress"])
 def bundle(request, tmp_path_factory):
-    """The shipped model (models/default), and a stand-in trained on the samples' labelled flows."""
+    """The shipped model (models/default), a stand-in trained on the samples' labelled flows, and
+    one whose host context counts TCP connections in progress from their evidence snapshot."""
+    from p2pdetect.features import ExtractConfig
     from p2pdetect.models import load_bundle
 
     if request.param == "shipped":
         return load_bundle()
-    return build_stand_in_bundle(tmp_path_factory.mktemp("model") / "bundle")
+    config = ExtractConfig(snapshot_packets=32, peers_in_progress=True) if request.param == "in-progress" else None
+    return build_stand_in_bundle(tmp_path_factory.mktemp("model") / "bundle", config)
 
 
 def _run(source, bundle, config, tmp_path, metrics=None, *, event_type="flow"):

@@ -71,11 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--early-packets", type=int, default=32,
                     help="also train on flows as they look after N packets (the scorer's early verdicts)")
+    ap.add_argument("--peers-in-progress", action="store_true",
+                    help="count answered TCP connections in their hosts' peers from their early snapshot on")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="p2pdetect: %(message)s", stream=sys.stderr)
     try:
         sources = labelled_sources(Path(args.corpus))
-        parts = [load_dataset(sources, ExtractConfig(snapshot_packets=args.early_packets), keep_unlabelled=True)]
+        parts = [load_dataset(sources, ExtractConfig(snapshot_packets=args.early_packets,
+                                                        peers_in_progress=args.peers_in_progress), keep_unlabelled=True)]
         ndpi = Path(args.ndpi)
         if ndpi.is_dir():
             parts.append(load_dataset([_rel(ndpi)], parts[0].config, labels_from_dpi=True, skip_bad=True,
