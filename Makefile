@@ -59,6 +59,7 @@ bench: setup
 	$(PY) benchmarks/extract.py
 	$(PY) benchmarks/score.py
 	$(PY) benchmarks/inference.py
+	$(PY) benchmarks/host_context.py
 
 samples: setup
 	$(PY) -m p2pdetect.data.make_samples
