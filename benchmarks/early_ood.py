@@ -53,11 +53,12 @@ log = logging.getLogger("p2pdetect.early_ood")
 SNAPSHOT_PACKETS = 32
 
 
-def load_corpus(manifest: Path, ndpi: Path | None, jobs: int) -> Dataset:
+def load_corpus(manifest: Path, ndpi: Path | None, jobs: int, peers_in_progress: bool = False) -> Dataset:
     """The generated captures of a manifest and, where given, the nDPI-labelled real captures;
-    unlabelled flows kept, as `make model` keeps them (the threshold's evidence replay sees them)."""
-    parts = [load_dataset([manifest], ExtractConfig(snapshot_packets=SNAPSHOT_PACKETS), n_jobs=jobs,
-                          keep_unlabelled=True)]
+    unlabelled flows kept, as `make model` keeps them (the threshold's evidence replay sees them).
+    peers_in_progress: extracted with ExtractConfig.peers_in_progress."""
+    config = ExtractConfig(snapshot_packets=SNAPSHOT_PACKETS, peers_in_progress=peers_in_progress)
+    parts = [load_dataset([manifest], config, n_jobs=jobs, keep_unlabelled=True)]
     if ndpi is not None:
         parts.append(load_dataset([ndpi], parts[0].config, labels_from_dpi=True, skip_bad=True, n_jobs=jobs,
                                   keep_unlabelled=True))

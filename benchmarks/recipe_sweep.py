@@ -15,7 +15,8 @@ flows at once: compare recipes on the mean of several seeds, never on one run.
         --ndpi ../shared/captures/ndpi --group-by implementation --seeds 0 1 2 \
         --recipe --recipe --set num_leaves=7 --set max_rounds=80 --json out/sweep.json
 
-(The first, empty --recipe is the TrainConfig defaults.)
+(The first, empty --recipe is the TrainConfig defaults. --peers-in-progress extracts the corpus with
+ExtractConfig.peers_in_progress for every recipe of the run.)
 """
 
 from __future__ import annotations
@@ -121,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--jobs", type=int, default=2, help="extraction processes")
     ap.add_argument("--json", type=Path, help="write every run's figures and the summary here")
+    ap.add_argument("--peers-in-progress", action="store_true",
+                    help="extract with ExtractConfig.peers_in_progress (every recipe of the run)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     try:
@@ -134,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 current.append(mark)
         recipes = [parse_recipe(r) for r in recipes] or [{}]
-        dataset = load_corpus(args.manifest, args.ndpi, args.jobs)
+        dataset = load_corpus(args.manifest, args.ndpi, args.jobs, args.peers_in_progress)
         inputs = [args.manifest] + ([args.ndpi] if args.ndpi else [])
         results = []
         for recipe in recipes:
