@@ -25,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -67,11 +68,19 @@ def end_children() -> None:
             pass
 
 
+def _quiet_unraisable(unraisable) -> None:
+    """After a stop signal, what Python can only report as "Exception ignored" is not printed: a
+    library object the signal cut off half-built (multiprocessing's Finalize before its key was
+    set, whose weak-reference callback then fails) is no error of the command's, and the command
+    line's one line already says why it ends."""
+
+
 def _raise_interrupted(signum, frame):
     end_children()
     for s in STOP_SIGNALS:  # let the unwinding (removing temporary outputs) finish
         if signal.getsignal(s) is _raise_interrupted:
             signal.signal(s, _end_children_only)
+    sys.unraisablehook = _quiet_unraisable
     raise Interrupted(signum)
 
 
