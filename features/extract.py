@@ -18,7 +18,7 @@ from p2pdetect.features.captures import CaptureInfo, find_captures, validate_cap
 from p2pdetect.features.config import ExtractConfig
 from p2pdetect.features.featurize import FlowFeaturizer
 from p2pdetect.features.reader import prepare_capture
-from p2pdetect.features.snapshot_meter import EARLY_EVIDENCE, EVIDENCE, FINAL, MeterSpec, run_meter
+from p2pdetect.features.snapshot_meter import FINAL, MeterSpec, evidence_stages, run_meter
 from p2pdetect.features.table import to_arrow
 from p2pdetect.errors import BadCaptureError
 
@@ -98,7 +98,7 @@ class _Chunks:
             return
         stage = np.frombuffer(bytes(stages), dtype=np.uint8)
         self.pieces.append(to_arrow(self.featurizer.transform_rows(
-            rows, remember=stage == FINAL, evidence=(stage == EVIDENCE) | (stage == EARLY_EVIDENCE))))
+            rows, remember=stage == FINAL, evidence=evidence_stages(stage))))
 
 
 def _meter(path: Path, source: str, config: ExtractConfig, chunks: _Chunks, early: bool = True) -> None:

@@ -54,6 +54,11 @@ from dataclasses import dataclass
 EARLY, FINAL, EVIDENCE, EARLY_EVIDENCE = 0, 1, 2, 3
 
 
+def evidence_stages(stages):
+    """Which rows of a stage array (numpy uint8) are the model's evidence snapshots."""
+    return (stages == EVIDENCE) | (stages == EARLY_EVIDENCE)
+
+
 def _last_packet_ms(flow) -> int:
     return flow._C.bidirectional_last_seen_ms
 

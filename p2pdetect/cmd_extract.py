@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from p2pdetect.options import jobs
+from p2pdetect.options import add_peers_in_progress, jobs
 
 log = logging.getLogger("p2pdetect.extract")
 
@@ -36,10 +36,7 @@ def add_parser(sub) -> None:
     p.add_argument("--early-packets", type=int, default=0, metavar="N",
                    help="also write each flow as it looked after N packets (stage 'early'), as the "
                         "scorer's early verdict sees it; for training (default 0: final rows only)")
-    p.add_argument("--peers-in-progress", action="store_true",
-                   help="count an answered TCP connection in its hosts' peers from its --early-packets "
-                        "snapshot until it ends, not only once it ended (more P2P found, more false "
-                        "positives on real captures: docs/evaluation.md; off by default)")
+    add_peers_in_progress(p)
     p.add_argument("--jobs", type=jobs, default=-1, metavar="N",
                    help="captures metered in parallel, -1 for one per core (default -1)")
     p.add_argument("--skip-bad", action="store_true",

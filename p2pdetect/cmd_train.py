@@ -7,7 +7,7 @@ import logging
 import shlex
 import sys
 
-from p2pdetect.options import jobs
+from p2pdetect.options import add_peers_in_progress, jobs
 
 log = logging.getLogger("p2pdetect.train")
 
@@ -63,10 +63,7 @@ def add_parser(sub) -> None:
                    help="also train on each flow as it looks after N packets, so the scorer's early "
                         "verdicts (made at N packets) are as good as its final ones; 0 = final flows only "
                         "(default 32)")
-    p.add_argument("--peers-in-progress", action="store_true",
-                   help="count an answered TCP connection in its hosts' peers from its --early-packets "
-                        "snapshot until it ends, not only once it ended (more P2P found, more false "
-                        "positives on real captures: docs/evaluation.md; off by default)")
+    add_peers_in_progress(p)
     p.add_argument("--seed", type=int, default=0, help="split and LightGBM seed (default 0)")
     p.add_argument("--threads", type=int, default=2, metavar="N", help="LightGBM threads (default 2)")
     p.set_defaults(func=run)

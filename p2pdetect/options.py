@@ -34,6 +34,14 @@ def name_options(message: str, options: Mapping[str, str]) -> str:
     return f"{option} must be {m['expected']}. Got {m['value']} instead."
 
 
+def add_peers_in_progress(p: argparse.ArgumentParser) -> None:
+    """--peers-in-progress (ExtractConfig.peers_in_progress), for the commands that extract."""
+    p.add_argument("--peers-in-progress", action="store_true",
+                   help="count an answered TCP connection in its hosts' peers from its --early-packets "
+                        "snapshot until it ends, not only once it ended (more P2P found, more false "
+                        "positives on real captures: docs/evaluation.md; off by default)")
+
+
 def jobs(text: str) -> int:
     """--jobs N: processes in parallel, -1 for one per core (joblib's convention); 0 means nothing."""
     try:

@@ -25,7 +25,8 @@ import numpy as np
 from p2pdetect.features.featurize import FlowFeaturizer
 from p2pdetect.models.host_evidence import EVIDENCE_COLUMNS, HostEvidence
 from p2pdetect.serve.batching import Batch
-from p2pdetect.serve.sources import EARLY, EARLY_EVIDENCE, EVIDENCE, FINAL, MeterStats
+from p2pdetect.features.snapshot_meter import evidence_stages
+from p2pdetect.serve.sources import EARLY, EVIDENCE, FINAL, MeterStats
 
 #: Flow-table columns a verdict record carries (identity and size; never payload).
 RECORD_COLUMNS = ["src_ip", "src_port", "dst_ip", "dst_port", "protocol",
@@ -63,7 +64,7 @@ class StreamScorer:
         final flows entering it; evidence snapshots feed the host evidence and are dropped."""
         stages = np.frombuffer(bytes(batch.stages), dtype=np.uint8)
         final = stages == FINAL
-        evidence = (stages == EVIDENCE) | (stages == EARLY_EVIDENCE)
+        evidence = evidence_stages(stages)
         cols = self.featurizer.transform_rows(batch.rows, remember=final, evidence=evidence)
         scores = self.evidence.update(cols, self.bundle.predict_proba(cols), remember=final,
                                       evidence=evidence if evidence.any() else None)
