@@ -71,8 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--early-packets", type=int, default=32,
                     help="also train on flows as they look after N packets (the scorer's early verdicts)")
-    ap.add_argument("--peers-in-progress", action="store_true",
-                    help="count answered TCP connections in their hosts' peers from their early snapshot on")
+    ap.add_argument("--peers-in-progress", action=argparse.BooleanOptionalAction, default=True,
+                    help="count answered TCP connections in their hosts' peers from their early snapshot on "
+                         "(the shipped model does; default: on)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="p2pdetect: %(message)s", stream=sys.stderr)
     try:
@@ -89,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
                         _rel(ndpi))
         dataset = concat_datasets(parts)
         build_bundle(dataset, args.output, TrainConfig(seed=args.seed), sources=sources,
-                     command=f"make model (python -m p2pdetect.training.make_model --seed {args.seed})")
+                     command=f"make model (python -m p2pdetect.training.make_model --seed {args.seed}"
+                             f"{'' if args.peers_in_progress else ' --no-peers-in-progress'})")
     except P2PDetectError as err:
         print(f"p2pdetect: error: {err}", file=sys.stderr)
         return 2
