@@ -30,7 +30,9 @@ whose call runs on the socket its STUN used, trade with several peers from one U
 swarm does; a swarm's sessions on that socket are short (a DHT exchange), slow (keep-alives,
 HAVE messages) or transfers. Replayed on the leave-one-out models of session 16, the rule took 4
 of 10 real ordinary flows off one fold (a Nintendo console's game sessions, a WhatsApp call's
-SRTP) and 7 of libtorrent's 17,004 P2P flows (docs/evaluation.md). realtime_piat_ms=0 turns it off.
+SRTP) and 7 of libtorrent's 17,004 P2P flows; with the models retrained (their thresholds chosen
+with it), 1 of seed 0's 10 real false positives and no P2P flow (docs/evaluation.md, session 17).
+realtime_piat_ms=0 turns it off.
 
 A flow's own score needs corroboration (corroborate_peers=2): the model calls a flow P2P on its
 own only when one of its two hosts has, within idle_s, flows called P2P between two high ports

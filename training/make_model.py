@@ -7,7 +7,8 @@ Training data, in order of preference for the P2P side:
 plus the real ordinary traffic of ../shared/captures/ndpi/ (read in place, never copied),
 labelled by nDPI through training.dpi_labels; that corpus holds deliberately broken files,
 so it is read with skip_bad. Where it is absent the model is built without it (warned).
-Seed 0 and TrainConfig defaults: the same inputs give the same model text.
+Seed 0, TrainConfig defaults, early snapshots at 32 packets and ExtractConfig.peers_in_progress
+(--no-peers-in-progress: without it): the same inputs give the same model text.
 """
 
 from __future__ import annotations
