@@ -22,17 +22,20 @@ on 443 or 80 to pass firewalls trade with each other there, the ICMP between two
 unreachable for a datagram to a peer that left, path MTU) is part of their exchange, and an
 ordinary server is not a P2P host (pairs=False turns this off).
 
-A real-time session is judged on its own even on a P2P endpoint (realtime_piat_ms): a UDP flow
-of more than `short_packets` packets, answered, lighter than `bulk_bytes`, whose packets came on
-average less than realtime_piat_ms apart — a call's media or a game's state, many small packets
-a second — does not inherit its endpoint's score. A console that plays peer to peer, a client
-whose call runs on the socket its STUN used, trade with several peers from one UDP socket, as a
-swarm does; a swarm's sessions on that socket are short (a DHT exchange), slow (keep-alives,
-HAVE messages) or transfers. Replayed on the leave-one-out models of session 16, the rule took 4
-of 10 real ordinary flows off one fold (a Nintendo console's game sessions, a WhatsApp call's
-SRTP) and 7 of libtorrent's 17,004 P2P flows; with the models retrained (their thresholds chosen
-with it), 1 of seed 0's 10 real false positives and no P2P flow (docs/evaluation.md, session 17).
-realtime_piat_ms=0 turns it off.
+A real-time session is judged on its own even on a P2P endpoint or host (realtime_piat_ms,
+realtime_packet_bytes): a UDP flow of more than `short_packets` packets, answered, whose packets
+came on average less than realtime_piat_ms apart, and which is lighter than `bulk_bytes` or whose
+packets average under realtime_packet_bytes — a call's media or a game's state, many small packets
+a second, however long it lasts — inherits no endpoint, host or pair score. A console that plays
+peer to peer, a client whose call runs on the socket its STUN used, trade with several peers from
+one UDP socket, as a swarm does; a swarm's sessions on that socket are short (a DHT exchange),
+slow (keep-alives, HAVE messages) or transfers (full-size packets). Replayed on the leave-one-out
+models of session 16, the rule (then without the packet-size arm) took 4 of 10 real ordinary flows
+off one fold (a Nintendo console's game sessions, a WhatsApp call's SRTP) and 7 of libtorrent's
+17,004 P2P flows; with the models retrained (their thresholds chosen with it), 1 of seed 0's 10
+real false positives and no P2P flow. The packet-size arm took 4 of 17 false positives off the
+loopback captures left out (game-p2p sessions of 260–450 kB at 140–170 B a packet) and no P2P
+flow, replayed on session 17's models (docs/evaluation.md, session 17). realtime_piat_ms=0 turns it off.
 
 A flow's own score needs corroboration (corroborate_peers=2): the model calls a flow P2P on its
 own only when one of its two hosts has, within idle_s, flows called P2P between two high ports
@@ -164,8 +167,10 @@ class HostEvidence:
                  corroborate_high_ports: bool = True, corroborate_ports: bool = False,
                  served_ratio: float = 3.0,
                  served_extra: int = 10, scan_peers: int = 20, scan_share: float = 0.9,
-                 max_listen: int = 256, realtime_piat_ms: float = 100.0, model_id: str = "") -> None:
+                 max_listen: int = 256, realtime_piat_ms: float = 100.0, realtime_packet_bytes: int = 300,
+                 model_id: str = "") -> None:
         self.threshold = float(threshold)
+        self.realtime_packet_bytes = realtime_packet_bytes
         self.realtime_piat_ms = realtime_piat_ms
         self.scan_peers = scan_peers
         self.scan_share = scan_share
@@ -449,6 +454,7 @@ class HostEvidence:
         below = float(np.nextafter(threshold, 0.0))
         corroborate = self.corroborate_peers > 1
         realtime = self.realtime_piat_ms
+        realtime_bytes = self.realtime_packet_bytes
         for i in range(n):
             t = last[i]
             if keep[i]:
@@ -463,14 +469,15 @@ class HostEvidence:
                                                                              sport[i], dport[i]):
                 out[i] = below
             light = pk[i] > short and down[i] and up[i] + down[i] < bulk   # an answered session, not a transfer
-            if light and proto[i] == 17 and t - first[i] < (pk[i] - 1) * realtime:
+            if (proto[i] == 17 and pk[i] > short and down[i] and t - first[i] < (pk[i] - 1) * realtime
+                    and (up[i] + down[i] < bulk or up[i] + down[i] < pk[i] * realtime_bytes)):
                 prior = 0.0   # a real-time session (a call, a game) is judged on its own
             else:
                 prior = max(ep_score(sip[i], sport[i], proto[i]), ep_score(dip[i], dport[i], proto[i]))
-            if high_ports and high and not light:
-                prior = max(prior, host_score(sip[i]), host_score(dip[i]))
-            elif pairs:
-                prior = max(prior, min(host_score(sip[i]), host_score(dip[i])))
+                if high_ports and high and not light:
+                    prior = max(prior, host_score(sip[i]), host_score(dip[i]))
+                elif pairs:
+                    prior = max(prior, min(host_score(sip[i]), host_score(dip[i])))
             if prior > out[i]:
                 out[i] = prior
             if not server and proto[i] not in _TRANSPORT:
