@@ -38,8 +38,8 @@ def add_peers_in_progress(p: argparse.ArgumentParser) -> None:
     """--peers-in-progress (ExtractConfig.peers_in_progress), for the commands that extract."""
     p.add_argument("--peers-in-progress", action="store_true",
                    help="count an answered TCP connection in its hosts' peers from its --early-packets "
-                        "snapshot until it ends, not only once it ended (more P2P found, more false "
-                        "positives on real captures: docs/evaluation.md; off by default)")
+                        "snapshot until it ends, not only once it ended (more P2P found, a few more false "
+                        "positives: docs/evaluation.md; the shipped model uses it; off by default here)")
 
 
 def jobs(text: str) -> int:
