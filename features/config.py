@@ -42,7 +42,8 @@ class ExtractConfig:
         far, host context as it stands). Models train on both stages; 0 = final rows only.
     peers_in_progress: with snapshot_packets (without, it changes nothing), an answered TCP connection also counts in its
         hosts' fan-out and high-port peers from that snapshot until it ends (features.host_context;
-        off by default, on in `make model`'s shipped model: docs/evaluation.md, sessions 16–17).
+        off by default here; on in `make model`'s shipped model and in `train` when it extracts:
+        docs/evaluation.md, sessions 16–17).
     """
 
     splt_n: int = 32

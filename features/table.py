@@ -44,6 +44,21 @@ def write_flow_table(table: pa.Table, path: str | os.PathLike, config: ExtractCo
         pq.write_table(table, fh, compression="zstd")
 
 
+def flow_table_config(path: str | os.PathLike) -> ExtractConfig | None:
+    """The extract settings a flow table was written with, from its schema alone (None when it
+    is not a readable flow table: read_flow_table says why)."""
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except (OSError, pa.ArrowInvalid):
+        return None
+    if META_CONFIG not in meta:
+        return None
+    try:
+        return ExtractConfig.from_dict(json.loads(meta[META_CONFIG]))
+    except (ValueError, TypeError):
+        return None
+
+
 def read_flow_table(path: str | os.PathLike) -> tuple[pa.Table, ExtractConfig]:
     """Read a flow table written by this project; refuse other files and other versions."""
     path = Path(path)

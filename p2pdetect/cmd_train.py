@@ -63,10 +63,25 @@ def add_parser(sub) -> None:
                    help="also train on each flow as it looks after N packets, so the scorer's early "
                         "verdicts (made at N packets) are as good as its final ones; 0 = final flows only "
                         "(default 32)")
-    add_peers_in_progress(p)
+    add_peers_in_progress(p, train=True)
     p.add_argument("--seed", type=int, default=0, help="split and LightGBM seed (default 0)")
     p.add_argument("--threads", type=int, default=2, metavar="N", help="LightGBM threads (default 2)")
     p.set_defaults(func=run)
+
+
+def peers_in_progress(given: bool | None, datasets: list[str], early_packets: int) -> bool:
+    """ExtractConfig.peers_in_progress for train: as given; else as the first flow table among the
+    datasets was extracted, else on (the shipped recipe) when there are early snapshots to use."""
+    if given is not None:
+        return given
+    from p2pdetect.features.table import flow_table_config
+
+    for d in datasets:
+        if str(d).lower().endswith(".parquet"):
+            config = flow_table_config(d)
+            if config is not None:
+                return config.peers_in_progress
+    return early_packets > 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,7 +91,9 @@ def run(args: argparse.Namespace) -> int:
     from p2pdetect.features.config import ExtractConfig
     from p2pdetect.training.datasets import load_dataset
 
-    extract = ExtractConfig(snapshot_packets=args.early_packets, peers_in_progress=args.peers_in_progress)
+    extract = ExtractConfig(snapshot_packets=args.early_packets,
+                            peers_in_progress=peers_in_progress(args.peers_in_progress, args.datasets,
+                                                                args.early_packets))
     config = TrainConfig(target_fpr=args.target_fpr, port_features=not args.no_port_features,
                          port_number_features=not args.no_port_number_features,
                          port_number_gain=args.port_number_gain,

@@ -34,12 +34,18 @@ def name_options(message: str, options: Mapping[str, str]) -> str:
     return f"{option} must be {m['expected']}. Got {m['value']} instead."
 
 
-def add_peers_in_progress(p: argparse.ArgumentParser) -> None:
-    """--peers-in-progress (ExtractConfig.peers_in_progress), for the commands that extract."""
-    p.add_argument("--peers-in-progress", action="store_true",
-                   help="count an answered TCP connection in its hosts' peers from its --early-packets "
-                        "snapshot until it ends, not only once it ended (more P2P found, a few more false "
-                        "positives: docs/evaluation.md; the shipped model uses it; off by default here)")
+def add_peers_in_progress(p: argparse.ArgumentParser, train: bool = False) -> None:
+    """--peers-in-progress (ExtractConfig.peers_in_progress), for the commands that extract;
+    train=True adds --no-peers-in-progress and leaves the default to the command (None)."""
+    what = ("count an answered TCP connection in its hosts' peers from its --early-packets "
+            "snapshot until it ends, not only once it ended (more P2P found, a few more false "
+            "positives: docs/evaluation.md; the shipped model uses it")
+    if train:
+        p.add_argument("--peers-in-progress", action=argparse.BooleanOptionalAction, default=None,
+                       help=what + "; default: on when train extracts the captures, as `make model` "
+                                   "does; flow tables keep the setting they were extracted with)")
+    else:
+        p.add_argument("--peers-in-progress", action="store_true", help=what + "; off by default here)")
 
 
 def jobs(text: str) -> int:

@@ -269,6 +269,30 @@ def test_train_cli_writes_a_loadable_bundle(flow_table_path, tmp_path):
     assert meta["training"]["split"]["valid"]["captures"] >= 1
     assert meta["target_fpr"] == 0.003 == TrainConfig().target_fpr
     assert meta["training"]["train_config"]["port_number_gain"] == 0.3 == TrainConfig().port_number_gain
+    # a flow table keeps the settings it was extracted with (this one: no connections in progress)
+    assert meta["extract_config"]["peers_in_progress"] is False
+
+
+def test_train_counts_connections_in_progress_as_the_shipped_model_unless_told_or_given_a_table(
+        flow_table_path, tmp_path):
+    from p2pdetect.cmd_train import peers_in_progress
+    from p2pdetect.features.config import ExtractConfig
+    from p2pdetect.features.table import flow_table_config, read_flow_table, write_flow_table
+
+    captures = ["a.pcap", str(tmp_path)]
+    assert peers_in_progress(None, captures, 32) is True          # train extracts: the shipped recipe
+    assert peers_in_progress(None, captures, 0) is False          # no snapshot to count them from
+    assert peers_in_progress(False, captures, 32) is False        # --no-peers-in-progress
+    assert peers_in_progress(True, [str(flow_table_path)], 32) is True
+    assert flow_table_config(flow_table_path).peers_in_progress is False
+    assert peers_in_progress(None, [str(flow_table_path), "a.pcap"], 32) is False   # as extracted
+    table, _ = read_flow_table(flow_table_path)
+    on = tmp_path / "on.parquet"
+    write_flow_table(table, on, ExtractConfig(snapshot_packets=32, peers_in_progress=True))
+    assert peers_in_progress(None, [str(on)], 32) is True
+    junk = tmp_path / "junk.parquet"
+    junk.write_text("not parquet")
+    assert flow_table_config(junk) is None and peers_in_progress(None, [str(junk)], 32) is True
 
 
 @pytest.mark.parametrize("args,needle", [
