@@ -4,7 +4,9 @@ Many scenarios x several seeds, tens of thousands of flows, in under 20 minutes 
 generator runs at a time (each in its own namespace), resumable (finished runs are kept), and a
 ``manifest.json`` listing every capture with its labels file for ``p2pdetect train``. Each P2P
 capture also gives two vantage-point views (one peer's link: data.generator.vantage), listed with
-network "vantage" and the capture they come from.
+network "vantage" and the capture they come from. ``--late-views`` derives late-start views
+(data.generator.late_start: each capture without its first third) into ``manifest-late.json``, an
+evaluation set that ``manifest.json`` does not list.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from p2pdetect.data import GenerateError
-from p2pdetect.data.generator import labels, scenarios, vantage
+from p2pdetect.data.generator import labels, late_start, scenarios, vantage
 from p2pdetect.data.generator.clients import implementations_in
 from p2pdetect.data.generator.generate import missing_requirement
 from p2pdetect.data.generator.namespace import require_root
@@ -151,16 +153,25 @@ def manifest_entry(out: Path, summary: Path) -> dict | None:
             "unlabelled_share": s["unlabelled_share"],
             "implementations": s.get("implementations") or implementations_in(s.get("apps", {})),
             "network": s.get("network", "loopback"),
-            **({"vantage_of": s["vantage_of"]} if "vantage_of" in s else {})}
+            **{k: s[k] for k in ("vantage_of", "view_of") if k in s}}
 
 
-def write_manifest(out: Path) -> dict:
-    """Write ``out/manifest.json`` listing every finished capture (atomically); returns it."""
-    captures = [e for p in sorted(out.glob("*/*.json")) if (e := manifest_entry(out, p))]
+#: The manifest that lists the corpus and its late-start views (an evaluation set: `evaluate
+#: --group-by network` leaves the views out as the network "late-start"); manifest.json, what
+#: `make model` trains on, never lists them.
+LATE_MANIFEST = "manifest-late.json"
+
+
+def write_manifest(out: Path, late: bool = False) -> dict:
+    """Write ``out/manifest.json`` listing every finished capture but the late-start views (with
+    late: ``out/manifest-late.json``, listing them too), atomically; returns it."""
+    captures = [e for p in sorted(out.glob("*/*.json")) if (e := manifest_entry(out, p))
+                and (late or e["network"] != late_start.NETWORK)]
     manifest = {"captures": captures}
-    tmp = out / ".manifest.json.tmp"
+    name = LATE_MANIFEST if late else "manifest.json"
+    tmp = out / f".{name}.tmp"
     tmp.write_text(json.dumps(manifest, indent=1) + "\n")
-    os.replace(tmp, out / "manifest.json")
+    os.replace(tmp, out / name)
     return manifest
 
 
@@ -182,6 +193,25 @@ def make_views(out: Path, per_capture: int = VIEWS_PER_CAPTURE) -> int:
             vantage.vantage_view(run, ip, view, rows)
             made += 1
     log.info("vantage views: %d written", made)
+    return made
+
+
+def make_late_views(out: Path, share: float = late_start.OFFSET_SHARE) -> int:
+    """Derive the late-start view (data.generator.late_start) of every generated capture in ``out``
+    that lacks it (views excepted), into ``out/<run>-late/``, starting ``share`` of its duration
+    in; returns how many were written."""
+    made = 0
+    for summary in sorted(out.glob("*/*.json")):
+        s = json.loads(summary.read_text())
+        if "pcap" not in s or "labels" not in s or "vantage_of" in s or "view_of" in s:
+            continue
+        run = summary.parent
+        view = out / f"{run.name}-late"
+        if (view / summary.name).exists():
+            continue
+        late_start.late_start_view(run, float(s.get("duration_s", 60)) * share, view)
+        made += 1
+    log.info("late-start views: %d written", made)
     return made
 
 
@@ -218,11 +248,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--views-only", action="store_true",
                         help="only derive the missing vantage-point views of the captures already there "
                              "and rewrite the manifest (no generator runs, no root)")
+    parser.add_argument("--late-views", action="store_true",
+                        help=f"only derive the missing late-start views of the captures already there (each "
+                             f"without its first third: flows already running when it starts) and write "
+                             f"{LATE_MANIFEST}, an evaluation set; manifest.json is left as it is (no root)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         out = args.output or (CORPUS / "quick" if args.quick else CORPUS)
-        if args.views_only:
+        if args.late_views:
+            make_late_views(out)
+            write_manifest(out, late=True)
+        elif args.views_only:
             make_views(out)
             write_manifest(out)
         else:

@@ -73,9 +73,10 @@ def _summary(capture: str) -> dict:
 
 
 def source_of(capture: str, info: dict | None = None) -> str:
-    """The capture a vantage-point view was derived from (the capture itself when it is not a view)."""
+    """The capture a view (vantage-point or late-start) was derived from (the capture itself when
+    it is not a view)."""
     info = _summary(capture) if info is None else info
-    src = info.get("vantage_of")
+    src = info.get("vantage_of") or info.get("view_of")
     return str(Path(capture).parent.parent / src) if isinstance(src, str) and src else capture
 
 

@@ -96,6 +96,33 @@ def scan(pcap: Path, max_frame: int) -> PcapSummary:
     return PcapSummary(packets=n, max_frame=biggest, oversized=oversized)
 
 
+def cut_before(pcap: Path, out: Path, offset_s: float) -> int:
+    """Write ``out`` as the classic pcap ``pcap`` without its first ``offset_s`` seconds (records
+    stamped before the first record's time plus offset_s); returns how many records were kept.
+    Raises GenerateError on a file scan() would refuse."""
+    data = pcap.read_bytes()
+    magic = data[:4]
+    if len(data) < 24 or magic not in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
+        raise GenerateError(f"{pcap} is not a classic pcap file")
+    endian = "<" if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    per_s = 1e9 if magic in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d") else 1e6
+    rec = struct.Struct(endian + "IIII")
+    parts, off, end, start, kept = [data[:24]], 24, len(data), None, 0
+    while off + 16 <= end:
+        sec, frac, incl, _ = rec.unpack_from(data, off)
+        t = sec + frac / per_s
+        start = t if start is None else start
+        nxt = off + 16 + incl
+        if nxt > end:
+            raise GenerateError(f"{pcap} ends inside a packet record; the capture is truncated")
+        if t >= start + offset_s:
+            parts.append(data[off:nxt])
+            kept += 1
+        off = nxt
+    out.write_bytes(b"".join(parts))
+    return kept
+
+
 def handshake_gaps(pcap: Path) -> list[tuple[str, str, float]]:
     """Every TCP SYN -> SYN/ACK gap in a classic Ethernet pcap, as (client, server, seconds).
 
