@@ -17,13 +17,11 @@ vantage-point views (data.generator.vantage) it is cheap: no namespace, no clien
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from p2pdetect.data import GenerateError
-from p2pdetect.data.generator import capture, clients, labels, verify
-from p2pdetect.data.generator.config import MAX_FRAME
+from p2pdetect.data.generator import capture, labels, vantage
 
 NETWORK = "late-start"
 
@@ -40,26 +38,14 @@ def late_start_view(run_dir: Path, offset_s: float, out_dir: Path,
         raise GenerateError(f"{run_dir}: no generator summary (*.json) in it")
     s = json.loads(src.read_text())
     out_dir.mkdir(parents=True, exist_ok=True)
-    name = s["scenario"]
-    tmp = out_dir / f".{name}.pcap.tmp"
+    tmp = out_dir / f".{s['scenario']}.pcap.tmp"
     try:
-        kept = capture.cut_before(run_dir / s["pcap"], tmp, offset_s)
-        if not kept:
+        if not capture.cut_before(run_dir / s["pcap"], tmp, offset_s):
             raise GenerateError(f"{run_dir / s['pcap']}: nothing left after {offset_s:g} s")
-        rows = labels.read_csv(run_dir / s["labels"]) if rows is None else rows
-        scan = capture.scan(tmp, MAX_FRAME)
-        joined = verify.join_flows(tmp, rows)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    summary = {k: v for k, v in s.items() if k not in ("plan", "packets", "max_frame_bytes")}
-    summary.update({"network": NETWORK, "view_of": str(Path(run_dir.name) / s["pcap"]),
-                    "late_start_s": round(float(offset_s), 3), "source_network": s.get("network", "loopback"),
-                    "packets": scan.packets, "max_frame_bytes": scan.max_frame, **joined,
-                    "implementations": clients.implementations_in(joined["apps"])})
-    labels.write_csv(rows, out_dir / f"{name}.labels.csv")
-    tmp_json = out_dir / f".{name}.json.tmp"
-    tmp_json.write_text(json.dumps(summary, indent=1) + "\n")
-    os.replace(tmp, out_dir / f"{name}.pcap")
-    os.replace(tmp_json, out_dir / f"{name}.json")
-    return summary
+    return vantage.write_view(run_dir, s, tmp, out_dir, rows,
+                              {"network": NETWORK, "view_of": str(Path(run_dir.name) / s["pcap"]),
+                               "late_start_s": round(float(offset_s), 3),
+                               "source_network": s.get("network", "loopback")})

@@ -63,24 +63,37 @@ def vantage_view(run_dir: Path, ip: str, out_dir: Path,
     if shutil.which("tcpdump") is None:
         raise GenerateError("tcpdump is not installed; install it (apt-get install tcpdump)")
     out_dir.mkdir(parents=True, exist_ok=True)
-    name = s["scenario"]
-    tmp = out_dir / f".{name}.pcap.tmp"
+    tmp = out_dir / f".{s['scenario']}.pcap.tmp"
     try:
         res = subprocess.run(["tcpdump", "-r", str(run_dir / s["pcap"]), "-w", str(tmp), "host", ip],
                              capture_output=True, text=True)
         if res.returncode != 0:
             raise GenerateError(f"{run_dir / s['pcap']}: tcpdump failed: "
                                 f"{(res.stderr.strip().splitlines() or ['?'])[-1]}")
-        rows = labels.read_csv(run_dir / s["labels"]) if rows is None else rows
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return write_view(run_dir, s, tmp, out_dir, rows,
+                      {"network": NETWORK, "vantage_of": str(Path(run_dir.name) / s["pcap"]), "vantage_host": ip,
+                       "source_network": s.get("network", "loopback")})
+
+
+def write_view(run_dir: Path, source: dict[str, Any], tmp: Path, out_dir: Path,
+               rows: list[labels.LabelRow] | None, keys: dict[str, Any]) -> dict[str, Any]:
+    """Finish a view of the capture in run_dir (source: its summary) whose packets are in tmp:
+    its flows joined to the source's labels, a summary like the generator's with `keys` set, all
+    written into out_dir under the source's names (the pcap and summary last, atomically); tmp
+    is removed on failure. Returns the summary. Shared by the vantage-point and late-start views."""
+    name = source["scenario"]
+    try:
+        rows = labels.read_csv(run_dir / source["labels"]) if rows is None else rows
         scan = capture.scan(tmp, MAX_FRAME)
         joined = verify.join_flows(tmp, rows)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    summary = {k: v for k, v in s.items() if k not in ("plan", "packets", "max_frame_bytes")}
-    summary.update({"network": NETWORK, "vantage_of": str(Path(run_dir.name) / s["pcap"]), "vantage_host": ip,
-                    "source_network": s.get("network", "loopback"), "packets": scan.packets,
-                    "max_frame_bytes": scan.max_frame, **joined,
+    summary = {k: v for k, v in source.items() if k not in ("plan", "packets", "max_frame_bytes")}
+    summary.update({**keys, "packets": scan.packets, "max_frame_bytes": scan.max_frame, **joined,
                     "implementations": clients.implementations_in(joined["apps"])})
     labels.write_csv(rows, out_dir / f"{name}.labels.csv")
     tmp_json = out_dir / f".{name}.json.tmp"
