@@ -468,9 +468,10 @@ class HostEvidence:
                                                                              high and not server,
                                                                              sport[i], dport[i]):
                 out[i] = below
-            light = pk[i] > short and down[i] and up[i] + down[i] < bulk   # an answered session, not a transfer
-            if (proto[i] == 17 and pk[i] > short and down[i] and t - first[i] < (pk[i] - 1) * realtime
-                    and (up[i] + down[i] < bulk or up[i] + down[i] < pk[i] * realtime_bytes)):
+            session = pk[i] > short and down[i]   # answered, longer than a short exchange
+            light = session and up[i] + down[i] < bulk   # an answered session, not a transfer
+            if (proto[i] == 17 and session and t - first[i] < (pk[i] - 1) * realtime
+                    and (light or up[i] + down[i] < pk[i] * realtime_bytes)):
                 prior = 0.0   # a real-time session (a call, a game) is judged on its own
             else:
                 prior = max(ep_score(sip[i], sport[i], proto[i]), ep_score(dip[i], dport[i], proto[i]))

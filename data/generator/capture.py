@@ -64,6 +64,31 @@ class PcapSummary:
     oversized: int
 
 
+#: Classic pcap magic numbers: (byte order, timestamp fraction units per second).
+_MAGIC = {b"\xd4\xc3\xb2\xa1": ("<", 1e6), b"\x4d\x3c\xb2\xa1": ("<", 1e9),
+          b"\xa1\xb2\xc3\xd4": (">", 1e6), b"\xa1\xb2\x3c\x4d": (">", 1e9)}
+
+
+def _records(pcap: Path, data: bytes):
+    """(record offset, next record's offset, timestamp in seconds, original length) of every
+    record of the classic pcap bytes ``data``, in order (fewer than 16 bytes after the last are
+    left unread). Raises GenerateError on a short or foreign file or a truncated record."""
+    if len(data) < 24:
+        raise GenerateError(f"{pcap} is not a pcap file (too short); the capture failed")
+    fmt = _MAGIC.get(data[:4])
+    if fmt is None:
+        raise GenerateError(f"{pcap} is not a classic pcap file; the capture failed")
+    rec, per_s = struct.Struct(fmt[0] + "IIII"), fmt[1]
+    off, end = 24, len(data)
+    while off + 16 <= end:
+        sec, frac, incl, orig = rec.unpack_from(data, off)
+        nxt = off + 16 + incl
+        if nxt > end:
+            raise GenerateError(f"{pcap} ends inside a packet record; the capture is truncated")
+        yield off, nxt, sec + frac / per_s, orig
+        off = nxt
+
+
 def scan(pcap: Path, max_frame: int) -> PcapSummary:
     """Walk every record header of a classic pcap; count frames longer than ``max_frame``.
 
@@ -71,28 +96,13 @@ def scan(pcap: Path, max_frame: int) -> PcapSummary:
     Raises GenerateError on a truncated or foreign file.
     """
     data = pcap.read_bytes()
-    if len(data) < 24:
-        raise GenerateError(f"{pcap} is not a pcap file (too short); the capture failed")
-    magic = data[:4]
-    if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
-        endian = "<"
-    elif magic in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
-        endian = ">"
-    else:
-        raise GenerateError(f"{pcap} is not a classic pcap file; the capture failed")
-    rec = struct.Struct(endian + "IIII")
-    off, n, biggest, oversized = 24, 0, 0, 0
-    end = len(data)
-    while off + 16 <= end:
-        _, _, incl, orig = rec.unpack_from(data, off)
-        off += 16 + incl
-        if off > end:
-            raise GenerateError(f"{pcap} ends inside a packet record; the capture is truncated")
+    n, biggest, oversized, off = 0, 0, 0, 24
+    for _, off, _, orig in _records(pcap, data):
         n += 1
         biggest = max(biggest, orig)
         oversized += orig > max_frame
-    if off != end:
-        raise GenerateError(f"{pcap} has {end - off} trailing bytes; the capture is damaged")
+    if off != len(data):
+        raise GenerateError(f"{pcap} has {len(data) - off} trailing bytes; the capture is damaged")
     return PcapSummary(packets=n, max_frame=biggest, oversized=oversized)
 
 
@@ -101,26 +111,13 @@ def cut_before(pcap: Path, out: Path, offset_s: float) -> int:
     stamped before the first record's time plus offset_s); returns how many records were kept.
     Raises GenerateError on a file scan() would refuse."""
     data = pcap.read_bytes()
-    magic = data[:4]
-    if len(data) < 24 or magic not in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
-        raise GenerateError(f"{pcap} is not a classic pcap file")
-    endian = "<" if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
-    per_s = 1e9 if magic in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d") else 1e6
-    rec = struct.Struct(endian + "IIII")
-    parts, off, end, start, kept = [data[:24]], 24, len(data), None, 0
-    while off + 16 <= end:
-        sec, frac, incl, _ = rec.unpack_from(data, off)
-        t = sec + frac / per_s
+    parts, start = [data[:24]], None
+    for off, nxt, t, _ in _records(pcap, data):
         start = t if start is None else start
-        nxt = off + 16 + incl
-        if nxt > end:
-            raise GenerateError(f"{pcap} ends inside a packet record; the capture is truncated")
         if t >= start + offset_s:
             parts.append(data[off:nxt])
-            kept += 1
-        off = nxt
     out.write_bytes(b"".join(parts))
-    return kept
+    return len(parts) - 1
 
 
 def handshake_gaps(pcap: Path) -> list[tuple[str, str, float]]:
