@@ -11,11 +11,12 @@ setup: system venv node
 
 # System packages the product needs: tshark (pyshark), tcpdump/iproute2/ethtool (generator,
 # live scoring; sshd, ssh-keygen and openssl for its ssh and TLS traffic; coturn, curl, lftp, rsync,
-# openvpn for its hard negatives; biglybt, ctorrent and Node.js for WebTorrent, BitTorrent engines besides libtorrent); the tests also need chromium (the report renders in headless Chromium).
+# openvpn for its hard negatives; biglybt, ctorrent and Node.js for WebTorrent, BitTorrent engines besides libtorrent; aMule, a P2P family besides BitTorrent); the tests also need chromium (the report renders in headless Chromium).
 # Each entry is command:package; a package is installed only when its command is missing.
 SYSPKGS  := tshark:tshark tcpdump:tcpdump ip:iproute2 tc:iproute2 ethtool:ethtool iptables:iptables nft:nftables \
             sshd:openssh-server ssh-keygen:openssh-client openssl:openssl \
             turnserver:coturn curl:curl lftp:lftp rsync:rsync openvpn:openvpn biglybt:biglybt ctorrent:ctorrent \
+            amuled:amule-daemon alcc:amule-utils \
             node:nodejs npm:npm
 TESTPKGS := chromium:chromium
 define apt_need

@@ -1,4 +1,4 @@
-"""The BitTorrent implementations the generator drives, their versions, and how labels name them.
+"""The P2P implementations the generator drives, their versions, and how labels name them.
 
 Why one registry: labels name the implementation in ``app`` (``<implementation>-<variant>``, with
 ``a+b-<variant>`` for connections between two implementations), the capture summary lists the
@@ -14,8 +14,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-#: Every BitTorrent engine the generator runs, each an independent implementation of the protocol.
-IMPLEMENTATIONS: tuple[str, ...] = ("libtorrent", "biglybt", "ctorrent", "webtorrent")
+#: Every P2P engine the generator runs: four independent BitTorrent implementations, and aMule, of
+#: the eD2k/Kad family (kept out of the training corpus: a family left out, data.generator.ed2k_scenarios).
+IMPLEMENTATIONS: tuple[str, ...] = ("libtorrent", "biglybt", "ctorrent", "webtorrent", "amule")
 
 #: Debian package (and the command that proves it is installed) of each implementation run as a program.
 PACKAGES: dict[str, tuple[str, str]] = {"biglybt": ("biglybt", "/usr/share/java/biglybt-core.jar"),
@@ -51,6 +52,10 @@ def missing(impls: Iterable[str]) -> str | None:
         node = webtorrent.missing()
         if node:
             return node
+    if "amule" in impls:
+        from p2pdetect.data.generator import amule
+
+        need += amule.missing()
     for impl in sorted(impls):
         if impl in PACKAGES:
             pkg, probe = PACKAGES[impl]
@@ -74,6 +79,10 @@ def versions(impls: Iterable[str]) -> dict[str, str]:
         from p2pdetect.data.generator import ctorrent
 
         out["ctorrent"] = ctorrent.version()
+    if "amule" in impls:
+        from p2pdetect.data.generator import amule
+
+        out["amule"] = amule.version()
     if "webtorrent" in impls:
         from p2pdetect.data.generator import webtorrent
 

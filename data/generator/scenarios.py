@@ -50,9 +50,9 @@ class Plan:
         return sorted({ip for a in self.apps for ip in a.vantage})
 
     def implementations(self) -> list[str]:
-        """Sorted BitTorrent implementations that run in this plan (a swarm peer's ``impl``)."""
+        """Sorted P2P implementations that run in this plan (a BitTorrent swarm peer's ``impl``, aMule)."""
         return sorted({p.get("impl", "libtorrent") for a in self.apps if a.params["kind"] == "bt-swarm"
-                       for p in a.params["peers"]})
+                       for p in a.params["peers"]} | {"amule" for a in self.apps if a.params["kind"] == "amule-swarm"})
 
 
 class _Addresses:
@@ -405,9 +405,10 @@ def build(scenario: str, seed: int, duration: int, scale: float) -> Plan:
         return Plan(scenario=scenario, rate_mbit=rate, apps=apps, homes=homes[1])
     else:
         from p2pdetect.data.generator import (  # they import this module: loaded on first use
-            evasion, hard_negatives, realistic, webtorrent_scenarios)
+            ed2k_scenarios, evasion, hard_negatives, realistic, webtorrent_scenarios)
 
-        family = next((m for m in (hard_negatives, realistic, evasion, webtorrent_scenarios) if scenario in m.SCENARIOS),
+        family = next((m for m in (hard_negatives, realistic, evasion, webtorrent_scenarios, ed2k_scenarios)
+                       if scenario in m.SCENARIOS),
                       None)
         if family is None:
             raise ValueError(f"unknown scenario {scenario!r}")

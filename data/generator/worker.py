@@ -40,9 +40,10 @@ def main(argv: list[str]) -> int:
     else:
         from importlib import import_module
 
-        from p2pdetect.data.generator import evasion, hard_negatives, realistic, webtorrent_scenarios
+        from p2pdetect.data.generator import ed2k_scenarios, evasion, hard_negatives, realistic, webtorrent_scenarios
 
-        kinds = {**hard_negatives.KINDS, **realistic.KINDS, **evasion.KINDS, **webtorrent_scenarios.KINDS}
+        kinds = {**hard_negatives.KINDS, **realistic.KINDS, **evasion.KINDS, **webtorrent_scenarios.KINDS,
+                 **ed2k_scenarios.KINDS}
         if kind not in kinds:
             raise SystemExit(f"unknown app kind {kind!r}")
         module, entry = kinds[kind]
