@@ -83,6 +83,10 @@ RECIPE: tuple[tuple[str, tuple[int, ...], int, float], ...] = (
     # Client-server applications on random high ports (session, a connection per message, server push,
     # UDP request/response): the real ordinary traffic that scores highest when training has none of it.
     ("app-services", (2101, 2102, 2103), 60, 1.0),
+    # aMule (data.generator.ed2k_scenarios): eD2k and Kad, a P2P family besides BitTorrent, so that the model
+    # learns P2P from two families and evaluation can leave one family out (--group-by implementation: amule).
+    ("p2p-amule", (2201, 2202, 2203), 90, 1.0),
+    ("p2p-amule", (2204,), 90, 2.0),
 )
 
 #: WAN runs (data.generator.topology): (scenario, network class, seeds, duration seconds, scale). Each host

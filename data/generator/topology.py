@@ -64,8 +64,11 @@ ROUTER_SUFFIX = "-r"
 _IP = re.compile(r"^127\.\d+\.\d+\.\d+$")
 _CLIENT_FAMILY = "127.50."  # scenarios.py: client hosts
 _SERVER_MBIT = 1000.0
-#: Scenarios that route on their own (the vpn's TUN devices and rules ahead of the local table).
-LOOPBACK_ONLY = frozenset({"vpn", "p2p-evasion"})  # p2p-evasion: its SSH exit route is a local route
+#: Scenarios that run on loopback only, and why: the vpn's TUN devices and rules ahead of the local
+#: table, p2p-evasion's SSH exit route (a local route), aMule's Kad (no 198.18/15 contact).
+_OWN_ROUTES = "sets up its own tunnels and policy routing, which the WAN paths would override"
+LOOPBACK_ONLY = {"vpn": _OWN_ROUTES, "p2p-evasion": _OWN_ROUTES,
+                 "p2p-amule": "needs addresses Kad accepts as contacts, and the WAN's are reserved (198.18.0.0/15)"}
 #: The aggregate rate into the delay line (tbf on wan0): about half what it forwards on one busy core.
 WAN_MAX_MBIT = 40.0
 
@@ -179,8 +182,8 @@ def for_config(plan: Plan, network: str, seed: int, fixed: dict[str, float] | No
             return None
         network = "wan-mid"
     if plan.scenario in LOOPBACK_ONLY:
-        raise GenerateError(f"scenario {plan.scenario} sets up its own tunnels and policy routing, which the WAN "
-                            "paths would override; run it without --network/--rtt-ms")
+        raise GenerateError(f"scenario {plan.scenario} {LOOPBACK_ONLY[plan.scenario]}; run it without "
+                            "--network/--rtt-ms")
     return build(plan, network, seed, fixed, homes)
 
 

@@ -29,7 +29,7 @@ from p2pdetect.data.generator.config import MAX_FRAME
 
 #: Scenarios whose capture is already one observed host's view (only the observed clients'
 #: packets are captured): no view is derived from them.
-OBSERVED_ONLY = frozenset({"p2p-dht-swarm", "p2p-dht-home"})
+OBSERVED_ONLY = frozenset({"p2p-dht-swarm", "p2p-dht-home", "p2p-amule"})
 
 NETWORK = "vantage"
 
