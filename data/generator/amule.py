@@ -77,7 +77,7 @@ def nodes_dat(contacts: list[dict[str, Any]], rng: random.Random) -> bytes:
 def config(spec: dict[str, Any], home: Path) -> str:
     """``amule.conf`` of peer ``spec``: Kad on, no eD2k server, bound to its address, EC on 127.0.0.1."""
     crypt = spec.get("crypt", "requested")
-    up = int(spec.get("up_kbs", 0))
+    up = int(spec.get("up_kbs", 100))
     md5 = hashlib.md5(_EC_PASSWORD.encode()).hexdigest()
     return "\n".join([
         "[eMule]", "AppVersion=2.3.3", f"Nick=peer-{spec['ip']}", f"Port={spec['port']}",
@@ -86,8 +86,9 @@ def config(spec: dict[str, Any], home: Path) -> str:
         "ConnectToKad=1", "ConnectToED2K=0", "Autoconnect=1", "Reconnect=1", "UPnPEnabled=0",
         "FilterLanIPs=0", "ParanoidFiltering=0", "IPFilterAutoLoad=0", "IPFilterClients=0", "IPFilterServers=0",
         "AddServersFromServer=0", "AddServersFromClient=0", "CheckDiskspace=0", "NewVersionCheck=0",
-        f"MaxUpload={up}", "MaxDownload=0", "UploadCapacity=2000", "DownloadCapacity=2000",
-        f"SlotAllocation={max(2, up // 4) if up else 25}", "MaxSourcesPerFile=100",
+        # Upload limit and slot size: about four upload slots at once (with no limit, aMule opened one slot).
+        f"MaxUpload={up}", "MaxDownload=0", f"UploadCapacity={up}", "DownloadCapacity=4000",
+        f"SlotAllocation={max(5, up // 4)}", "MaxSourcesPerFile=100",
         "IsClientCryptLayerSupported=1", f"IsCryptLayerRequested={int(crypt in ('requested', 'required'))}",
         f"IsClientCryptLayerRequired={int(crypt == 'required')}",
         "[ExternalConnect]", "AcceptExternalConnections=1", "ECAddress=127.0.0.1",

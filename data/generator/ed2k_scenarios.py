@@ -45,7 +45,7 @@ def _ports(rng: random.Random) -> tuple[int, int]:
 def _peer(rng: random.Random, ip: str, ec_port: int, online: list[list[float]], seed: bool) -> dict[str, Any]:
     tcp, udp = _ports(rng)
     return {"ip": ip, "port": tcp, "udp_port": udp, "ec_port": ec_port, "seed": seed, "online": online,
-            "up_kbs": rng.choice([0, 0, 30, 60, 150, 400]),
+            "up_kbs": rng.choice([40, 100, 100, 300, 1000]),
             "crypt": rng.choices(["requested", "required", "supported"], weights=[0.6, 0.25, 0.15])[0]}
 
 
