@@ -215,7 +215,7 @@ def run_swarm(params: dict[str, Any]) -> None:
             # that share the file now, and again every 30 s (as a client asks its server again).
             for i in sorted(live):
                 s = specs[i]
-                sources = [by_ip[specs[j]["ip"]] for j in sorted(serving) if specs[j]["ip"] in s["sources"]]
+                sources = [specs[j] for j in sorted(serving) if specs[j]["ip"] in s["sources"]]
                 if s["seed"] or s.get("kad_only") or not sources or time.time() - asked.get(i, 0.0) < 30:
                     continue
                 if peers[i].command("add " + with_sources(link, sources)):
