@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 #: Every P2P engine the generator runs: four independent BitTorrent implementations, and aMule, of
-#: the eD2k/Kad family (kept out of the training corpus: a family left out, data.generator.ed2k_scenarios).
+#: the eD2k/Kad family (data.generator.ed2k_scenarios), which evaluation can leave out like any implementation.
 IMPLEMENTATIONS: tuple[str, ...] = ("libtorrent", "biglybt", "ctorrent", "webtorrent", "amule")
 
 #: Debian package (and the command that proves it is installed) of each implementation run as a program.

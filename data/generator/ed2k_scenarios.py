@@ -6,8 +6,9 @@
   come back. Listening ports are aMule's defaults (4662/tcp, 4672/udp), random high ports, or
   service ports. The capture keeps the swarm peers' packets.
 
-Not in the training corpus (data.make_corpus): the shipped model never sees this family, so scoring
-these captures measures detection of a P2P family left out (docs/evaluation.md).
+A model trained without these captures (the shipped model of session 17; any fold of ``evaluate
+--group-by implementation`` that leaves ``amule`` out) measures detection of a P2P family left out
+(docs/evaluation.md, session 19); ``make dataset`` holds four runs.
 
 Address plan: the swarm's peers are 203.0.113.2-99, its Kad nodes 203.0.113.100-254 (aMule's Kad refuses
 loopback and private addresses as contacts; data.generator.amule), one swarm per run.
