@@ -21,7 +21,7 @@ from p2pdetect.data.generator.labels import LabelIndex
 from test_generate_clients import _run
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="generating captures needs root (netns, tc, tcpdump)")
-needs_amule = pytest.mark.skipif(bool(amule.missing()), reason="aMule is not installed (make setup)")
+needs_amule = pytest.mark.skipif(clients.missing(["amule"]) is not None, reason="aMule is not installed (make setup)")
 
 
 def test_amule_plans_label_every_peer_pair_by_protocol_and_keep_control_off_the_capture() -> None:

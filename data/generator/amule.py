@@ -30,7 +30,6 @@ import logging
 import os
 import random
 import re
-import shutil
 import signal
 import struct
 import subprocess
@@ -43,19 +42,11 @@ from p2pdetect.data.generator.namespace import stop
 
 log = logging.getLogger(__name__)
 
-#: Debian packages (and the command that proves each is installed): the daemon, and amulecmd + alcc.
-PACKAGES: tuple[tuple[str, str], ...] = (("amule-daemon", "amuled"), ("amule-utils", "alcc"))
-
 #: The peers' network: Kad accepts no reserved, loopback or private address (see the module docstring).
 NET = "203.0.113.0/24"
 
 _EC_PASSWORD = "p2pdetect"
 _KAD_CONTACT_VERSION = 5  # below obfuscation (6): a first contact whose Kad id is not known yet
-
-
-def missing() -> list[str]:
-    """Debian packages aMule needs that are not installed."""
-    return [pkg for pkg, cmd in PACKAGES if shutil.which(cmd) is None]
 
 
 def version() -> str:

@@ -18,9 +18,13 @@ from typing import Any
 #: the eD2k/Kad family (data.generator.ed2k_scenarios), which evaluation can leave out like any implementation.
 IMPLEMENTATIONS: tuple[str, ...] = ("libtorrent", "biglybt", "ctorrent", "webtorrent", "amule")
 
-#: Debian package (and the command that proves it is installed) of each implementation run as a program.
-PACKAGES: dict[str, tuple[str, str]] = {"biglybt": ("biglybt", "/usr/share/java/biglybt-core.jar"),
-                                        "ctorrent": ("ctorrent", "ctorrent")}
+#: Debian packages (each with the command or file that proves it is installed) of each implementation
+#: run as a program; aMule needs the daemon and amule-utils (amulecmd, alcc).
+PACKAGES: dict[str, tuple[tuple[str, str], ...]] = {
+    "biglybt": (("biglybt", "/usr/share/java/biglybt-core.jar"),),
+    "ctorrent": (("ctorrent", "ctorrent"),),
+    "amule": (("amule-daemon", "amuled"), ("amule-utils", "alcc")),
+}
 
 
 #: App names of captures made before labels named the implementation (all were libtorrent swarms).
@@ -52,13 +56,8 @@ def missing(impls: Iterable[str]) -> str | None:
         node = webtorrent.missing()
         if node:
             return node
-    if "amule" in impls:
-        from p2pdetect.data.generator import amule
-
-        need += amule.missing()
     for impl in sorted(impls):
-        if impl in PACKAGES:
-            pkg, probe = PACKAGES[impl]
+        for pkg, probe in PACKAGES.get(impl, ()):
             if not (Path(probe).exists() if probe.startswith("/") else shutil.which(probe)):
                 need.append(pkg)
     return f"run 'apt-get install {' '.join(need)}' first" if need else None
