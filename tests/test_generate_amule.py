@@ -34,8 +34,14 @@ def test_amule_plans_label_every_peer_pair_by_protocol_and_keep_control_off_the_
         ips = [p["ip"] for p in everyone]
         assert plan.implementations() == ["amule"] and set(plan.implementations()) <= set(clients.IMPLEMENTATIONS)
         assert len(set(ips)) == len(ips) and len(peers) >= 4 and len(crowd) >= 20
-        # Kad takes no loopback or private address as a contact: the peers live on TEST-NET-3.
-        assert all(ipaddress.IPv4Address(ip) in ipaddress.IPv4Network(amule.NET) for ip in ips)
+        # Kad takes no loopback or private address as a contact, and at most 10 per /24: the swarm lives
+        # on TEST-NET-3, every other Kad node in a /24 of its own
+        assert all(ipaddress.IPv4Address(p["ip"]) in ipaddress.IPv4Network(amule.NET) for p in peers)
+        assert all(ipaddress.IPv4Address(p["ip"]) in ipaddress.IPv4Network(amule.CROWD_NET) for p in crowd)
+        assert len({ip.rsplit(".", 1)[0] for ip in ips}) == len(crowd) + 1
+        # users search Kad: downloaders (and some other Kad users) while they are online, seeds never
+        assert any(p.get("searches") for p in peers) and not any(p.get("searches") for p in peers if p["seed"])
+        assert all(p["online"][0][0] < t < p["online"][-1][1] for p in everyone for t in p.get("searches", []))
         assert swarm.vantage == [p["ip"] for p in peers]  # the capture keeps the swarm's packets
         seeds = {p["ip"] for p in peers if p["seed"]}
         assert seeds and peers[0]["seed"] and peers[0]["online"][0][0] == 0.0

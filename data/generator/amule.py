@@ -11,10 +11,16 @@ How a swarm is run, per peer (``amuled`` in a config dir of its own):
 - ``Address`` binds every socket, listening and dialling, TCP and UDP, to the peer's address, so the
   address plan (and so the labels) stays exact. Kad refuses reserved, loopback and private addresses
   as contacts (aMule's ``IsGoodIPPort`` always filters them), so peers live on TEST-NET-3
-  (203.0.113.0/24), added to the namespace's loopback by the worker: the namespace has no route out.
+  (203.0.113.0/24) and the other Kad nodes in the shared address space of RFC 6598 (100.64.0.0/10),
+  each in a /24 of its own: Kad keeps at most 10 contacts per /24 in its routing table (2 per bucket),
+  so a DHT in one /24 stays a handful of contacts per node, where a real node's span many networks.
+  The worker adds them to the namespace's loopback: the namespace has no route out.
 - Kad bootstraps from a ``nodes.dat`` (version 2) listing a few other peers with contact version 5,
   which aMule contacts without Kad obfuscation (it does not know their Kad ids yet); from then on the
   DHT runs on its own (hello, firewall checks, routing-table lookups, source publishing).
+- Users search: a peer with a ``searches`` schedule (seconds after ``t0``) runs a Kad keyword search
+  (``search kad WORD``) at each; an iterative lookup asks node after node closer to the keyword's
+  hash, the many short exchanges with many nodes that a Kad client's link shows.
 - The seeds share one file; a downloader is handed its ``ed2k://`` link, with some seeds as sources
   (the eD2k servers that would name sources do not exist here); it finds more through source
   exchange and Kad, and shares what it has.
@@ -42,8 +48,12 @@ from p2pdetect.data.generator.namespace import stop
 
 log = logging.getLogger(__name__)
 
-#: The peers' network: Kad accepts no reserved, loopback or private address (see the module docstring).
+#: The swarm peers' network: Kad accepts no reserved, loopback or private address (module docstring).
 NET = "203.0.113.0/24"
+#: The other Kad nodes' network, one /24 each (Kad's per-/24 contact limit; module docstring).
+CROWD_NET = "100.64.0.0/16"
+#: Every address a swarm uses.
+NETS = (NET, CROWD_NET)
 
 _EC_PASSWORD = "p2pdetect"
 _KAD_CONTACT_VERSION = 5  # below obfuscation (6): a first contact whose Kad id is not known yet
@@ -160,9 +170,10 @@ def run_swarm(params: dict[str, Any]) -> None:
     """Run one aMule swarm until ``params['until']`` (epoch seconds).
 
     params: ``peers`` (list of {ip, port, udp_port, ec_port, online, seed, up_kbs, crypt, sources,
-    contacts} and optionally ``kad_only``, a Kad node that fetches nothing: ``online`` lists [join,
-    leave] intervals in seconds after ``t0``; ``sources``, the seeds a downloader's link names;
-    ``contacts``, the peers its nodes.dat names), ``size``, ``workdir``, ``seed``.
+    contacts} and optionally ``kad_only``, a Kad node that fetches nothing, and ``searches``, when it
+    runs a Kad keyword search: ``online`` lists [join, leave] intervals in seconds after ``t0``;
+    ``sources``, the seeds a downloader's link names; ``contacts``, the peers its nodes.dat names),
+    ``size``, ``workdir``, ``seed``, ``words`` (what users search for).
     """
     rng = random.Random(params["seed"])
     workdir = Path(params["workdir"])
@@ -185,6 +196,8 @@ def run_swarm(params: dict[str, Any]) -> None:
     live: set[int] = set()
     serving: set[int] = set()  # peers whose amuled has hashed and shares the file
     asked: dict[int, float] = {}  # downloader -> when its link was last handed to it
+    searched = [0] * len(specs)  # per peer: searches of its schedule run so far
+    words = params.get("words") or [name.split("-")[0]]
     try:
         while time.time() < until:
             now = time.time() - t0
@@ -211,6 +224,11 @@ def run_swarm(params: dict[str, Any]) -> None:
                     continue
                 if peers[i].command("add " + with_sources(link, sources)):
                     asked[i] = time.time()
+            for i in sorted(live):
+                due = specs[i].get("searches", [])
+                if searched[i] < len(due) and due[searched[i]] <= now:
+                    searched[i] += 1
+                    peers[i].command("search kad " + rng.choice(words), timeout=3)
             time.sleep(0.5)
     finally:
         log.info("swarm progress at end: %s", [round(peers[i].progress(), 2) for i in sorted(live)

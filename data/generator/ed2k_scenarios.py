@@ -10,8 +10,9 @@ A model trained without these captures (the shipped model of session 17; any fol
 --group-by implementation`` that leaves ``amule`` out) measures detection of a P2P family left out
 (docs/evaluation.md, session 19); ``make dataset`` holds four runs.
 
-Address plan: the swarm's peers are 203.0.113.2-99, its Kad nodes 203.0.113.100-254 (aMule's Kad refuses
-loopback and private addresses as contacts; data.generator.amule), one swarm per run.
+Address plan: the swarm's peers are 203.0.113.2-99, its other Kad nodes 100.64.K.x, the K-th in a /24 of
+its own (aMule's Kad refuses loopback and private addresses as contacts and keeps at most 10 per /24;
+data.generator.amule), one swarm per run.
 """
 
 from __future__ import annotations
@@ -65,16 +66,25 @@ def amule_swarm(rng: random.Random, duration: int, scale: float) -> AppSpec:
     for k in range(rng.randint(20, max(20, min(60, int(20 * scale) + 20)))):
         start = round(rng.uniform(0, 5) if rng.random() < 0.8 else rng.uniform(5, 0.6 * duration), 2)
         end = duration + 60 if rng.random() < 0.85 else round(rng.uniform(start + 10, duration + 10), 2)
-        crowd.append(dict(_peer(rng, f"203.0.113.{100 + k}", _EC_BASE + 100 + k, [[start, end]], False), kad_only=True))
+        crowd.append(dict(_peer(rng, f"100.64.{k}.{rng.randint(2, 254)}", _EC_BASE + 100 + k, [[start, end]], False), kad_only=True))
     swarm_ips = [p["ip"] for p in specs]
     seeds = swarm_ips[:n_seeds]
     everyone = specs + crowd
+    words = ["holiday", "lecture", "album", "backup", "dataset", "linux", "live", "concert", "season", "mix"]
     for s in everyone:
         others = [o["ip"] for o in everyone if o is not s]
-        s["contacts"] = rng.sample(others, k=rng.randint(3, 6))
+        # a nodes.dat a client saved last session names dozens of nodes; here up to 20 of the others
+        s["contacts"] = rng.sample(others, k=min(len(others), rng.randint(8, 20)))
+        # users search: every downloader and a third of the other Kad users, every 20-60 s once online
+        if not s["seed"] and (not s.get("kad_only") or rng.random() < 0.33):
+            t, until = s["online"][0][0] + rng.uniform(10, 25), min(s["online"][-1][1], duration)
+            s["searches"] = []
+            while t < until:
+                s["searches"].append(round(t, 1))
+                t += rng.uniform(20, 60)
         s["sources"] = [] if s["seed"] or s.get("kad_only") else rng.sample(seeds, k=rng.randint(1, len(seeds)))
     size = int(min(rng.lognormvariate(15.8, 0.5) * max(scale, 0.25), 200e6))  # ~7 MB at scale 1
-    params = {"kind": "amule-swarm", "peers": everyone, "size": size, "seed": rng.getrandbits(32)}
+    params = {"kind": "amule-swarm", "peers": everyone, "size": size, "seed": rng.getrandbits(32), "words": words}
     crowd_ips = [c["ip"] for c in crowd]
     # eD2k between the swarm's peers; Kad (UDP, its ICMP, and the TCP of Kad's firewall checks) with the rest.
     rows = (pair_rows(swarm_ips, swarm_ips, (6,), "p2p", "amule-ed2k")
