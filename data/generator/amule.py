@@ -15,7 +15,7 @@ How a swarm is run, per peer (``amuled`` in a config dir of its own):
   each in a /24 of its own: Kad keeps at most 10 contacts per /24 in its routing table (2 per bucket),
   so a DHT in one /24 stays a handful of contacts per node, where a real node's span many networks.
   The worker adds them to the namespace's loopback: the namespace has no route out.
-- Kad bootstraps from a ``nodes.dat`` (version 2) listing a few other peers with contact version 5,
+- Kad bootstraps from a ``nodes.dat`` (version 2) listing 8-20 other nodes with contact version 5,
   which aMule contacts without Kad obfuscation (it does not know their Kad ids yet); from then on the
   DHT runs on its own (hello, firewall checks, routing-table lookups, source publishing).
 - Users search: a peer with a ``searches`` schedule (seconds after ``t0``) runs a Kad keyword search
