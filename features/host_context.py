@@ -23,6 +23,12 @@ transfers run side by side and end together; counted only when they end, each wo
 the others, and a host's first transfers would look like a lone exchange. Early-verdict snapshots
 (the scorer's --early-packets) never enter the state: batch and live see the same rows.
 
+A multicast or broadcast address (a discovery protocol's group, 255.255.255.255) is a group of
+receivers, not a host: flows to it add nothing to the state (no peer, no flow of any host) and its side
+of a flow reads no history. Counted as a host, the broadcast address of a LAN looked like a node trading
+with every device that announces itself (MikroTik and Tuya discovery, session 20: 9 of a seed's 16 false
+positives on the real captures); a P2P client's local peer discovery still reads its sender's evidence.
+
 Memory is bounded by the window: state holds only the flows that ended (or, in progress, were
 last seen by their evidence snapshot) within the last `window_s` seconds of packet time, and at
 most `max_flows` of them (the oldest leave first when a busy link exceeds it), so about 1 KB
@@ -31,7 +37,9 @@ per flow in the window in the worst case.
 
 from __future__ import annotations
 
+import ipaddress
 from collections import deque
+from functools import lru_cache
 
 import numpy as np
 
@@ -70,6 +78,16 @@ assert set(CONTEXT_COLUMNS) <= set(HOST_FEATURES) | set(PORT_FEATURES)
 #: window (a host's first flow, a one-flow capture): counts 0, shares and ratios undefined.
 NO_HISTORY = {f"{s}_{c}": (0 if c in _INT else float("nan")) for s in ("src", "dst") for c in _SIDE}
 NO_HISTORY["pair_tcp_and_udp"] = 0
+
+
+@lru_cache(maxsize=65536)
+def group_address(ip: str) -> bool:
+    """A multicast address or the limited broadcast (255.255.255.255): many receivers, not a host."""
+    try:
+        a = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return a.is_multicast or (a.version == 4 and int(a) == 0xFFFFFFFF)
 
 
 def high_port(port: int) -> bool:
@@ -270,6 +288,8 @@ class HostContext:
         small = ((cols["protocol"] == UDP)
                  & (cols["bidirectional_packets"] <= SMALL_UDP_PACKETS)).tolist()
         up, down = cols["src2dst_bytes"].tolist(), cols["dst2src_bytes"].tolist()
+        group = [group_address(ip) for ip in dip]
+        none = tuple(NO_HISTORY[f"src_{c}"] for c in _SIDE)
         src: list[tuple] = []
         dst: list[tuple] = []
         pair = [0] * n
@@ -287,11 +307,13 @@ class HostContext:
             if opened and (ended or started):
                 self._close((sip[i], sport[i], dip[i], dport[i], p))
             src.append(side(sip[i], sport[i], p, now))
-            dst.append(side(dip[i], dport[i], p, now))
+            dst.append(none if group[i] else side(dip[i], dport[i], p, now))
             other = _OTHER.get(p)
             if other is not None:
                 pp = self._pair_proto.get((sip[i], dip[i]) if sip[i] <= dip[i] else (dip[i], sip[i]))
                 pair[i] = int(pp is not None and other in pp)
+            if group[i]:
+                continue   # a group address is not a host (module doc): the flow enters no state
             if ended:
                 ev = (t, sip[i], sport[i], dip[i], dport[i], p, failed[i], small[i], up[i], down[i],
                       other is not None and high_port(sport[i]) and high_port(dport[i]))

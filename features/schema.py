@@ -8,7 +8,7 @@ numeric only; identity columns (addresses, raw ports, times, capture) never feed
 from __future__ import annotations
 
 #: Bump when a column's meaning, unit or the column set changes. Bundles record it.
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 9
 
 #: Parquet metadata keys.
 META_SCHEMA_VERSION = b"p2pdetect.schema_version"

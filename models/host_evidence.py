@@ -76,6 +76,9 @@ send back) feed no evidence, and what its earlier queries fed is withdrawn on bo
 it later answer a flow or trade TCP called P2P, it is judged as before. scan_peers=0 turns
 this off. Per host, at most `max_peers` IPs and 16 remote ports are counted.
 
+A multicast group or the broadcast address is not a host (features.host_context): a flow to one
+feeds no evidence, though it reads its sender's (a P2P client's local peer discovery).
+
 Only the model's own scores feed the evidence, never propagated ones: one P2P endpoint cannot
 make its peers P2P by itself, so evidence does not spread along a chain of hosts.
 
@@ -105,7 +108,7 @@ from typing import Iterator
 
 import numpy as np
 
-from p2pdetect.features.host_context import high_port
+from p2pdetect.features.host_context import group_address, high_port
 
 _PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp6"}
 _TRANSPORT = (6, 17)
@@ -457,7 +460,10 @@ class HostEvidence:
         realtime_bytes = self.realtime_packet_bytes
         for i in range(n):
             t = last[i]
-            if keep[i]:
+            group = group_address(dip[i])
+            if group:   # a multicast group or the broadcast address is not a host (module doc)
+                server = False
+            elif keep[i]:
                 self._expire(t)
                 server = self._listen(dip[i], dport[i], proto[i], sip[i], sport[i], first[i])
                 server = self._dial(sip[i], proto[i], dip[i], dport[i], first[i]) or server
@@ -483,6 +489,8 @@ class HostEvidence:
                 out[i] = prior
             if not server and proto[i] not in _TRANSPORT:
                 server = self._scanner(sip[i]) or self._scanner(dip[i])
+            if group:
+                continue   # read the sender's evidence, feed none
             fed = 0.0 if server else s[i]   # a server's clients feed no evidence
             if not keep[i]:
                 if ev[i] and fed >= threshold:   # an evidence snapshot called P2P

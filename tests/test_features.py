@@ -119,6 +119,26 @@ def test_host_context_counts_by_hand():
     assert out["dst_tcp_udp_same_port"][8] == 0
 
 
+def test_a_broadcast_or_multicast_address_is_not_a_host():
+    """Devices announcing themselves to the LAN's broadcast address (MikroTik, Tuya discovery) on high
+    ports: counted as a host, 255.255.255.255 trades with every one of them, between high ports."""
+    from p2pdetect.features.host_context import NO_HISTORY, group_address
+
+    rows = [(f"192.168.1.{i}", 49154, "255.255.255.255", 6667, 17, 1000 * i) for i in range(1, 6)]
+    rows += [(f"192.168.1.{i}", 6771, "239.192.152.143", 6771, 17, 6000 + i) for i in range(1, 3)]
+    rows.append(("192.168.1.1", 49154, "192.168.1.9", 51413, 17, 9000))
+    out = HostContext().transform(_cols(rows))
+    for name, value in NO_HISTORY.items():
+        if name.startswith("dst_"):   # the group's side reads no history, however many devices spoke to it
+            np.testing.assert_array_equal(out[name][:7], [value] * 7, err_msg=name)
+    # and the group is no peer of the devices: their first unicast peer is their first peer
+    assert out["src_host_fanout"][4] == 0 and out["src_host_high_port_peers"][7] == 0
+    assert out["src_host_flows"][7] == 0
+    assert [group_address(a) for a in ("255.255.255.255", "239.192.152.143", "ff02::1", "192.168.1.255",
+                                       "10.0.0.1", "2001:db8::1", "not an ip")] == [
+        True, True, True, False, False, False, False]
+
+
 def test_no_history_is_what_a_first_flow_gets():
     from p2pdetect.features.host_context import CONTEXT_COLUMNS, NO_HISTORY
 

@@ -47,6 +47,20 @@ def test_three_peers_make_a_p2p_host_and_two_make_a_p2p_endpoint():
     assert list(ev.p2p_hosts()) == [H]
 
 
+def test_a_broadcast_address_is_no_p2p_host_and_feeds_no_evidence():
+    """Devices announcing themselves to 255.255.255.255 on high ports, all scored P2P by a model: the
+    broadcast address is no host, so it never becomes a P2P host and corroborates none of them."""
+    ev = HostEvidence(0.8)
+    rows = [(f"198.51.100.{i}", 49154, "255.255.255.255", 6667, 17, 1000 * i) for i in range(1, 8)]
+    out = ev.update(_cols(rows), np.full(7, 0.95))
+    np.testing.assert_array_equal(out, np.full(7, np.nextafter(0.8, 0)))   # never corroborated
+    assert list(ev.p2p_hosts()) == [] and ev.pop_records() == []
+    # a P2P host's local peer discovery to a multicast group reads the sender's evidence
+    ev.update(_cols([(H, 6881, _peer(i), 40000 + i, 17, 9000 + i) for i in range(1, 4)]), np.array([0.9] * 3))
+    lsd = ev.update(_cols([(H, 6881, "239.192.152.143", 6771, 17, 9500)]), np.array([0.1]))
+    assert lsd[0] == 0.9 and list(ev.p2p_hosts()) == [H]
+
+
 def test_two_peers_are_not_enough():
     ev = HostEvidence(0.8)
     rows = [(H, 6881, _peer(i), 40000 + i, 17, 1000 * i) for i in range(1, 4)]
