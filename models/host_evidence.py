@@ -487,10 +487,10 @@ class HostEvidence:
                     prior = max(prior, min(host_score(sip[i]), host_score(dip[i])))
             if prior > out[i]:
                 out[i] = prior
-            if not server and proto[i] not in _TRANSPORT:
-                server = self._scanner(sip[i]) or self._scanner(dip[i])
             if group:
                 continue   # read the sender's evidence, feed none
+            if not server and proto[i] not in _TRANSPORT:
+                server = self._scanner(sip[i]) or self._scanner(dip[i])
             fed = 0.0 if server else s[i]   # a server's clients feed no evidence
             if not keep[i]:
                 if ev[i] and fed >= threshold:   # an evidence snapshot called P2P
