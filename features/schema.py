@@ -113,11 +113,17 @@ def feature_columns(splt_n: int = 32, *, port_features: bool = True,
     return [c for c in cols if c not in drop] if drop else cols
 
 
+#: The payload sizes of a flow's first two payload packets: one message each (a Kad hello is 35
+#: bytes, a BitTorrent handshake 68), so an implementation's message layout too.
+HANDSHAKE_SIZE_FEATURES = ["hs_first_payload_size", "hs_second_payload_size"]
+
+
 def sequence_feature_columns(splt_n: int = 32) -> list[str]:
-    """The size and direction of each of the first packets, one column per position: an
-    implementation's message layout more than P2P behaviour (the sequence ablation removes
-    these; summaries of the sequence such as splt_ps_entropy and hs_* stay)."""
-    return splt_columns(splt_n, "ps") + splt_columns(splt_n, "dir")
+    """The size and direction of each of the first packets, one column per position, and the
+    sizes of the first two payload packets: an implementation's message layout more than P2P
+    behaviour (the sequence ablation removes these; summaries of the sequence such as
+    splt_ps_entropy, splt_dir_changes and where and which way payload starts stay)."""
+    return splt_columns(splt_n, "ps") + splt_columns(splt_n, "dir") + HANDSHAKE_SIZE_FEATURES
 
 
 def timing_feature_columns(splt_n: int = 32) -> list[str]:

@@ -57,8 +57,9 @@ def add_parser(sub) -> None:
                    help="also train on absolute timings (durations, inter-arrival times, RTT): they "
                         "describe the network path as much as the application, so they are off by default")
     p.add_argument("--sequence-features", action="store_true",
-                   help="also train on the size and direction of each of the first packets: they spell out "
-                        "one implementation's message layout, so they are off by default")
+                   help="also train on the size and direction of each of the first packets and the sizes of "
+                        "the first two payloads: they spell out one implementation's message layout, so "
+                        "they are off by default")
     p.add_argument("--early-packets", type=int, default=32, metavar="N",
                    help="also train on each flow as it looks after N packets, so the scorer's early "
                         "verdicts (made at N packets) are as good as its final ones; 0 = final flows only "
