@@ -161,6 +161,22 @@ def test_a_flow_is_p2p_on_its_own_score_only_with_a_second_peer_between_high_por
     np.testing.assert_array_equal(off.update(_cols(server), np.full(5, 0.99)), [0.99] * 5)
 
 
+def test_a_bulk_transfer_stands_on_its_own_score():
+    """A TCP transfer of bulk_bytes or more is P2P on the model's own score without a second peer
+    (corroborate_bulk=False, the default): a peer listening on a service port (443, 3478) to pass
+    firewalls trades megabytes with peers none of whose flows is between high ports. A lighter
+    session with the same peer, or the transfer with corroborate_bulk=True, is still capped."""
+    below = np.nextafter(0.8, 0)
+    rows = [(H, 40001, _peer(1), 443, 6, 1000), (H, 40002, _peer(1), 443, 6, 2000),
+            (H, 40003, _peer(2), 443, 17, 3000)]   # an HTTP/3 download: UDP is still capped
+    cols = _cols(rows)
+    cols["src2dst_bytes"] = np.array([300_000, 100, 300_000])
+    cols["bidirectional_packets"] = np.array([400, 40, 400])
+    np.testing.assert_array_equal(HostEvidence(0.8).update(cols, np.full(3, 0.95)), [0.95, below, below])
+    np.testing.assert_array_equal(HostEvidence(0.8, corroborate_bulk=True).update(cols, np.full(3, 0.95)),
+                                  [below] * 3)
+
+
 def test_servers_of_one_application_on_one_high_port_need_not_corroborate():
     """corroborate_ports=True (off by default, docs/evaluation.md session 13): a client of two
     servers on the same high port (log sinks on 11095, PLCs on 44818) is one application's client,
