@@ -61,6 +61,7 @@ bench: setup
 	$(PY) benchmarks/score.py
 	$(PY) benchmarks/inference.py
 	$(PY) benchmarks/host_context.py
+	$(PY) benchmarks/host_evidence.py
 
 samples: setup
 	$(PY) -m p2pdetect.data.make_samples

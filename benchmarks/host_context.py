@@ -29,20 +29,23 @@ NEED = ["src_ip", "src_port", "dst_ip", "dst_port", "protocol", "bidirectional_l
         "bidirectional_packets", "dst2src_packets", "bidirectional_bytes", "src2dst_bytes", "dst2src_bytes"]
 
 
-def sample_rows(reps: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """The samples' rows (finals and 32-packet snapshots, meter order), tiled reps times."""
-    cols: dict[str, list] = {c: [] for c in NEED}
+def sample_rows(reps: int, need: list[str] = NEED, bundle=None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The samples' rows (finals and 32-packet snapshots, meter order), tiled reps times; with a
+    bundle, its model's scores of them too (column "score")."""
+    cols: dict[str, list] = {c: [] for c in need + (["score"] if bundle is not None else [])}
     final: list = []
     for i, cap in enumerate(sorted(SAMPLES.glob("*.pcap"))):
         t = extract_capture(cap, ExtractConfig(snapshot_packets=32))
-        for c in NEED:
+        for c in need:
             cols[c].append(t.column(c).to_numpy(zero_copy_only=False))
+        if bundle is not None:
+            cols["score"].append(bundle.predict_proba(t))
         final.append(t.column("stage").to_numpy(zero_copy_only=False).astype(str) == "final")
     one = {c: np.concatenate(v) for c, v in cols.items()}
     fin = np.concatenate(final)
     out = {}
     for c, v in one.items():
-        if c == "bidirectional_last_seen_ms":
+        if c.endswith("_seen_ms"):
             out[c] = np.concatenate([v + k * 3_600_000 for k in range(reps)])
         elif c.endswith("_ip"):
             out[c] = np.concatenate([np.array([f"{x}#{k}" for x in v], dtype=object) for k in range(reps)])

@@ -43,6 +43,8 @@ class ScoreMetrics:
                                      buckets=BATCH_BUCKETS, registry=registry)
         self.queue_depth = Gauge("p2pdetect_queue_chunks", "Meter chunks waiting to be scored",
                                  registry=registry)
+        self.held = Gauge("p2pdetect_held_verdicts", "Final verdicts held until their hosts' evidence is "
+                          "complete (a host's first flows; written when released)", registry=registry)
         for v in ("p2p", "other"):  # expose zeros from the start
             for s in ("early", "final"):
                 self.verdicts.labels(verdict=v, stage=s)

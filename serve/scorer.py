@@ -12,7 +12,10 @@ Model scores then pass through ONE models.HostEvidence per stream (the class bat
 uses): a flow on an endpoint already known to be P2P is flagged from its first verdict, and
 host records come out when a host's evidence crosses the threshold. The meter's evidence
 snapshots (the model's snapshot_packets; features/snapshot_meter.py) feed that evidence too,
-and are not verdicts: they leave the batch after scoring.
+and are not verdicts: they leave the batch after scoring. A final verdict the evidence holds
+(HostEvidence hold_s: a host's first flows, before its evidence is complete) leaves its batch
+and comes out in the batch that releases it, or at the end of the stream: final verdicts are
+the offline ones, not always in meter order.
 """
 
 from __future__ import annotations
@@ -58,30 +61,50 @@ class StreamScorer:
         self.bundle = bundle
         self.featurizer = FlowFeaturizer(bundle.extract_config, capture=capture)
         self.evidence = HostEvidence(bundle.threshold, model_id=bundle.bundle_id, **bundle.evidence)
+        self._rows = 0                      # rows scored so far: the keys of held verdicts
+        self._held: dict[int, tuple] = {}   # key -> the held flow's RECORD_COLUMNS values
 
     def score(self, batch: Batch) -> ScoredBatch:
         """Score a batch in meter order: early snapshots against the host context as it stands,
-        final flows entering it; evidence snapshots feed the host evidence and are dropped."""
+        final flows entering it; evidence snapshots feed the host evidence and are dropped. Final
+        verdicts the evidence holds leave the batch and join a later one when released."""
         stages = np.frombuffer(bytes(batch.stages), dtype=np.uint8)
         final = stages == FINAL
         evidence = evidence_stages(stages)
         cols = self.featurizer.transform_rows(batch.rows, remember=final, evidence=evidence)
+        keys = range(self._rows, self._rows + len(stages))
+        self._rows += len(stages)
         scores = self.evidence.update(cols, self.bundle.predict_proba(cols), remember=final,
-                                      evidence=evidence if evidence.any() else None)
+                                      evidence=evidence if evidence.any() else None, keys=keys)
         out = np.where(final, FINAL, EARLY).astype(np.uint8)
         rec = {c: cols[c] for c in RECORD_COLUMNS}
-        if (stages == EVIDENCE).any():
-            keep = stages != EVIDENCE
+        held = self.evidence.held
+        for i in np.flatnonzero(held).tolist():
+            self._held[keys[i]] = tuple(rec[c][i] for c in RECORD_COLUMNS)
+        if held.any() or (stages == EVIDENCE).any():
+            keep = (stages != EVIDENCE) & ~held
             rec = {c: v[keep] for c, v in rec.items()}
             out, scores = out[keep], scores[keep]
+        rec, out, scores = self._with_released(rec, out, scores, self.evidence.pop_released())
         return ScoredBatch(rec, out, scores, self.bundle.verdicts(scores),
                            batch.t_first, batch.stats, self.evidence.pop_records())
 
     def finish(self) -> ScoredBatch:
-        """No flows: the host records due at the end of the stream (one per P2P host)."""
+        """No new flows: the verdicts still held, then the host records due at the end of the
+        stream (one per P2P host)."""
         empty = {c: np.empty(0, dtype=object if c.endswith("_ip") else np.int64) for c in RECORD_COLUMNS}
-        return ScoredBatch(empty, np.empty(0, np.uint8), np.empty(0), np.empty(0, dtype=object),
-                           hosts=self.evidence.finish())
+        rec, out, scores = self._with_released(empty, np.empty(0, np.uint8), np.empty(0), self.evidence.flush())
+        return ScoredBatch(rec, out, scores, self.bundle.verdicts(scores), hosts=self.evidence.finish())
+
+    def _with_released(self, rec: dict, stages: np.ndarray, scores: np.ndarray, released: list):
+        """The batch's rows followed by the held final verdicts just released."""
+        if not released:
+            return rec, stages, scores
+        rows = [self._held.pop(k) for k, _ in released]
+        rec = {c: np.concatenate([v, np.array([r[j] for r in rows], dtype=v.dtype)])
+               for j, (c, v) in enumerate(rec.items())}
+        return (rec, np.concatenate([stages, np.full(len(rows), FINAL, np.uint8)]),
+                np.concatenate([scores, np.array([sc for _, sc in released])]))
 
 
 def score_stream(batches: Iterable[Batch], scorer: StreamScorer) -> Iterator[ScoredBatch]:

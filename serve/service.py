@@ -147,6 +147,7 @@ def run_scoring(source: MeterSource, bundle, sink: JsonLinesSink, config: ScoreC
                                                 ("other", "early"): n_early - n_p2p_early},
                                   n_final, [now - t for t in scored.t_first])
                     metrics.queue_depth.set(source.queue_depth())
+                    metrics.held.set(scorer.evidence.n_held)
         if summary.interrupted and not keep_partial:
             sink.discard()
         else:

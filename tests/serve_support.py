@@ -105,3 +105,24 @@ def offline_scores(path, bundle):
     scores, hosts = score_table(bundle, table)
     final = np.flatnonzero(table.column("stage").to_numpy(zero_copy_only=False) == "final")
     return table.take(pa.array(final)), scores[final], next(iter(hosts.values()), [])
+
+
+_KEY = ("src_ip", "src_port", "dst_ip", "dst_port", "protocol")
+
+
+def in_table_order(final, table):
+    """Final verdicts (records, or a dict of record columns) in the order of the offline flow
+    table's rows, matched by flow (5-tuple and first packet time): the scorer writes a held
+    verdict (models.HostEvidence hold_s) when it is released, not in meter order."""
+    def keys(cols, first):
+        return list(zip(*(cols[c] for c in _KEY), cols[first]))
+    if isinstance(final, dict):
+        got = keys({c: np.asarray(v).tolist() for c, v in final.items()}, "bidirectional_first_seen_ms")
+    else:
+        got = keys({c: [v[c] for v in final] for c in _KEY + ("first_seen_ms",)}, "first_seen_ms")
+    want = keys({c: table.column(c).to_pylist() for c in _KEY + ("bidirectional_first_seen_ms",)},
+                "bidirectional_first_seen_ms")
+    pos = {k: i for i, k in enumerate(got)}
+    assert len(pos) == len(got) == len(want), "final verdicts and offline flows differ in number or repeat"
+    return [pos[k] for k in want]
+

@@ -245,6 +245,48 @@ def test_records_repeat_while_it_lasts_and_the_evidence_lapses():
     assert final == []
 
 
+def test_a_hosts_first_flows_are_judged_again_once_it_is_a_p2p_host():
+    """hold_s: a final verdict below the threshold of a host with a flow called P2P (or capped for
+    want of corroboration) is held and judged again hold_s later with the evidence as it stands
+    then: the DHT query a host sent between its first call and its third peer is P2P too. A flow
+    before any evidence is held only with hold_unknown=True. A web session is not raised."""
+    rows = [(H, 50000, _peer(9), 40009, 17, 1000),   # a short query between high ports, before any evidence
+            (H, 50001, "198.51.100.1", 443, 6, 1500),   # web: nothing called P2P yet, not held
+            (H, 6881, _peer(1), 40001, 17, 2000),   # the first call: capped (no second peer yet)
+            (H, 50003, _peer(8), 40008, 17, 2500),   # a short query after it, scored low
+            (H, 6881, _peer(2), 40002, 17, 3000),
+            (H, 6881, _peer(3), 40003, 17, 4000),   # the third peer called P2P: a P2P host
+            (H, 50002, "198.51.100.1", 443, 6, 5000)]   # web again, now held: its host has evidence
+    scores = np.array([0.3, 0.1, 0.9, 0.3, 0.95, 0.99, 0.1])
+    below = np.nextafter(0.8, 0)
+    ev = HostEvidence(0.8, hold_s=60)
+    out = ev.update(_cols(rows), scores, keys=list("abcdefg"))
+    np.testing.assert_array_equal(out, [0.3, 0.1, below, 0.3, 0.95, 0.99, 0.1])   # provisional for held rows
+    np.testing.assert_array_equal(ev.held, [False, False, True, True, False, False, True])
+    assert ev.pop_released() == []
+    # a flow 61 s after the first call releases it and the query after it: both P2P now
+    ev.update(_cols([("192.0.2.7", 50000, "198.51.100.2", 53, 17, 62_600)]), np.array([0.1]), keys=["h"])
+    released = dict(ev.pop_released())
+    assert set(released) == {"c", "d"} and min(released.values()) >= 0.8
+    assert dict(ev.flush()) == {"g": 0.1}   # the end of the stream releases the rest, not raised
+    # hold_unknown: the query before any evidence is held and raised too
+    unknown = HostEvidence(0.8, hold_s=60, hold_unknown=True)
+    unknown.update(_cols(rows), scores, keys=list("abcdefg"))
+    assert unknown.held[0] and not unknown.held[1] and dict(unknown.flush())["a"] >= 0.8
+    # without the hold they stay as they were
+    off = HostEvidence(0.8, hold_s=0)
+    np.testing.assert_array_equal(off.update(_cols(rows), scores), [0.3, 0.1, below, 0.3, 0.95, 0.99, 0.1])
+    assert not off.held.any() and off.flush() == []
+
+
+def test_held_verdicts_are_bounded():
+    ev = HostEvidence(0.8, hold_s=60, max_held=2, hold_unknown=True)
+    rows = [(H, 50000 + i, _peer(i), 40000 + i, 17, 1000 * i) for i in range(1, 4)]
+    ev.update(_cols(rows), np.full(3, 0.3))
+    assert ev.held.all() and [k for k, _ in ev.pop_released()] == [0]   # the oldest went early
+    assert [k for k, _ in ev.flush()] == [1, 2]
+
+
 def test_table_evidence_equals_streaming_in_any_batches():
     rng = np.random.default_rng(1)
     rows = [(H if rng.random() < 0.5 else _peer(int(rng.integers(1, 30))), int(rng.choice([6881, 50000 + i])),
@@ -254,8 +296,16 @@ def test_table_evidence_equals_streaming_in_any_batches():
     cols = _cols(rows)
     whole, recs = evidence_scores({**cols, "capture": np.full(400, "c"), "flow_index": np.arange(400)}, scores, 0.7)
     ev = HostEvidence(0.7)
-    parts = [ev.update({k: v[i:i + 37] for k, v in cols.items()}, scores[i:i + 37]) for i in range(0, 400, 37)]
-    np.testing.assert_array_equal(np.concatenate(parts), whole)
+    got = np.full(400, np.nan)
+    for i in range(0, 400, 37):
+        part = ev.update({k: v[i:i + 37] for k, v in cols.items()}, scores[i:i + 37], keys=range(i, i + 37))
+        got[i:i + 37][~ev.held] = part[~ev.held]
+        for k, score in ev.pop_released():
+            got[k] = score
+    assert np.isnan(got).sum() == len(ev._held) > 0   # some verdicts are still held at the end
+    for k, score in ev.flush():
+        got[k] = score
+    np.testing.assert_array_equal(got, whole)
     assert ev.finish() == recs["c"]
 
 

@@ -84,7 +84,7 @@ UDP_SENDER = textwrap.dedent("""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("127.0.0.2", 40000))
     for i in range(int(sys.argv[1])):
-        s.sendto(b"x" * 100, ("127.0.0.3", 40001))
+        s.sendto(b"x" * 100, ("127.0.0.3", int(sys.argv[2]) if len(sys.argv) > 2 else 40001))
         time.sleep(0.01)
 """)
 
@@ -97,14 +97,15 @@ def test_idle_flow_expires_without_traffic_and_sigterm_flushes(netns, tmp_path):
     out = tmp_path / "v.jsonl"
     scorer = _start_scorer(netns, str(model), out, "--early-seconds", "0", "--metrics-port", "19091")
     try:
-        _in_ns(netns, sys.executable, "-c", UDP_SENDER, "5").wait(timeout=30)
+        # to a service port (syslog): an ordinary flow, whose final verdict is not held (HostEvidence hold_s)
+        _in_ns(netns, sys.executable, "-c", UDP_SENDER, "5", "514").wait(timeout=30)
         # nothing else happens on the interface: only the scorer's own clock can expire it
         deadline = time.time() + 8
         final = []
         while time.time() < deadline and not final:
             time.sleep(0.25)
             final = [v for v in read_verdicts(out.read_text()) if v.get("stage") == "final"
-                     and v["src_port"] == 40000 and v["dst_port"] == 40001]
+                     and v["src_port"] == 40000 and v["dst_port"] == 514]
         assert final and final[0]["packets"] == 5, "idle flow not expired within idle timeout + 6 s"
         scrape = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c",
                                  "import urllib.request; print(urllib.request.urlopen("

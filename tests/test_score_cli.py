@@ -13,8 +13,8 @@ import pytest
 from p2pdetect.cli import main
 
 from conftest import ROOT, SAMPLES, run_cli
-from serve_support import (build_stand_in_bundle, offline_flows, offline_scores, read_verdicts, sample, sample_facts,
-                           synthetic_capture)
+from serve_support import (build_stand_in_bundle, in_table_order, offline_flows, offline_scores, read_verdicts, sample,
+                           sample_facts, synthetic_capture)
 
 # Every input is committed or made here; nothing needs the shared nDPI corpus.
 # mixed-home: real clients, both classes (P2P swarms beside browsing, streaming and DNS).
@@ -62,6 +62,7 @@ def test_final_verdicts_equal_extract_plus_model(which, request, tmp_path):
     final = [v for v in read_verdicts(res.stdout) if v.get("stage") == "final"]
     bundle = load_bundle(model)
     table, scores, hosts = offline_scores(CAPTURE, bundle)
+    final = [final[i] for i in in_table_order(final, table)]
     assert [v["score"] for v in final] == np.round(scores, 6).tolist()
     assert [v["verdict"] for v in final] == bundle.verdicts(scores).tolist()
     assert [(v["src_ip"], v["dst_port"], v["packets"]) for v in final] == list(zip(
@@ -83,7 +84,8 @@ def test_final_verdicts_do_not_depend_on_the_early_verdict_settings(model):
     records = [v for v in read_verdicts(res.stdout) if v["event_type"] == "flow"]
     final = [v for v in records if v["stage"] == "final"]
     early = [v for v in records if v["stage"] == "early"]
-    _, scores, hosts = offline_scores(CAPTURE, bundle)
+    table, scores, hosts = offline_scores(CAPTURE, bundle)
+    final = [final[i] for i in in_table_order(final, table)]
     assert [v["score"] for v in final] == np.round(scores, 6).tolist()
     # one early verdict at most per flow, each at 8 packets or fewer
     assert 0 < len(early) <= len(final) and all(v["packets"] <= 8 for v in early)

@@ -13,7 +13,8 @@ from p2pdetect.errors import BadConfigError
 from p2pdetect.serve import (EARLY, EVIDENCE, FINAL, JsonLinesSink, MeterChunk, ScoreConfig, ScoreMetrics, StreamScorer,
                    VERDICT_KEYS, HOST_KEYS, capture_source, chunks_from_rows, micro_batches, run_scoring,
                    score_stream, verdict_lines)
-from serve_support import build_stand_in_bundle, offline_flows, offline_scores, one_flow_capture, sample, sample_facts
+from serve_support import (build_stand_in_bundle, in_table_order, offline_flows, offline_scores, one_flow_capture, sample,
+                           sample_facts)
 
 # Every input is committed or made here; nothing needs the shared nDPI corpus.
 # mixed-home: real clients browsing, streaming, resolving names and joining swarms, both classes.
@@ -115,9 +116,12 @@ def test_score_stream_from_a_list_equals_batch_extraction(bundle):
     scorer = StreamScorer(bundle, capture=str(CAPTURE))
     scored = list(score_stream(micro_batches(chunks, batch_size=64, max_wait_s=1), scorer))
     scores = np.concatenate([s.scores for s in scored])
-    offline = offline_scores(CAPTURE, bundle)[1]
+    cols = {c: np.concatenate([s.cols[c] for s in scored]) for c in scored[0].cols}
+    table, offline = offline_scores(CAPTURE, bundle)[:2]
     assert len(scores) == len(offline) == FLOWS
-    np.testing.assert_array_equal(scores, offline)
+    order = in_table_order(cols, table)
+    np.testing.assert_array_equal(scores[order], offline)
+    assert len(scored[-1]) > 0 and order != sorted(order)   # verdicts held to the end of the stream
 
 
 def test_early_snapshots_do_not_change_final_scores(bundle):
@@ -129,9 +133,10 @@ def test_early_snapshots_do_not_change_final_scores(bundle):
     scored = list(score_stream(micro_batches(mixed, batch_size=100, max_wait_s=1), scorer))
     stages = np.concatenate([s.stages for s in scored])
     scores = np.concatenate([s.scores for s in scored])
-    offline = offline_scores(CAPTURE, bundle)[1]
+    cols = {c: np.concatenate([s.cols[c] for s in scored])[stages == FINAL] for c in scored[0].cols}
+    table, offline = offline_scores(CAPTURE, bundle)[:2]
     assert (stages == EARLY).sum() == 30
-    np.testing.assert_array_equal(scores[stages == FINAL], offline)
+    np.testing.assert_array_equal(scores[stages == FINAL][in_table_order(cols, table)], offline)
 
 
 # the meter process --------------------------------------------------------------------
@@ -144,8 +149,8 @@ def test_meter_gives_early_then_final_and_final_equals_offline(bundle, tmp_path)
     assert summary.early_verdicts == len(early) > 0
     assert summary.packets == PACKETS
     offline, scores, _ = offline_scores(CAPTURE, bundle)
+    final = [final[i] for i in in_table_order(final, offline)]
     assert [v["score"] for v in final] == np.round(scores, 6).tolist()
-    assert [v["src_port"] for v in final] == offline.column("src_port").to_pylist()
     assert any(v["packets"] < 32 for v in early)  # the 10 s trigger fired too, not only the 32-packet one
     # an early verdict is a snapshot: at most 32 packets or about 10 s of flow, before its final one
     for v in early:
