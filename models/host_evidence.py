@@ -517,8 +517,8 @@ class HostEvidence:
                 server = self._dial(sip[i], proto[i], dip[i], dport[i], first[i]) or server
             else:
                 server = self._server(dip[i], dport[i], proto[i]) or self._scanner(sip[i])
-            if not group and not server and proto[i] not in _TRANSPORT:
-                server = self._scanner(sip[i]) or self._scanner(dip[i])
+            if not group and not server:
+                server = self._scanned(sip[i], dip[i], proto[i])
             out[i], high = self._judge(row, t, server)
             if group:
                 continue   # read the sender's evidence, feed none
@@ -572,6 +572,10 @@ class HostEvidence:
             prior = max(prior, min(self.host_score(sip), self.host_score(dip)))
         return max(out, prior), high
 
+    def _scanned(self, sip: str, dip: str, proto: int) -> bool:
+        """Whether a flow that is not TCP or UDP belongs to a scanner (the ICMP its servers send back)."""
+        return proto not in _TRANSPORT and (self._scanner(sip) or self._scanner(dip))
+
     # held verdicts ---------------------------------------------------------------------
     def _called(self, ip: str) -> bool:
         """Whether a flow of the host was called P2P (it has evidence, if not yet enough)."""
@@ -590,9 +594,7 @@ class HostEvidence:
         while held and held[0][0] <= t:
             _, _, key, row, score = heapq.heappop(held)
             sip, sport, dip, dport, proto = row[:5]
-            server = self._server(dip, dport, proto) or self._scanner(sip)
-            if not server and proto not in _TRANSPORT:
-                server = self._scanner(sip) or self._scanner(dip)
+            server = self._server(dip, dport, proto) or self._scanner(sip) or self._scanned(sip, dip, proto)
             self._released.append((key, max(score, self._judge(row, min(t, self._now), server)[0])))
 
     @property
