@@ -67,6 +67,9 @@ RECIPE: tuple[tuple[str, tuple[int, ...], int, float], ...] = (
     ("p2p-webtorrent-dht", (1501, 1502, 1503, 1504), 60, 1.0),
     ("p2p-webtorrent-dht", (1505, 1506), 60, 2.0),
     ("p2p-webtorrent-mixed", (1521, 1522, 1523), 60, 2.0),
+    # WebTorrent leechers trading pieces with each other over uTP: bulk uTP both ways, not from libtorrent.
+    ("p2p-webtorrent-utp", (1531, 1532, 1533, 1534), 60, 2.0),
+    ("p2p-webtorrent-utp", (1535, 1536), 60, 3.0),
     # A server browser querying hundreds of game servers on one port (A2S, EAQ-like probes), and swarms whose
     # peers all listen on one port: "many peers on one port" and "diverse remote ports" name neither class.
     ("server-browser", (1702, 1703, 1707), 60, 1.0),
@@ -106,6 +109,9 @@ WAN_RECIPE: tuple[tuple[str, str, tuple[int, ...], int, float], ...] = (
     ("p2p-webtorrent-dht", "wan-high", (1512,), 60, 1.0),
     ("p2p-webtorrent-dht", "lossy", (1513,), 60, 1.0),
     ("p2p-webtorrent-mixed", "wan-mid", (1524,), 60, 2.0),
+    ("p2p-webtorrent-utp", "wan-mid", (1541,), 60, 2.0),
+    ("p2p-webtorrent-utp", "wan-high", (1542,), 60, 2.0),
+    ("p2p-webtorrent-utp", "lossy", (1543,), 60, 2.0),
     ("server-browser", "wan-mid", (1709,), 60, 1.0),
     ("p2p-service-ports", "wan-mid", (1811,), 60, 2.0),
     ("game-p2p", "wan-mid", (2011,), 60, 1.0),

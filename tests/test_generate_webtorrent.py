@@ -71,6 +71,20 @@ def test_webtorrent_plans_label_their_observed_peers_and_leave_libtorrent_out(se
     assert {"webtorrent", "libtorrent"} <= set(mixed.implementations())
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_webtorrent_utp_swarm_plans_leechers_online_together_over_utp(seed: int) -> None:
+    plan = scenarios.build("p2p-webtorrent-utp", seed, 60, 2.0)
+    assert plan.implementations() == ["webtorrent"]
+    peers = _peers(plan)
+    leechers = [p for p in peers if not p["seed"]]
+    assert len(leechers) >= 3 and sum(p["seed"] for p in peers) == 1
+    assert {p["transport"] for p in peers} <= {"utp", "both"}  # uTP first everywhere: trading goes over uTP
+    assert all(p["online"][0][0] <= 0.15 * 60 for p in leechers)  # together from early on: they trade
+    idx = LabelIndex(plan.rows())
+    a, b = leechers[:2]
+    assert [r.app for r in idx.match(a["ip"], a["port"], b["ip"], b["port"], 17)] == ["webtorrent-utp"]
+
+
 def _tshark_protocols(pcap: Path) -> Counter[str]:
     """Packets per top protocol tshark decodes, its uTP heuristic switched on (off by default)."""
     res = subprocess.run(["tshark", "-r", str(pcap), "--enable-heuristic", "bt_utp_udp", "-T", "fields",

@@ -36,6 +36,7 @@ SCENARIOS: tuple[str, ...] = (
     # WebTorrent (data.generator.webtorrent_scenarios): uTP and DHT of an implementation other than libtorrent
     "p2p-webtorrent-dht",
     "p2p-webtorrent-mixed",
+    "p2p-webtorrent-utp",
     # eD2k/Kad (data.generator.ed2k_scenarios): a P2P family other than BitTorrent
     "p2p-amule",
     # hard negatives (data.generator.hard_negatives): ordinary traffic with P2P's shape

@@ -10,6 +10,11 @@ leaves libtorrent out still has them in training (and the other way round).
   The capture keeps the observed peers' packets (``AppSpec.vantage``), as p2p-dht-swarm does.
 - ``p2p-webtorrent-mixed``: WebTorrent peers in a tracker swarm with libtorrent, ctorrent and sometimes
   BiglyBT peers (scenarios.impl_swarm); WebTorrent and libtorrent peers share a DHT too.
+- ``p2p-webtorrent-utp``: a tracker swarm of WebTorrent peers only, uTP first (some uTP only), a bigger
+  content and leechers that are online together, so that they trade pieces with each other, not only
+  fetch them from the seed: megabytes each way over one uTP connection between two high ports, as in a
+  real swarm (and in libtorrent's swarms). Without it, an evaluation that leaves libtorrent out had
+  hardly any bulk uTP left in training, and none that went both ways.
 
 Address plan: K = 18 WebTorrent swarm peers, 19 bittorrent-dht nodes; the mixed swarm lives in 13.
 """
@@ -24,7 +29,7 @@ from p2pdetect.data.generator.scenarios import AppSpec, _Addresses, _content, _p
 from p2pdetect.data.generator.webtorrent import peer_pair_rows
 
 #: Scenario names this module builds, in the order ``--scenario all`` runs them.
-SCENARIOS: tuple[str, ...] = ("p2p-webtorrent-dht", "p2p-webtorrent-mixed")
+SCENARIOS: tuple[str, ...] = ("p2p-webtorrent-dht", "p2p-webtorrent-mixed", "p2p-webtorrent-utp")
 
 #: Worker kinds of these apps: kind -> (module under data.generator, its entry function).
 KINDS: dict[str, tuple[str, str]] = {"wt-dht": ("webtorrent", "run_dht_nodes")}
@@ -157,7 +162,19 @@ def mixed_swarm(rng: random.Random, addr: _Addresses, duration: int, scale: floa
                        n_ghosts=rng.randint(1, 3), app="webtorrent-mixed-swarm")]
 
 
-_BUILDERS = {"p2p-webtorrent-dht": dht_swarm, "p2p-webtorrent-mixed": mixed_swarm}
+def utp_swarm(rng: random.Random, addr: _Addresses, duration: int, scale: float) -> list[AppSpec]:
+    """The app of ``p2p-webtorrent-utp``: WebTorrent leechers that trade over uTP with each other."""
+    peers = [("webtorrent", rng.choice(["forced", "prefer", "prefer", "plain"])) for _ in range(rng.randint(4, 7))]
+    app = impl_swarm(rng, addr, duration, scale, peers=peers, n_seeds=1, n_ghosts=rng.randint(0, 2),
+                     app="webtorrent-utp-swarm")
+    for spec in app.params["peers"]:
+        spec["transport"] = rng.choice(["utp", "both", "both"])
+        if not spec["seed"]:  # online together from early on (a quarter leave and come back, as elsewhere)
+            spec["online"][0][0] = round(rng.uniform(0, 0.15 * duration), 2)
+    return [app]
+
+
+_BUILDERS = {"p2p-webtorrent-dht": dht_swarm, "p2p-webtorrent-mixed": mixed_swarm, "p2p-webtorrent-utp": utp_swarm}
 
 
 def build(scenario: str, rng: random.Random, addr: _Addresses, duration: int, scale: float) -> list[AppSpec]:
