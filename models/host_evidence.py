@@ -113,10 +113,13 @@ them the same way, so batch and live verdicts stay equal. A flow expires idle_ti
 its last packet, so in a live run the hold costs little latency beyond the meter's own; early
 verdicts are never held. hold_s=0 turns it off. Over three seeds, implementation left out: aMule
 71.7 -> 89.7 % of flows, BiglyBT 86.9 -> 91.2 %, libtorrent 93.8 -> 95.5 % (bytes 90.1 -> 92.3 %);
-real false positives 16 -> 22 of 8,139 (docs/evaluation.md, session 22). hold_unknown=True also
-holds flows between high ports (and not TCP or UDP) of hosts with no evidence yet, the flows
-before a host's first call: aMule 95.4 %, but its thresholds rose, BiglyBT and libtorrent lost
-bytes (94.7, 89.8 %) and generated false positives rose (84 against 70): off by default.
+real false positives 16 -> 22 of 8,139 (docs/evaluation.md, session 22). hold_unknown also holds
+the flows before a host's first call: those between high ports (or not TCP or UDP) of hosts with no
+evidence yet whose own score is at least `hold_floor` (0.3). Holding all of them (floor 0) found
+aMule's Kad exchanges (95.4 %) but raised the thresholds: BiglyBT and libtorrent lost bytes (94.7,
+89.8 %). With the floor, three seeds: aMule 84.0 -> 93.1 % of flows (hosts 95.4 -> 99.5 %),
+BiglyBT 92.5 -> 92.9 %, libtorrent 96.0 -> 95.7 %, false positives 77 -> 80 generated and 18 -> 21
+real (docs/evaluation.md, session 23).
 
 The host record is what an operator acts on: which address runs P2P, on which endpoints,
 with how many peers, since when. It is emitted when the host's evidence first crosses the
@@ -201,12 +204,14 @@ class HostEvidence:
                  served_ratio: float = 3.0, served_extra: int = 10, served_cap: bool = True,
                  scan_peers: int = 20, scan_share: float = 0.9,
                  max_listen: int = 256, realtime_piat_ms: float = 100.0, realtime_packet_bytes: int = 300,
-                 hold_s: float = 120.0, hold_unknown: bool = False, max_held: int = 100_000, model_id: str = "") -> None:
+                 hold_s: float = 120.0, hold_unknown: bool = True, hold_floor: float = 0.3, max_held: int = 100_000,
+                 model_id: str = "") -> None:
         self.threshold = float(threshold)
         self._below = float(np.nextafter(self.threshold, 0.0))   # an uncorroborated score's cap
         self.hold_ms = hold_s * 1000.0
         self.max_held = max_held
         self.hold_unknown = hold_unknown
+        self.hold_floor = hold_floor
         self.realtime_packet_bytes = realtime_packet_bytes
         self.realtime_piat_ms = realtime_piat_ms
         self.scan_peers = scan_peers
@@ -523,7 +528,7 @@ class HostEvidence:
             if group:
                 continue   # read the sender's evidence, feed none
             if hold and keep[i] and out[i] < threshold and (
-                    s[i] >= threshold or self.hold_unknown and (high or proto[i] not in _TRANSPORT)
+                    s[i] >= threshold or self.hold_unknown and (high or proto[i] not in _TRANSPORT) and s[i] >= self.hold_floor
                     or self._called(sip[i]) or self._called(dip[i])):
                 self.held[i] = True
                 self._hold(keys[i], row, out[i])

@@ -249,7 +249,8 @@ def test_a_hosts_first_flows_are_judged_again_once_it_is_a_p2p_host():
     """hold_s: a final verdict below the threshold of a host with a flow called P2P (or capped for
     want of corroboration) is held and judged again hold_s later with the evidence as it stands
     then: the DHT query a host sent between its first call and its third peer is P2P too. A flow
-    before any evidence is held only with hold_unknown=True. A web session is not raised."""
+    between high ports before any evidence is held when its own score is at least hold_floor
+    (hold_unknown). A web session is not raised."""
     rows = [(H, 50000, _peer(9), 40009, 17, 1000),   # a short query between high ports, before any evidence
             (H, 50001, "198.51.100.1", 443, 6, 1500),   # web: nothing called P2P yet, not held
             (H, 6881, _peer(1), 40001, 17, 2000),   # the first call: capped (no second peer yet)
@@ -257,11 +258,11 @@ def test_a_hosts_first_flows_are_judged_again_once_it_is_a_p2p_host():
             (H, 6881, _peer(2), 40002, 17, 3000),
             (H, 6881, _peer(3), 40003, 17, 4000),   # the third peer called P2P: a P2P host
             (H, 50002, "198.51.100.1", 443, 6, 5000)]   # web again, now held: its host has evidence
-    scores = np.array([0.3, 0.1, 0.9, 0.3, 0.95, 0.99, 0.1])
+    scores = np.array([0.2, 0.1, 0.9, 0.3, 0.95, 0.99, 0.1])
     below = np.nextafter(0.8, 0)
     ev = HostEvidence(0.8, hold_s=60)
     out = ev.update(_cols(rows), scores, keys=list("abcdefg"))
-    np.testing.assert_array_equal(out, [0.3, 0.1, below, 0.3, 0.95, 0.99, 0.1])   # provisional for held rows
+    np.testing.assert_array_equal(out, [0.2, 0.1, below, 0.3, 0.95, 0.99, 0.1])   # provisional for held rows
     np.testing.assert_array_equal(ev.held, [False, False, True, True, False, False, True])
     assert ev.pop_released() == []
     # a flow 61 s after the first call releases it and the query after it: both P2P now
@@ -269,18 +270,24 @@ def test_a_hosts_first_flows_are_judged_again_once_it_is_a_p2p_host():
     released = dict(ev.pop_released())
     assert set(released) == {"c", "d"} and min(released.values()) >= 0.8
     assert dict(ev.flush()) == {"g": 0.1}   # the end of the stream releases the rest, not raised
-    # hold_unknown: the query before any evidence is held and raised too
-    unknown = HostEvidence(0.8, hold_s=60, hold_unknown=True)
-    unknown.update(_cols(rows), scores, keys=list("abcdefg"))
-    assert unknown.held[0] and not unknown.held[1] and dict(unknown.flush())["a"] >= 0.8
+    # hold_unknown: the query before any evidence is held and raised too, once it scores hold_floor
+    for floor, first, held in ((0.0, 0.2, True), (0.3, 0.2, False), (0.3, 0.6, True)):
+        unknown = HostEvidence(0.8, hold_s=60, hold_floor=floor)
+        unknown.update(_cols(rows), np.r_[first, scores[1:]], keys=list("abcdefg"))
+        assert unknown.held[0] == held and not unknown.held[1]
+        assert (dict(unknown.flush()).get("a", first) >= 0.8) == held
+    # without hold_unknown a flow before any evidence is never held
+    never = HostEvidence(0.8, hold_s=60, hold_unknown=False)
+    never.update(_cols(rows), np.r_[0.6, scores[1:]])
+    assert not never.held[0] and never.held[2]
     # without the hold they stay as they were
     off = HostEvidence(0.8, hold_s=0)
-    np.testing.assert_array_equal(off.update(_cols(rows), scores), [0.3, 0.1, below, 0.3, 0.95, 0.99, 0.1])
+    np.testing.assert_array_equal(off.update(_cols(rows), scores), [0.2, 0.1, below, 0.3, 0.95, 0.99, 0.1])
     assert not off.held.any() and off.flush() == []
 
 
 def test_held_verdicts_are_bounded():
-    ev = HostEvidence(0.8, hold_s=60, max_held=2, hold_unknown=True)
+    ev = HostEvidence(0.8, hold_s=60, max_held=2, hold_unknown=True, hold_floor=0.0)
     rows = [(H, 50000 + i, _peer(i), 40000 + i, 17, 1000 * i) for i in range(1, 4)]
     ev.update(_cols(rows), np.full(3, 0.3))
     assert ev.held.all() and [k for k, _ in ev.pop_released()] == [0]   # the oldest went early
