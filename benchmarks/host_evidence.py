@@ -8,7 +8,7 @@ hour later, so the state grows as on a busy link), then flush():
 
   no hold       hold_s=0: every final verdict comes out of update()
   hold 120 s    the default: verdicts below the threshold of hosts with a flow called P2P (and
-                capped ones, and those between high ports scoring 0.3 or more before their host
+                capped ones, and those between high ports scoring 0.15 or more before their host
                 has evidence) are held and judged again when released
 
 Repeats are interleaved, with the cyclic collector off while timed, and the best CPU time of

@@ -258,11 +258,11 @@ def test_a_hosts_first_flows_are_judged_again_once_it_is_a_p2p_host():
             (H, 6881, _peer(2), 40002, 17, 3000),
             (H, 6881, _peer(3), 40003, 17, 4000),   # the third peer called P2P: a P2P host
             (H, 50002, "198.51.100.1", 443, 6, 5000)]   # web again, now held: its host has evidence
-    scores = np.array([0.2, 0.1, 0.9, 0.3, 0.95, 0.99, 0.1])
+    scores = np.array([0.1, 0.1, 0.9, 0.3, 0.95, 0.99, 0.1])
     below = np.nextafter(0.8, 0)
     ev = HostEvidence(0.8, hold_s=60)
     out = ev.update(_cols(rows), scores, keys=list("abcdefg"))
-    np.testing.assert_array_equal(out, [0.2, 0.1, below, 0.3, 0.95, 0.99, 0.1])   # provisional for held rows
+    np.testing.assert_array_equal(out, [0.1, 0.1, below, 0.3, 0.95, 0.99, 0.1])   # provisional for held rows
     np.testing.assert_array_equal(ev.held, [False, False, True, True, False, False, True])
     assert ev.pop_released() == []
     # a flow 61 s after the first call releases it and the query after it: both P2P now
@@ -271,7 +271,7 @@ def test_a_hosts_first_flows_are_judged_again_once_it_is_a_p2p_host():
     assert set(released) == {"c", "d"} and min(released.values()) >= 0.8
     assert dict(ev.flush()) == {"g": 0.1}   # the end of the stream releases the rest, not raised
     # hold_unknown: the query before any evidence is held and raised too, once it scores hold_floor
-    for floor, first, held in ((0.0, 0.2, True), (0.3, 0.2, False), (0.3, 0.6, True)):
+    for floor, first, held in ((0.0, 0.1, True), (0.3, 0.2, False), (0.3, 0.6, True)):
         unknown = HostEvidence(0.8, hold_s=60, hold_floor=floor)
         unknown.update(_cols(rows), np.r_[first, scores[1:]], keys=list("abcdefg"))
         assert unknown.held[0] == held and not unknown.held[1]
@@ -282,7 +282,7 @@ def test_a_hosts_first_flows_are_judged_again_once_it_is_a_p2p_host():
     assert not never.held[0] and never.held[2]
     # without the hold they stay as they were
     off = HostEvidence(0.8, hold_s=0)
-    np.testing.assert_array_equal(off.update(_cols(rows), scores), [0.2, 0.1, below, 0.3, 0.95, 0.99, 0.1])
+    np.testing.assert_array_equal(off.update(_cols(rows), scores), [0.1, 0.1, below, 0.3, 0.95, 0.99, 0.1])
     assert not off.held.any() and off.flush() == []
 
 
