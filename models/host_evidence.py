@@ -528,8 +528,8 @@ class HostEvidence:
             if group:
                 continue   # read the sender's evidence, feed none
             if hold and keep[i] and out[i] < threshold and (
-                    s[i] >= threshold or self.hold_unknown and (high or proto[i] not in _TRANSPORT) and s[i] >= self.hold_floor
-                    or self._called(sip[i]) or self._called(dip[i])):
+                    s[i] >= threshold or self._called(sip[i]) or self._called(dip[i])
+                    or self.hold_unknown and s[i] >= self.hold_floor and (high or proto[i] not in _TRANSPORT)):
                 self.held[i] = True
                 self._hold(keys[i], row, out[i])
             fed = 0.0 if server else s[i]   # a server's clients feed no evidence
