@@ -200,7 +200,9 @@ def make_views(out: Path, per_capture: int = VIEWS_PER_CAPTURE) -> int:
             view = out / f"{run.name}-vantage-{ip}"
             if (view / summary.name).exists():
                 continue
-            vantage.vantage_view(run, ip, view, rows)
+            if vantage.vantage_view(run, ip, view, rows) is None:
+                log.info("%s: no packet of %s in the capture (a pair the uplink never sees); no view", run.name, ip)
+                continue
             made += 1
     log.info("vantage views: %d written", made)
     return made

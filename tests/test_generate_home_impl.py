@@ -1,4 +1,5 @@
-"""Homes running a client other than libtorrent beside browsing and chat (mixed-home-impl): plan and a short run.
+"""Homes running a client other than libtorrent beside browsing and chat (mixed-home-impl): plan and a short run;
+the plans of the other -impl twins (mixed-office-impl, home-isp-impl).
 
 Why: the ordinary flows of a P2P host (its browsing, its TLS chat on a random high port) came only from
 mixed-home, whose client is libtorrent; a model trained without libtorrent then flagged such flows, which
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
 from test_generate import needs_root
 
 from p2pdetect.data.generator import GenerateConfig, scenarios
@@ -30,6 +32,21 @@ def test_plan_runs_the_swarm_on_hosts_that_also_chat():
         chatters = {c["ip"] for c in apps["https-chat"].params["clients"]}
         members = [p for p in peers if p["ip"] in chatters]
         assert members and not any(p["seed"] for p in members)  # home users download
+
+
+@pytest.mark.parametrize("scenario", ["mixed-office-impl", "home-isp-impl"])
+def test_the_impl_twins_run_the_swarm_on_hosts_that_also_browse(scenario):
+    """An office's or an ISP's torrenting hosts in a swarm of other clients: no libtorrent, and the
+    swarm members are leechers among the hosts that browse."""
+    for seed in range(6):
+        plan = scenarios.build(scenario, seed, 30, 1.0)
+        [swarm] = [a for a in plan.apps if a.label == "p2p"]
+        peers = swarm.params["peers"]
+        assert {p["impl"] for p in peers} <= {"webtorrent", "biglybt", "ctorrent"}
+        [browse] = [a for a in plan.apps if a.name in ("https-mixed", "https-browse")]
+        browsers = {c["ip"] for c in browse.params["clients"]}
+        members = [p for p in peers if p["ip"] in browsers]
+        assert members and not any(p["seed"] for p in members)
 
 
 @needs_root

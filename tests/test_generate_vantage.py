@@ -43,3 +43,15 @@ def test_view_keeps_only_the_host_and_every_flow_labelled(tmp_path):
     t = extract_capture(out / "mixed-home.pcap")
     ips = set(t.column("src_ip").to_pylist()) | set(t.column("dst_ip").to_pylist())
     assert ip in ips and all(ip in (a, b) for a, b in zip(t.column("src_ip").to_pylist(), t.column("dst_ip").to_pylist()))
+
+
+def test_no_view_of_a_host_the_capture_never_saw(tmp_path):
+    """Labels name every planned pair; an uplink capture never sees two remote peers trade. A view of
+    such a peer would be an empty capture: none is written."""
+    run = tmp_path / "mixed-home-s1"
+    run.mkdir()
+    for f in ("mixed-home.json", "mixed-home.labels.csv", "mixed-home.pcap"):
+        shutil.copy(SAMPLE / f, run / f)
+    out = tmp_path / "view"
+    assert vantage.vantage_view(run, "192.0.2.77", out) is None
+    assert not out.exists()

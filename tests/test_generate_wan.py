@@ -61,9 +61,9 @@ def test_link_holds_for_its_delay_shapes_its_rate_and_loses_its_share() -> None:
     assert small.send(0.0, 1400, rng) is None and small.counts["too_big"] == 1
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2, 3])
-def test_home_isp_addresses_are_documentation_ranges_and_public_pairs_name_one_app(seed: int) -> None:
-    plan = scenarios.build("home-isp", seed, 30, 1.0)
+@pytest.mark.parametrize("scenario,seed", [("home-isp", s) for s in range(4)] + [("home-isp-impl", s) for s in range(4)])
+def test_home_isp_addresses_are_documentation_ranges_and_public_pairs_name_one_app(scenario: str, seed: int) -> None:
+    plan = scenarios.build(scenario, seed, 30, 1.0)
     net = topology.for_config(plan, "loopback", seed, None)
     assert net is not None and net.name == "wan-mid"  # the ISP's vantage point always has WAN paths
     nat = [h for h in net.hosts.values() if h["nat"]]

@@ -26,6 +26,7 @@ SCENARIOS: tuple[str, ...] = (
     "mixed-office",
     "mixed-home",
     "mixed-home-impl",
+    "mixed-office-impl",   # mixed-office, its torrenters in a swarm of WebTorrent, BiglyBT and ctorrent peers
     # swarms that behave like real ones (data.generator.realistic): a DHT of hundreds of nodes, trackers, LSD
     "p2p-dht-swarm",
     "p2p-dht-home",
@@ -33,6 +34,7 @@ SCENARIOS: tuple[str, ...] = (
     "p2p-evasion",
     # an ISP's vantage point (data.generator.isp): subscriber homes behind a router, some behind NAT, WAN paths
     "home-isp",
+    "home-isp-impl",   # the same, its swarm of WebTorrent, BiglyBT and ctorrent peers
     # WebTorrent (data.generator.webtorrent_scenarios): uTP and DHT of an implementation other than libtorrent
     "p2p-webtorrent-dht",
     "p2p-webtorrent-mixed",

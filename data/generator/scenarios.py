@@ -154,6 +154,21 @@ def pair_app(a: dict[str, Any], b: dict[str, Any]) -> str:
     return f"{impls}-{variant}"
 
 
+def member_swarm(rng: random.Random, addr: _Addresses, duration: int, scale: float, members: Sequence[str],
+                 app: str) -> AppSpec:
+    """A tracker swarm of WebTorrent, BiglyBT and ctorrent peers (no libtorrent) that ``members``, hosts
+    of other apps, join as leechers: 1-2 seeds and 1-3 more peers of their own. The ``-impl`` twins of
+    the scenarios whose swarms are libtorrent's (mixed-home-impl, mixed-office-impl, home-isp-impl), so
+    that leaving libtorrent out keeps P2P hosts of those networks in training."""
+    impls = ["webtorrent", "biglybt", "ctorrent"]
+    seeds = [(rng.choice(impls[:2]), "prefer") for _ in range(rng.randint(1, 2))]
+    others = [(rng.choice(impls), "prefer") for _ in range(rng.randint(1, 3))]
+    mine = [(rng.choice(["webtorrent", "webtorrent", "biglybt"]), "prefer") for _ in members]
+    peers = [(i, "plain" if i == "ctorrent" else e) for i, e in seeds + others + mine]
+    return impl_swarm(rng, addr, duration, scale, peers=peers, n_seeds=len(seeds), n_ghosts=rng.randint(1, 2),
+                      app=app, members=members)
+
+
 def impl_swarm(rng: random.Random, addr: _Addresses, duration: int, scale: float, *,
                peers: Sequence[tuple[str, str]], n_seeds: int, n_ghosts: int, app: str,
                common_ports: float = 0.0, members: Sequence[str] = ()) -> AppSpec:
@@ -324,13 +339,7 @@ def build(scenario: str, seed: int, duration: int, scale: float) -> Plan:
                         app="https-chat"))
         apps.append(dns(rng, a, d, clients=hosts, storminess=1.0))
         torrenters = rng.sample(chat, k=rng.randint(1, min(2, len(chat))))
-        impls = ["webtorrent", "biglybt", "ctorrent"]
-        seeds = [(rng.choice(impls[:2]), "prefer") for _ in range(rng.randint(1, 2))]
-        others = [(rng.choice(impls), "prefer") for _ in range(rng.randint(1, 3))]
-        mine = [(rng.choice(["webtorrent", "webtorrent", "biglybt"]), "prefer") for _ in torrenters]
-        peers = [(i, "plain" if i == "ctorrent" else e) for i, e in seeds + others + mine]
-        apps.append(impl_swarm(rng, a, d, s, peers=peers, n_seeds=len(seeds), n_ghosts=rng.randint(1, 2),
-                               app="home-impl-swarm", members=torrenters))
+        apps.append(member_swarm(rng, a, d, s, torrenters, app="home-impl-swarm"))
     elif scenario == "web":
         hosts = a.hosts(rng.randint(4, 12))
         apps.append(web(rng, a, d, s, tls=True, port=443, clients=hosts, modes=["browse"] * len(hosts),
@@ -374,8 +383,8 @@ def build(scenario: str, seed: int, duration: int, scale: float) -> Plan:
         apps.append(quic(rng, a, d, s, clients=hosts, modes=[rng.choice(["browse", "browse", "bulk"]) for _ in hosts],
                          port=rng.choice([443, 443, 8443, _port(rng, False)])))
         apps.append(dns(rng, a, d, clients=hosts, storminess=0.5))
-    elif scenario in ("mixed-office", "mixed-home"):
-        office = scenario == "mixed-office"
+    elif scenario in ("mixed-office", "mixed-home", "mixed-office-impl"):
+        office = scenario.startswith("mixed-office")
         hosts = a.hosts(rng.randint(8, 20) if office else rng.randint(3, 6))
         apps.append(web(rng, a, d, s, tls=True, port=443, clients=hosts,
                         modes=[rng.choice(["browse", "browse", "stream"] if not office else ["browse"]) for _ in hosts],
@@ -391,16 +400,19 @@ def build(scenario: str, seed: int, duration: int, scale: float) -> Plan:
             admins = rng.sample(hosts, k=rng.randint(1, 2))
             apps.append(ssh(rng, a, d, s, clients=admins, modes=["shell"] * len(admins)))
         torrenters = rng.sample(hosts, k=rng.randint(1, 2))
+        if scenario == "mixed-office-impl":   # the same office, its torrenters in a swarm of other clients
+            apps.append(member_swarm(rng, a, d, s, torrenters, app="office-impl-swarm"))
+            return Plan(scenario=scenario, rate_mbit=rate, apps=apps)
         apps.append(swarm(rng, a, d, s, transport=rng.choice(["tcp", "tcp", "utp"]),
                           n_peers=_peers(rng, s, 3, 10 if office else 25), members=torrenters,
                           common_ports=0.0 if rng.random() < 0.6 else 0.5, default_ports=0.2))
         if not office and rng.random() < 0.5:
             apps.append(swarm(rng, a, d, s, transport="utp", n_peers=_peers(rng, s, 3, 10), members=[],
                               default_ports=0.2))
-    elif scenario == "home-isp":  # subscriber homes behind an ISP router (WAN paths, NAT): data.generator.isp
+    elif scenario in ("home-isp", "home-isp-impl"):  # homes behind an ISP router (WAN paths, NAT): generator.isp
         from p2pdetect.data.generator import isp
 
-        homes = isp.build(rng, a, d, s)
+        homes = isp.build(rng, a, d, s, impls=scenario == "home-isp-impl")
         apps += homes[0]
         return Plan(scenario=scenario, rate_mbit=rate, apps=apps, homes=homes[1])
     else:

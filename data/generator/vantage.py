@@ -53,9 +53,11 @@ def pick_hosts(rows: list[labels.LabelRow], k: int = 2) -> list[str]:
 
 
 def vantage_view(run_dir: Path, ip: str, out_dir: Path,
-                 rows: list[labels.LabelRow] | None = None) -> dict[str, Any]:
-    """Write `out_dir` as the view of the capture in run_dir from host ip; returns its summary.
-    rows: the capture's label rows when the caller has read them already."""
+                 rows: list[labels.LabelRow] | None = None) -> dict[str, Any] | None:
+    """Write `out_dir` as the view of the capture in run_dir from host ip; returns its summary, or
+    None (nothing written) when the capture holds no packet of ip: the labels name every planned
+    pair, and an ISP uplink never sees two remote peers trade. rows: the capture's label rows when
+    the caller has read them already."""
     src = next((p for p in sorted(run_dir.glob("*.json")) if not p.name.startswith(".")), None)
     if src is None:
         raise GenerateError(f"{run_dir}: no generator summary (*.json) in it")
@@ -70,9 +72,15 @@ def vantage_view(run_dir: Path, ip: str, out_dir: Path,
         if res.returncode != 0:
             raise GenerateError(f"{run_dir / s['pcap']}: tcpdump failed: "
                                 f"{(res.stderr.strip().splitlines() or ['?'])[-1]}")
+        empty = capture.scan(tmp, MAX_FRAME).packets == 0
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    if empty:
+        tmp.unlink()
+        if not any(out_dir.iterdir()):
+            out_dir.rmdir()
+        return None
     return write_view(run_dir, s, tmp, out_dir, rows,
                       {"network": NETWORK, "vantage_of": str(Path(run_dir.name) / s["pcap"]), "vantage_host": ip,
                        "source_network": s.get("network", "loopback")})
