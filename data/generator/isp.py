@@ -50,10 +50,10 @@ def build(rng: random.Random, addr: _Addresses, duration: int, scale: float,
     if impls:   # one host of 1-3 homes in a swarm of remote seeds and peers (a NAT'd home dials out)
         members = [rng.choice(homes[i]) for i in order[:rng.randint(1, 3)]]
         apps.append(member_swarm(rng, addr, d, s, members, app="isp-impl-swarm"))
-        return apps, [{"hosts": home, "nat": n} for home, n in zip(homes, nat)]
-    first, second = order[:rng.randint(1, 2)], order[2:2 + rng.randint(0, 2)]
-    for transport, chosen in (("tcp", first), ("utp", second)):
-        if chosen:
-            apps.append(swarm(rng, addr, d, s, transport=transport, n_peers=_peers(rng, s, 3, 12),
-                              members=[rng.choice(homes[i]) for i in chosen], default_ports=0.2))
+    else:
+        first, second = order[:rng.randint(1, 2)], order[2:2 + rng.randint(0, 2)]
+        for transport, chosen in (("tcp", first), ("utp", second)):
+            if chosen:
+                apps.append(swarm(rng, addr, d, s, transport=transport, n_peers=_peers(rng, s, 3, 12),
+                                  members=[rng.choice(homes[i]) for i in chosen], default_ports=0.2))
     return apps, [{"hosts": home, "nat": n} for home, n in zip(homes, nat)]

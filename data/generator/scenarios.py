@@ -402,13 +402,13 @@ def build(scenario: str, seed: int, duration: int, scale: float) -> Plan:
         torrenters = rng.sample(hosts, k=rng.randint(1, 2))
         if scenario == "mixed-office-impl":   # the same office, its torrenters in a swarm of other clients
             apps.append(member_swarm(rng, a, d, s, torrenters, app="office-impl-swarm"))
-            return Plan(scenario=scenario, rate_mbit=rate, apps=apps)
-        apps.append(swarm(rng, a, d, s, transport=rng.choice(["tcp", "tcp", "utp"]),
-                          n_peers=_peers(rng, s, 3, 10 if office else 25), members=torrenters,
-                          common_ports=0.0 if rng.random() < 0.6 else 0.5, default_ports=0.2))
-        if not office and rng.random() < 0.5:
-            apps.append(swarm(rng, a, d, s, transport="utp", n_peers=_peers(rng, s, 3, 10), members=[],
-                              default_ports=0.2))
+        else:
+            apps.append(swarm(rng, a, d, s, transport=rng.choice(["tcp", "tcp", "utp"]),
+                              n_peers=_peers(rng, s, 3, 10 if office else 25), members=torrenters,
+                              common_ports=0.0 if rng.random() < 0.6 else 0.5, default_ports=0.2))
+            if not office and rng.random() < 0.5:
+                apps.append(swarm(rng, a, d, s, transport="utp", n_peers=_peers(rng, s, 3, 10), members=[],
+                                  default_ports=0.2))
     elif scenario in ("home-isp", "home-isp-impl"):  # homes behind an ISP router (WAN paths, NAT): generator.isp
         from p2pdetect.data.generator import isp
 
