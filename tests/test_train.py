@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -243,6 +244,21 @@ def test_bagged_model_is_one_forest_scoring_the_mean_of_its_bags(table):
     res = train_model(table, ExtractConfig(), TrainConfig(max_rounds=5, num_threads=1, bags=2, threshold_folds=0))
     assert res.booster.num_trees() % 2 == 0
 
+
+
+def test_threshold_runs_keep_the_median_run_and_the_same_final_model(table):
+    """threshold_runs=3: three out-of-fold runs (seed, seed + 1, seed + 2), the median threshold;
+    the first run is the one-run threshold and the final model does not change."""
+    one = train_model(table, ExtractConfig(), FAST)
+    three = train_model(table, ExtractConfig(), replace(FAST, threshold_runs=3))
+    runs = three.metrics["threshold_runs"]
+    assert len(runs) == 3 and runs[0] == one.threshold
+    assert three.threshold == sorted(runs)[1]
+    assert three.booster.model_to_string() == one.booster.model_to_string()
+    assert "median of 3 runs" in three.metrics["threshold_basis"]
+    assert "threshold_runs" not in one.metrics
+    with pytest.raises(BadConfigError):
+        TrainConfig(threshold_runs=0)
 
 def test_train_model_refuses_one_class(table):
     import pyarrow.compute as pc

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pyarrow as pa
@@ -228,6 +228,24 @@ def evidence_threshold(raise_scores, threshold: float, y: np.ndarray, strata: np
     return threshold, per_stratum, scores
 
 
+def _choose_threshold(table: pa.Table, rows: np.ndarray, scores: np.ndarray, final: np.ndarray, y: np.ndarray,
+                      strata: np.ndarray | None, config: TrainConfig, context: pa.Table, c_rows: np.ndarray,
+                      c_scores: np.ndarray) -> dict:
+    """The threshold one set of scores of ``rows`` gives (model-only, then as the scorer raises
+    and caps them), on the final rows (y, strata: theirs); the early rows' scores beside."""
+    raise_scores = _evidence_raiser(table, rows, scores, final, config.corroborate_peers,
+                                    context, c_rows, c_scores)
+    early = scores[~final] if (~final).any() else None
+    scores = scores[final]
+    threshold, per_stratum = pick_threshold(scores, y, strata, config.target_fpr)
+    out = {}
+    if raise_scores is not None:
+        out["model_only"] = float(threshold)
+        threshold, per_stratum, scores = evidence_threshold(raise_scores, threshold, y, strata, config.target_fpr,
+                                                            corroborated=config.corroborate_peers > 1)
+    return {**out, "threshold": threshold, "per_stratum": per_stratum, "scores": scores, "early_scores": early}
+
+
 def _out_of_fold(X: np.ndarray, y: np.ndarray, groups: np.ndarray, w: np.ndarray, names: list[str],
                  config: TrainConfig, rounds: int, Xc: np.ndarray, cgroups: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray] | None:
@@ -329,7 +347,7 @@ def train_model(table: pa.Table, extract_config: ExtractConfig, config: TrainCon
         metrics["valid_auc"] = float(roc_auc_score(yv, scores)) if 0 < yv.sum() < len(yv) else None
     except ValueError:
         metrics["valid_auc"] = None
-    t_scores = None
+    runs = None
     if context is None or not context.num_rows:
         context = table.slice(0, 0)
     Xc = feature_matrix(context, names) if context.num_rows else np.zeros((0, len(names)))
@@ -340,46 +358,59 @@ def train_model(table: pa.Table, extract_config: ExtractConfig, config: TrainCon
         rounds = booster.num_trees() // config.bags   # per bag
         Xall = feature_matrix(table, names)
         wall = capture_weights(groups, config.capture_weight_power) * stage_w
-        oof = _out_of_fold(Xall, y, groups, wall, names, config, rounds, Xc, cgroups)
-        t_scores, c_scores = oof if oof is not None else (None, None)
-        if t_scores is None:
+        runs = []
+        for r in range(config.threshold_runs):
+            # each run its own grouped folds and booster seeds
+            oof = _out_of_fold(Xall, y, groups, wall, names, replace(config, seed=config.seed + r), rounds,
+                               Xc, cgroups)
+            if oof is None:
+                runs = None
+                break
+            runs.append(oof)
+        if runs is None:
             log.warning("train: too few captures of each class for %d threshold folds; the threshold comes "
                         "from the validation captures", config.threshold_folds)
         else:
-            t_y, t_strata = y, strata
             basis = f"out-of-fold scores of all captures ({config.threshold_folds} grouped folds)"
+            if config.threshold_runs > 1:
+                basis = f"the median of {config.threshold_runs} runs of {basis}"
             booster = fit_booster(Xall, y, None, None, names, config, wall, rounds=rounds)
             log.info("train: final model: %d trees on all %d captures (%d sources and their views)",
                      booster.num_trees(), len(set(table.column("capture").to_pylist())), len(set(groups)))
-    if t_scores is None:
-        t_scores, t_y, basis = scores, yv, "validation captures"
-        t_strata = None if strata is None else strata[split.valid]
+    if runs is None:
+        basis = "validation captures"
         c_scores = np.zeros(len(Xc))
         cm = np.isin(cgroups, groups[split.valid])
         if cm.any():
             c_scores[cm] = booster.predict(Xc[cm], num_threads=config.num_threads)
+        runs = [(scores, c_scores)]
+        rows, t_y, t_strata = split.valid, yv, None if strata is None else strata[split.valid]
     else:
         cm = np.ones(len(Xc), dtype=bool)
-    rows = split.valid if t_scores is scores else np.arange(table.num_rows)
+        rows, t_y, t_strata = np.arange(table.num_rows), y, strata
     c_rows = np.flatnonzero(cm)
     final = np.ones(len(rows), dtype=bool)
     if "stage" in table.column_names:
         # the threshold is for whole flows (final verdicts); early snapshots are scored with it
         # too, and their rates are reported beside
         final = table.column("stage").to_numpy(zero_copy_only=False)[rows] == "final"
-    raise_scores = _evidence_raiser(table, rows, t_scores, final, config.corroborate_peers,
-                                    context, c_rows, c_scores[c_rows])
     if (~final).any():
-        e_scores, e_y = t_scores[~final], t_y[~final]
-        t_scores, t_y = t_scores[final], t_y[final]
+        e_y = t_y[~final]
+        t_y = t_y[final]
         t_strata = None if t_strata is None else t_strata[final]
-    threshold, per_stratum = pick_threshold(t_scores, t_y, t_strata, config.target_fpr)
-    if raise_scores is not None:
-        metrics["threshold_model_only"] = float(threshold)
-        threshold, per_stratum, t_scores = evidence_threshold(raise_scores, threshold, t_y, t_strata,
-                                                              config.target_fpr,
-                                                              corroborated=config.corroborate_peers > 1)
+    chosen = [_choose_threshold(table, rows, t_scores, final, t_y, t_strata, config, context, c_rows,
+                                c_scores[c_rows]) for t_scores, c_scores in runs]
+    order = np.argsort([c["threshold"] for c in chosen], kind="stable")
+    pick = chosen[order[(len(chosen) - 1) // 2]]   # the median run (the lower of two middles)
+    threshold, per_stratum, t_scores, e_scores = (pick["threshold"], pick["per_stratum"], pick["scores"],
+                                                  pick["early_scores"])
+    if "model_only" in pick:
+        metrics["threshold_model_only"] = pick["model_only"]
         basis += ", raised by host evidence as the scorer raises them"
+    if len(chosen) > 1:
+        metrics["threshold_runs"] = [c["threshold"] for c in chosen]
+        log.info("train: thresholds of the %d out-of-fold runs: %s", len(chosen),
+                 " ".join(f"{c['threshold']:.6g}" for c in chosen))
     recall, fpr = rates_at(t_scores, t_y, threshold)
     metrics.update({"threshold_basis": basis, "threshold_recall": recall, "threshold_fpr": fpr,
                     "threshold_p2p_flows": int(t_y.sum()), "threshold_other_flows": int(len(t_y) - t_y.sum()),
@@ -389,7 +420,7 @@ def train_model(table: pa.Table, extract_config: ExtractConfig, config: TrainCon
                                      for n in np.unique(t_strata).tolist()}
     log.info("train: threshold %.6g for target FPR %.3g%% on %s: recall %.4f, FPR %.4f%%",
              threshold, 100 * config.target_fpr, basis, recall, 100 * fpr)
-    if "e_scores" in locals():
+    if e_scores is not None:
         e_recall, e_fpr = rates_at(e_scores, e_y, threshold)
         metrics.update({"early_recall": e_recall, "early_fpr": e_fpr})
         log.info("train: early snapshots at that threshold: recall %.4f, FPR %.4f%%", e_recall, 100 * e_fpr)
