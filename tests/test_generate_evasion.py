@@ -119,3 +119,47 @@ def test_sigint_while_tunnels_are_up_leaves_no_ssh_client_server_or_namespace(tm
     assert ns not in _namespaces()
     assert _procs_mentioning(f"{ns}-") == []
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_impl_twin_plans_the_socks_swarm_without_libtorrent(seed: int) -> None:
+    """p2p-evasion-impl: BiglyBT and ctorrent peers on the evasion ports, BiglyBT clients through the tunnel."""
+    plan = scenarios.build("p2p-evasion-impl", seed, 45, 1.0)
+    assert plan.implementations() == ["biglybt", "ctorrent"]
+    [socks] = [a.params for a in plan.apps]
+    rows = plan.rows()
+    keys = [(min(r.src_ip, r.dst_ip), max(r.src_ip, r.dst_ip), r.protocol) for r in rows]
+    assert len(keys) == len(set(keys))
+    assert not any("libtorrent" in r.app for r in rows)
+    tunnelled = [p for p in socks["peers"] if "tunnel" in p]
+    assert tunnelled and all(p["impl"] == "biglybt" for p in tunnelled)
+    ips = {p["ip"] for p in tunnelled}
+    for r in rows:
+        if ips & {r.src_ip, r.dst_ip}:
+            assert {r.src_ip, r.dst_ip} - ips == {socks["sshd"]["ip"]} and r.app == "biglybt-socks"
+    assert all(p["transport"] == "tcp" and (p["enc"] == "plain") == (p["impl"] == "ctorrent") for p in socks["peers"])
+
+
+@needs_root
+def test_biglybt_through_the_ssh_tunnel_moves_data_every_flow_labelled(tmp_path: Path) -> None:
+    """The twin's run: BiglyBT's peer connections leave through the SSH server (from its address, not the
+    peers' own: a BiglyBT peer's /32 route is replaced), every flow labelled, BitTorrent inside SSH."""
+    from nfstream import NFStreamer
+
+    from p2pdetect.data.generator import generate
+
+    [summary] = generate(GenerateConfig(scenario="p2p-evasion-impl", duration=30, seed=1951, scale=1.0,
+                                        out_dir=tmp_path))
+    assert summary["unlabelled_share"] == 0.0 and summary["worker_failures"] == []
+    idx = LabelIndex(read_csv(tmp_path / "p2p-evasion-impl.labels.csv"))
+    volume: Counter[str] = Counter()
+    for f in NFStreamer(source=str(tmp_path / "p2p-evasion-impl.pcap"), statistical_analysis=False):
+        [row] = idx.match(f.src_ip, f.src_port, f.dst_ip, f.dst_port, f.protocol)
+        assert row.label == "p2p" and "libtorrent" not in row.app
+        assert f.src_ip != f.dst_ip   # no SOCKS exit disguised as a peer talking to itself
+        volume[row.app] += f.bidirectional_bytes
+        if row.app == "biglybt-socks":
+            assert f.application_name == "SSH" and f.dst_port == 22
+    assert volume["biglybt-socks"] > 200_000 and volume["biglybt-socks-exit"] > 200_000, volume
+    assert f"p2pd-gen-{os.getpid()}" not in _namespaces()
+    assert _procs_mentioning(f"p2pd-gen-{os.getpid()}-") == []

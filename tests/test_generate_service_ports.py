@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
 from test_generate import needs_root
 
 from p2pdetect.data.generator import GenerateConfig, scenarios
@@ -18,15 +19,17 @@ from p2pdetect.data.generator.labels import LabelIndex, read_csv
 from p2pdetect.data.generator.scenarios import _COMMON_PORTS
 
 
-def test_plan_puts_independent_implementations_on_service_ports() -> None:
+@pytest.mark.parametrize("scenario,low,high", [("p2p-service-ports", 0.5, 0.9), ("p2p-service-ports-only", 1.0, 1.0)])
+def test_plan_puts_independent_implementations_on_service_ports(scenario: str, low: float, high: float) -> None:
+    """Most peers of p2p-service-ports listen on a service port; every peer of its -only variant does."""
     on_service = total = 0
     for seed in range(8):
-        [app] = scenarios.build("p2p-service-ports", seed, 30, 1.0).apps
+        [app] = scenarios.build(scenario, seed, 30, 1.0).apps
         impls = {p["impl"] for p in app.params["peers"]}
         assert impls >= {"webtorrent", "biglybt", "ctorrent"} and "libtorrent" not in impls
         on_service += sum(p["port"] in _COMMON_PORTS for p in app.params["peers"])
         total += len(app.params["peers"])
-    assert 0.5 < on_service / total < 0.9
+    assert low <= on_service / total <= high
 
 
 @needs_root

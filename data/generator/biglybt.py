@@ -19,8 +19,9 @@ import re
 import socket
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+from p2pdetect.data.generator.namespace import stop
 from p2pdetect.data.generator.tracker import bencode
 
 log = logging.getLogger(__name__)
@@ -35,16 +36,18 @@ JVM = ("-Xmx192m", "-Xss512k", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-
        "--add-opens", "java.base/java.net=ALL-UNNAMED")
 
 
-def config(spec: dict[str, Any], save_dir: Path) -> dict[str, Any]:
+def config(spec: dict[str, Any], save_dir: Path, socks_port: int | None = None) -> dict[str, Any]:
     """BiglyBT settings for one peer: bound to its address, MSE per ``spec['enc']``, nothing outside.
 
     ``enc`` ``forced``: RC4 required, no fallback (BiglyBT's "require encryption"); ``prefer``:
-    encrypted first, plain accepted and tried when the other side refuses.
+    encrypted first, plain accepted and tried when the other side refuses. With ``socks_port`` its
+    tracker and peer connections go through the SOCKS5 proxy at 127.0.0.1:socks_port (an SSH tunnel:
+    data.generator.evasion), and it listens on 127.0.0.1:``spec['tunnel']['listen_port']``.
     """
     fallback = spec.get("enc", "forced") != "forced"
     up = spec.get("up_rate", 0) // 1024
     down = spec.get("down_rate", 0) // 1024
-    return {
+    out = {
         "TCP.Listen.Port": spec["port"], "UDP.Listen.Port": spec["port"], "UDP.NonData.Listen.Port": spec["port"],
         "UDP.NonData.Listen.Port.Same": True, "Listen.Port.Randomize.Enable": False,
         "Bind IP": spec["ip"], "Enforce Bind IP": True, "Check Bind IP On Start": False,
@@ -62,6 +65,16 @@ def config(spec: dict[str, Any], save_dir: Path) -> dict[str, Any]:
         # its LAN Peer Finder is told not to treat "well-known" local ranges as LAN.
         "Plugin.azlocaltracker.Plugin.localtracker.wellknownlocals": False,
     }
+    if socks_port is not None:
+        port = spec["tunnel"]["listen_port"]
+        out.update({
+            "TCP.Listen.Port": port, "UDP.Listen.Port": port, "UDP.NonData.Listen.Port": port,
+            "Bind IP": "127.0.0.1",
+            "Enable.Proxy": True, "Enable.SOCKS": True, "Proxy.Host": "127.0.0.1", "Proxy.Port": str(socks_port),
+            "Proxy.Data.Enable": True, "Proxy.Data.Same": True, "Proxy.Data.SOCKS.version": "V5",
+            "Proxy.Check.On.Start": False, "Proxy.SOCKS.ShowIcon": False,
+        })
+    return out
 
 
 def _free_local_port() -> int:
@@ -73,12 +86,15 @@ def _free_local_port() -> int:
 class BiglyPeer:
     """One BiglyBT JVM for one peer; started and stopped by the swarm schedule."""
 
-    def __init__(self, spec: dict[str, Any], torrent: Path, workdir: Path) -> None:
+    def __init__(self, spec: dict[str, Any], torrent: Path, workdir: Path, tunnel: Callable | None = None) -> None:
+        """tunnel: for a peer with a ``tunnel`` spec, spec -> (the tunnel's process, its SOCKS port)."""
         self.spec = spec
         self.torrent = torrent
         self.dir = workdir / f"biglybt-{spec['ip']}"
         self.proc: subprocess.Popen[bytes] | None = None
         self._quitting = False
+        self._tunnel = tunnel
+        self.tunnel: subprocess.Popen[bytes] | None = None
 
     def start(self, seed_dir: Path | None) -> None:
         """Start the JVM with a fresh config and add the torrent (seeding ``seed_dir`` when given)."""
@@ -88,7 +104,10 @@ class BiglyPeer:
         cfg.mkdir(parents=True, exist_ok=True)
         save = seed_dir.parent if seed_dir is not None else self.dir / "downloads"
         save.mkdir(parents=True, exist_ok=True)
-        (cfg / "biglybt.config").write_bytes(bencode(config(s, save)))
+        socks_port = None
+        if self._tunnel is not None and s.get("tunnel"):
+            self.tunnel, socks_port = self._tunnel(s)
+        (cfg / "biglybt.config").write_bytes(bencode(config(s, save, socks_port)))
         subprocess.run(["ip", "addr", "add", f"{s['ip']}/32", "dev", "lo"], capture_output=True)
         # Names resolve from a hosts file only: BiglyBT looks up its update and test servers at start,
         # and a resolver the namespace cannot reach would stall it on timeouts (or leak DNS packets).
@@ -144,6 +163,9 @@ class BiglyPeer:
             except subprocess.TimeoutExpired:
                 continue
         self.proc = None
+        if self.tunnel is not None:
+            stop(self.tunnel, timeout=3)
+            self.tunnel = None
 
     def progress(self) -> float:
         """Share downloaded, from the last ``show torrents`` in the console log (-1 when unknown)."""

@@ -17,6 +17,7 @@ SCENARIOS: tuple[str, ...] = (
     "p2p-ctorrent",
     "p2p-mixed-impl",
     "p2p-service-ports",
+    "p2p-service-ports-only",   # the same swarm, every peer on a service port (p2p-evasion's, without libtorrent)
     "web",
     "bulk",
     "streaming",
@@ -32,6 +33,7 @@ SCENARIOS: tuple[str, ...] = (
     "p2p-dht-home",
     # the evasions the seed documents describe (data.generator.evasion): BitTorrent over TLS, through SSH SOCKS
     "p2p-evasion",
+    "p2p-evasion-impl",   # its SOCKS swarm with BiglyBT and ctorrent peers, BiglyBT through the tunnel
     # an ISP's vantage point (data.generator.isp): subscriber homes behind a router, some behind NAT, WAN paths
     "home-isp",
     "home-isp-impl",   # the same, its swarm of WebTorrent, BiglyBT and ctorrent peers

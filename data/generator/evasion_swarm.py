@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import socket
 import ssl
 import subprocess
 import time
@@ -31,6 +30,7 @@ from typing import Any
 
 from p2pdetect.data.generator import pki, ssh, tracker
 from p2pdetect.data.generator.bittorrent import Peer, _apply_global_peer_class, make_random_payload, session_settings
+from p2pdetect.data.generator.bittorrent import _make_peer as _make_impl_peer
 from p2pdetect.data.generator.namespace import stop
 
 log = logging.getLogger(__name__)
@@ -72,16 +72,6 @@ def peer_settings(spec: dict[str, Any], ssl_torrent: bool, tunnel_port: int | No
     return s
 
 
-def _wait_listening(port: int, timeout: float) -> bool:
-    end = time.time() + timeout
-    while time.time() < end:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return True
-        time.sleep(0.1)
-    return False
-
-
 class EvasionPeer(Peer):
     """One libtorrent session with the swarm's torrent: plain, TLS, or tunnelled through SSH.
 
@@ -94,16 +84,8 @@ class EvasionPeer(Peer):
 
     def _open_tunnel(self) -> int | None:
         """Start ``ssh -N -D`` for a tunnelled peer; returns the SOCKS port (None: not tunnelled)."""
-        t = self.spec.get("tunnel")
-        if not t:
-            return None
-        sshd = self.swarm.sshd
-        cmd = ["ssh", "-N", "-D", f"127.0.0.1:{t['socks_port']}", *ssh._ssh_base(self.swarm.ssh_dir, self.spec["ip"],
-               sshd["port"]), "-o", "ExitOnForwardFailure=yes", "-p", str(sshd["port"]), f"root@{sshd['ip']}"]
-        self.tunnel = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-        if not _wait_listening(t["socks_port"], 10.0):
-            log.warning("ssh tunnel of %s did not open its SOCKS port %d", self.spec["ip"], t["socks_port"])
-        return int(t["socks_port"])
+        self.tunnel, port = self.swarm.open_tunnel(self.spec)
+        return port
 
     def start(self, seed: bool) -> None:
         """Join: open the tunnel if any, the session, and add the torrent (seeding when ``seed``)."""
@@ -172,7 +154,10 @@ class Swarm:
             ca = pki.make_ca(pdir, f"swarm-{params['seed']:08x}")
             self.dh = pki.dh_params(pdir)
         root = ca[0].read_text() if (ca and self.ssl) else None
-        self.info = lt.torrent_info(lt.bdecode(make_torrent(self.content, params["piece_size"], self.tracker_url, root)))
+        torrent = make_torrent(self.content, params["piece_size"], self.tracker_url, root)
+        self.info = lt.torrent_info(lt.bdecode(torrent))
+        self.torrent_file = self.workdir / "swarm.torrent"   # for the peers of other implementations
+        self.torrent_file.write_bytes(torrent)
         if self.ssl:
             # libtorrent accepts a peer whose certificate names the torrent (or '*') and is signed by its CA.
             name = self.info.name()
@@ -186,12 +171,38 @@ class Swarm:
         self.sshd = params.get("sshd")
         self.ssh_dir = self.workdir / "ssh"
 
+    def open_tunnel(self, spec: dict[str, Any]) -> tuple[subprocess.Popen[bytes] | None, int | None]:
+        """The SSH SOCKS tunnel of a tunnelled peer (its process, its SOCKS port); (None, None) otherwise."""
+        t = spec.get("tunnel")
+        if not t:
+            return None, None
+        proc = ssh.socks_tunnel(self.ssh_dir, spec["ip"], self.sshd["ip"], self.sshd["port"], t["socks_port"])
+        return proc, int(t["socks_port"])
+
 
 def _exit_route(block: str, src: str) -> None:
     """Connections the SSH server opens into ``block`` (its SOCKS exits) leave from ``src``, its own
-    address, instead of 127.0.0.1: a local route with a preferred source, in this namespace only."""
-    subprocess.run(["ip", "route", "add", "local", block, "dev", "lo", "src", src, "table", "local"],
+    address, instead of 127.0.0.1: a local route with a preferred source, in this namespace only. A
+    peer that adds its address to ``lo`` (BiglyBT) gets a /32 local route of its own, replaced likewise."""
+    subprocess.run(["ip", "route", "replace", "local", block, "dev", "lo", "src", src, "table", "local"],
                    check=True, capture_output=True)
+
+
+def _make_peer(spec: dict[str, Any], sw: Swarm) -> Any:
+    """libtorrent's peer (:class:`EvasionPeer`: TLS, tunnel), or another implementation's client
+    (``spec['impl']``, bittorrent._make_peer); a BiglyBT peer may be tunnelled too (its SOCKS proxy settings)."""
+    impl = spec.get("impl", "libtorrent")
+    if impl == "libtorrent":
+        return EvasionPeer(spec, sw)
+    if sw.ssl:
+        raise ValueError(f"an SSL torrent is libtorrent's alone, not {impl}'s")
+    if spec.get("tunnel"):
+        if impl != "biglybt":
+            raise ValueError(f"{impl} has no SOCKS proxy setting: only libtorrent and BiglyBT peers are tunnelled")
+        from p2pdetect.data.generator.biglybt import BiglyPeer
+
+        return BiglyPeer(spec, sw.torrent_file, sw.workdir, tunnel=sw.open_tunnel)
+    return _make_impl_peer(spec, b"", sw.torrent_file, sw.workdir, spec.get("transport", "tcp"))
 
 
 def run_evasion_swarm(params: dict[str, Any]) -> None:
@@ -213,7 +224,7 @@ def run_evasion_swarm(params: dict[str, Any]) -> None:
         sshd = ssh.start_server(sw.ssh_dir, sw.sshd["ip"], sw.sshd["port"])
         _exit_route(params["exit_route"], sw.sshd["ip"])
     specs = params["peers"]
-    peers = [EvasionPeer(p, sw) for p in specs]
+    peers = [_make_peer(p, sw) for p in specs]
     reachable = [p for p in specs if not p.get("tunnel")]
     t0, until = params["t0"], params["until"]
     live: set[int] = set()
@@ -224,7 +235,12 @@ def run_evasion_swarm(params: dict[str, Any]) -> None:
             for i, (p, spec) in enumerate(zip(peers, specs)):
                 want = any(a <= now < b for a, b in spec["online"])
                 if want and i not in live:
-                    p.start(spec["seed"])
+                    if isinstance(p, EvasionPeer):
+                        p.start(spec["seed"])
+                    else:   # another implementation's client: seeds share the content's copy
+                        p.start(sw.content if spec["seed"] else None)
+                        if sshd is not None and not spec.get("tunnel"):   # BiglyBT added its address: a /32 route
+                            _exit_route(f"{spec['ip']}/32", sw.sshd["ip"])
                     live.add(i)
                     log.info("peer %s:%s joined (seed=%s, ssl=%s, tunnel=%s)", spec["ip"], spec["port"], spec["seed"],
                              sw.ssl, bool(spec.get("tunnel")))
@@ -232,7 +248,8 @@ def run_evasion_swarm(params: dict[str, Any]) -> None:
                     p.stop()
                     live.discard(i)
                     log.info("peer %s left", spec["ip"])
-                p.poll()
+                if isinstance(p, EvasionPeer):
+                    p.poll()
             if time.time() >= next_connect:
                 for i in live:
                     pool = [q for j, q in enumerate(specs) if j in live and j != i and q in reachable]

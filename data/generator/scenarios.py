@@ -51,7 +51,7 @@ class Plan:
 
     def implementations(self) -> list[str]:
         """Sorted P2P implementations that run in this plan (a BitTorrent swarm peer's ``impl``, aMule)."""
-        return sorted({p.get("impl", "libtorrent") for a in self.apps if a.params["kind"] == "bt-swarm"
+        return sorted({p.get("impl", "libtorrent") for a in self.apps if a.params["kind"] in ("bt-swarm", "bt-evasion")
                        for p in a.params["peers"]} | {"amule" for a in self.apps if a.params["kind"] == "amule-swarm"})
 
 
@@ -318,16 +318,18 @@ def build(scenario: str, seed: int, duration: int, scale: float) -> Plan:
         rng.shuffle(rest)
         apps.append(impl_swarm(rng, a, d, s, peers=[("libtorrent", "prefer")] + rest, n_seeds=rng.randint(1, 2),
                                n_ghosts=rng.randint(1, 3), app="mixed-impl-swarm"))
-    elif scenario == "p2p-service-ports":
+    elif scenario in ("p2p-service-ports", "p2p-service-ports-only"):
         # Peers of implementations other than libtorrent on 443, 80, 8080, 22, 25...: P2P on a service port is
-        # told by its behaviour, and not learnt from one implementation (libtorrent's p2p-mixed-ports).
+        # told by its behaviour, and not learnt from one implementation (libtorrent's p2p-mixed-ports). In the
+        # -only variant every peer listens on one (libtorrent's p2p-evasion swarm): no flow between high ports.
         first = rng.choice(["webtorrent", "biglybt"])
         rest = ([("webtorrent", rng.choice(["forced", "prefer", "plain"])) for _ in range(rng.randint(1, 3))]
                 + [("biglybt", rng.choice(["forced", "prefer"])) for _ in range(rng.randint(1, 2))]
                 + [("ctorrent", "plain") for _ in range(rng.randint(1, 2))])
         rng.shuffle(rest)
         apps.append(impl_swarm(rng, a, d, s, peers=[(first, "prefer")] + rest, n_seeds=rng.randint(1, 2),
-                               n_ghosts=rng.randint(1, 2), app="service-ports-swarm", common_ports=0.7))
+                               n_ghosts=rng.randint(1, 2), app="service-ports-swarm",
+                               common_ports=1.0 if scenario == "p2p-service-ports-only" else 0.7))
     elif scenario == "mixed-home-impl":
         # Homes whose users browse, chat (TLS on a random high port) and run a client other than libtorrent:
         # ordinary flows of a P2P host, the negatives of mixed-home without libtorrent.

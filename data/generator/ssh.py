@@ -54,6 +54,25 @@ def _ssh_base(workdir: Path, client_ip: str, port: int) -> list[str]:
             "-o", "LogLevel=ERROR", "-o", f"BindAddress={client_ip}", "-o", "BatchMode=yes"]
 
 
+def socks_tunnel(workdir: Path, client_ip: str, server: str, port: int, socks_port: int,
+                 timeout: float = 10.0) -> subprocess.Popen[bytes]:
+    """``ssh -N -D 127.0.0.1:socks_port`` from ``client_ip`` to the server: a SOCKS proxy whose
+    connections leave from the server. Returns once the proxy port accepts (or ``timeout`` passed)."""
+    import socket
+
+    cmd = ["ssh", "-N", "-D", f"127.0.0.1:{socks_port}", *_ssh_base(workdir, client_ip, port),
+           "-o", "ExitOnForwardFailure=yes", "-p", str(port), f"root@{server}"]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    end = time.time() + timeout
+    while time.time() < end:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", socks_port)) == 0:
+                return proc
+        time.sleep(0.1)
+    log.warning("ssh tunnel of %s did not open its SOCKS port %d", client_ip, socks_port)
+    return proc
+
+
 def interactive(workdir: Path, client_ip: str, server: str, port: int, rng: random.Random, until: float) -> None:
     """A shell session: commands typed one key at a time with human gaps, output echoed back."""
     end = min(until - 1, time.time() + rng.uniform(20, 300))
