@@ -54,8 +54,6 @@ RECIPE: tuple[tuple[str, tuple[int, ...], int, float], ...] = (
     ("p2p-dht-home", (1111, 1112), 60, 1.0),
     # The seeds' evasions (data.generator.evasion): BitTorrent over TLS, through an SSH SOCKS tunnel, on 443/80/8080/22.
     ("p2p-evasion", (1201, 1202), 50, 2.0),
-    # Its SOCKS swarm without libtorrent (BiglyBT and ctorrent peers on 443/80/8080/22, BiglyBT through the tunnel).
-    ("p2p-evasion-impl", (1951, 1952, 1953), 50, 2.0),
     # Hard negatives: ordinary traffic with P2P's endpoint and host shape (data.generator.hard_negatives).
     ("webrtc", (1001, 1002), 50, 1.0),
     ("game-udp", (1011,), 45, 1.0),
@@ -79,9 +77,6 @@ RECIPE: tuple[tuple[str, tuple[int, ...], int, float], ...] = (
     # Peers of WebTorrent, BiglyBT and ctorrent on 443, 80, 8080, 22, 25...: P2P on service ports from more
     # than libtorrent (p2p-mixed-ports), so that leaving one implementation out keeps the behaviour in training.
     ("p2p-service-ports", (1801, 1802, 1803, 1804), 60, 2.0),
-    # The same swarms with every peer on a service port, as libtorrent's p2p-evasion swarm: no flow between two
-    # high ports, so "high-port peers" says nothing and leaving libtorrent out keeps such a swarm in training.
-    ("p2p-service-ports-only", (1851, 1852, 1853), 60, 2.0),
     # Homes running WebTorrent, BiglyBT or ctorrent beside browsing and a chat on a high port: the ordinary
     # flows of P2P hosts, which mixed-home has only with libtorrent (so leaving libtorrent out lost them).
     ("mixed-home-impl", (1901, 1902, 1903), 90, 2.0),
