@@ -259,3 +259,16 @@ def test_sigterm_leaves_no_namespace_turn_server_or_outputs(tmp_path: Path) -> N
     assert ns not in _namespaces()
     assert _procs_mentioning(f"{ns}-") == [] and _procs_mentioning("turnserver -n --listening-ip 127.60.") == []
     assert list(tmp_path.iterdir()) == []
+
+
+@needs_root
+def test_net_diagnostics_send_and_draw_ordinary_icmp(tmp_path: Path) -> None:
+    """Pings get echo replies, traceroute probes and queries to a gone resolver draw port unreachable:
+    ICMP labelled ``other`` (before this scenario nearly every ICMP flow of the corpus was a peer's)."""
+    apps = _by_app(_generate(tmp_path, "net-diagnostics", seed=2302, duration=20, scale=0.3))
+    pings = [f for f in apps["ping"] if f["proto"] == 1]
+    assert pings and all(f["up"] > 0 and f["down"] > 0 for f in pings)   # requests and their replies
+    for app in ("traceroute", "dns-dead"):
+        assert any(f["proto"] == 17 for f in apps[app]), app
+        assert any(f["proto"] == 1 and f["packets"] >= 1 for f in apps[app]), app   # the unreachables
+    assert all(f["dport"] == 53 for f in apps["dns-dead"] if f["proto"] == 17)

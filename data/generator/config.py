@@ -52,6 +52,7 @@ SCENARIOS: tuple[str, ...] = (
     "server-browser",
     "game-p2p",
     "app-services",
+    "net-diagnostics",   # pings, traceroutes, a gone resolver: the ICMP of ordinary hosts
 )
 
 #: Network paths (data.generator.topology): loopback (all hosts in one namespace, microsecond round

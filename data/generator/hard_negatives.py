@@ -12,7 +12,7 @@ K = 60 WebRTC remote peers and TURN relays, 61 range-download and sync servers, 
 lobby peers, 63 resolvers and authoritative servers, 64 NTP servers, 65 discovery devices,
 66 VPN gateways (the tunnel's inner addresses never reach the capture), 67 web origins, 68 HTTP/3 servers,
 69 game servers a server browser queries (several blocks: up to 250 servers each), 73 application servers
-on registered high ports (70-72 are the evasion scenario's).
+on registered high ports (70-72 are the evasion scenario's), 74 hosts that diagnostics ping and trace.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from p2pdetect.data.generator.scenarios import AppSpec, _Addresses, _port, dns, 
 
 #: Scenario names this module builds, in the order ``--scenario all`` runs them.
 SCENARIOS: tuple[str, ...] = ("webrtc", "game-udp", "parallel-downloads", "lan-services", "vpn", "server-browser",
-                              "game-p2p", "app-services")
+                              "game-p2p", "app-services", "net-diagnostics")
 
 #: Worker kinds of these apps: kind -> (module under data.generator, its entry function).
 KINDS: dict[str, tuple[str, str]] = {
@@ -36,7 +36,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "discovery": ("lanservices", "run_discovery"), "vpn": ("vpn", "run_vpn"), "openvpn": ("vpn", "run_openvpn"),
     "origins": ("origins", "run_origins"), "h3": ("h3", "run_h3"),
     "server-browser": ("serverbrowser", "run_server_browser"),
-    "app-services": ("appservices", "run_app_services"),
+    "app-services": ("appservices", "run_app_services"), "netdiag": ("netdiag", "run_netdiag"),
 }
 
 #: What each kind needs beyond the base generator: Python modules and (command, Debian package) pairs
@@ -365,9 +365,43 @@ def _app_services(rng: random.Random, a: _Addresses, d: int, s: float) -> list[A
             web(rng, a, d, s, tls=True, port=443, clients=hosts, modes=["browse"] * len(hosts), app="https-browse")]
 
 
+def netdiag(rng: random.Random, addr: _Addresses, duration: int, *, clients: list[str]) -> AppSpec:
+    """Pings, traceroutes and a gone resolver from ``clients`` (data.generator.netdiag): ordinary ICMP."""
+    _, host = addr.block(74)
+    targets = [host(h) for h in range(2, 2 + rng.randint(10, 60))]
+    dead = host(250)   # a resolver address where nothing listens
+    specs, rows = [], []
+    for ip in clients:
+        mode = rng.choice(["ping", "ping", "trace", "dead-dns"])
+        if mode == "ping":
+            monitor = rng.random() < 0.5   # a monitor pings its many hosts every few seconds, a user a handful at 1 s
+            spec = {"count": rng.randint(5, 30) if monitor else rng.randint(3, 10),
+                    "interval": rng.uniform(2, 10) if monitor else 1.0,
+                    "targets": rng.sample(targets, k=rng.randint(5, len(targets)) if monitor else rng.randint(1, 4))}
+            rows += pair_rows([ip], spec["targets"], (1,), "other", "ping")
+        elif mode == "trace":
+            spec = {"count": rng.randint(1, 3), "interval": rng.uniform(1, 8),
+                    "targets": rng.sample(targets, k=rng.randint(1, 5))}
+            rows += pair_rows([ip], spec["targets"], _UDP, "other", "traceroute")
+        else:
+            spec = {"count": rng.randint(2, 5), "interval": rng.uniform(3, 10), "targets": [dead]}
+            rows += pair_rows([ip], [dead], _UDP, "other", "dns-dead")
+        specs.append({"ip": ip, "mode": mode, "start": round(rng.uniform(0, 0.5 * duration), 2), **spec})
+    # one app per address pair: a client whose mode repeats a target keeps one row per pair and protocol
+    params = {"kind": "netdiag", "clients": specs, "seed": rng.getrandbits(32)}
+    return AppSpec(name="net-diagnostics", label="other", params=params, rows=rows)
+
+
+def _net_diagnostics(rng: random.Random, a: _Addresses, d: int, s: float) -> list[AppSpec]:
+    hosts = a.hosts(rng.randint(4, 10))
+    return [netdiag(rng, a, d, clients=hosts),
+            dns(rng, a, d, clients=hosts, storminess=0.3),
+            web(rng, a, d, s, tls=True, port=443, clients=hosts, modes=["browse"] * len(hosts), app="https-browse")]
+
+
 _BUILDERS = {"webrtc": _webrtc, "game-udp": _game_udp, "parallel-downloads": _parallel_downloads,
              "lan-services": _lan_services, "vpn": _vpn, "server-browser": _server_browser,
-             "game-p2p": _game_p2p, "app-services": _app_services}
+             "game-p2p": _game_p2p, "app-services": _app_services, "net-diagnostics": _net_diagnostics}
 
 
 def missing(apps: Sequence[AppSpec]) -> str | None:
