@@ -90,9 +90,6 @@ RECIPE: tuple[tuple[str, tuple[int, ...], int, float], ...] = (
     # learns P2P from two families and evaluation can leave one family out (--group-by implementation: amule).
     ("p2p-amule", (2201, 2202, 2203), 90, 1.0),
     ("p2p-amule", (2204,), 90, 2.0),
-    # Pings, traceroutes and a gone resolver beside browsing (data.generator.netdiag): ordinary hosts' ICMP, which
-    # the rest of the corpus almost lacks (4,530 P2P ICMP flows against 105 ordinary ones before it).
-    ("net-diagnostics", (2301, 2302, 2303), 60, 1.0),
 )
 
 #: WAN runs (data.generator.topology): (scenario, network class, seeds, duration seconds, scale). Each host
