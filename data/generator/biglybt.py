@@ -41,8 +41,9 @@ def config(spec: dict[str, Any], save_dir: Path, socks_port: int | None = None) 
 
     ``enc`` ``forced``: RC4 required, no fallback (BiglyBT's "require encryption"); ``prefer``:
     encrypted first, plain accepted and tried when the other side refuses. With ``socks_port`` its
-    tracker and peer connections go through the SOCKS5 proxy at 127.0.0.1:socks_port (an SSH tunnel:
-    data.generator.evasion), and it listens on 127.0.0.1:``spec['tunnel']['listen_port']``.
+    peer connections go through the SOCKS5 proxy at 127.0.0.1:socks_port (an SSH tunnel:
+    data.generator.evasion; announces to a tracker on a loopback address go direct, whatever the
+    proxy settings), and it listens on 127.0.0.1:``spec['tunnel']['listen_port']``.
     """
     fallback = spec.get("enc", "forced") != "forced"
     up = spec.get("up_rate", 0) // 1024

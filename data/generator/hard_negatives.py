@@ -387,7 +387,6 @@ def netdiag(rng: random.Random, addr: _Addresses, duration: int, *, clients: lis
             spec = {"count": rng.randint(2, 5), "interval": rng.uniform(3, 10), "targets": [dead]}
             rows += pair_rows([ip], [dead], _UDP, "other", "dns-dead")
         specs.append({"ip": ip, "mode": mode, "start": round(rng.uniform(0, 0.5 * duration), 2), **spec})
-    # one app per address pair: a client whose mode repeats a target keeps one row per pair and protocol
     params = {"kind": "netdiag", "clients": specs, "seed": rng.getrandbits(32)}
     return AppSpec(name="net-diagnostics", label="other", params=params, rows=rows)
 

@@ -11,6 +11,7 @@ import logging
 import os
 import random
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -58,8 +59,6 @@ def socks_tunnel(workdir: Path, client_ip: str, server: str, port: int, socks_po
                  timeout: float = 10.0) -> subprocess.Popen[bytes]:
     """``ssh -N -D 127.0.0.1:socks_port`` from ``client_ip`` to the server: a SOCKS proxy whose
     connections leave from the server. Returns once the proxy port accepts (or ``timeout`` passed)."""
-    import socket
-
     cmd = ["ssh", "-N", "-D", f"127.0.0.1:{socks_port}", *_ssh_base(workdir, client_ip, port),
            "-o", "ExitOnForwardFailure=yes", "-p", str(port), f"root@{server}"]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
