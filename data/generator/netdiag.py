@@ -21,16 +21,14 @@ The kernel rate-limits the ICMP errors it sends (net.ipv4.icmp_ratelimit), as re
 
 from __future__ import annotations
 
-import logging
 import random
 import socket
 import struct
+import threading
 import time
 from typing import Any
 
 from p2pdetect.data.generator.dns import encode_query
-
-log = logging.getLogger(__name__)
 
 #: The first destination port of a traceroute's UDP probes.
 TRACE_PORT = 33434
@@ -117,8 +115,6 @@ def run_netdiag(params: dict[str, Any]) -> None:
 
     params: ``clients`` (list of {ip, mode, targets, start, count, interval}), ``seed``, ``t0``, ``until``.
     """
-    import threading
-
     rng = random.Random(params["seed"])
     threads = [threading.Thread(target=_MODES[c["mode"]], args=(c, random.Random(rng.getrandbits(32)),
                                                                  params["t0"], params["until"]), daemon=True)
