@@ -9,7 +9,6 @@ import csv
 import ipaddress
 import json
 import os
-import random
 import shutil
 import signal
 import struct
@@ -85,29 +84,6 @@ def test_plans_are_reproducible_and_address_pairs_name_one_app(scenario: str) ->
                 for ip in (r.src_ip, r.dst_ip):
                     assert (ip.startswith("127.") or ipaddress.ip_address(ip).is_multicast
                             or any(ipaddress.ip_address(ip) in ipaddress.ip_network(n) for n in amule.NETS)), ip
-
-
-@pytest.mark.parametrize("scenario", ["p2p-tcp-mse", "p2p-biglybt", "p2p-webtorrent-dht", "p2p-dht-swarm",
-                                      "mixed-home"])
-def test_p2p_peers_resolve_names_with_their_own_draws(scenario: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Some swarm peers resolve names as real hosts do (ordinary 'dns' rows, only peers the capture keeps),
-    and the resolver's draws leave the rest of the plan as it was without it."""
-    plans = [scenarios.build(scenario, seed, 30, 1.0) for seed in range(6)]
-    monkeypatch.setattr(scenarios, "p2p_resolvers", lambda *a: [])
-    resolving = 0
-    for plan, seed in zip(plans, range(6)):
-        base = scenarios.build(scenario, seed, 30, 1.0)
-        assert [a.params for a in plan.apps[:len(base.apps)]] == [a.params for a in base.apps]
-        extra = plan.apps[len(base.apps):]
-        peers = {p["ip"] for a in base.apps if a.label == "p2p" for p in a.params.get("peers", a.params.get("hosts", []))}
-        resolved = {c["ip"] for a in base.apps if a.params["kind"] == "dns" for c in a.params["clients"]}
-        for app in extra:
-            assert app.params["kind"] == "dns" and app.label == "other" and {r.app for r in app.rows} == {"dns"}
-            new = {c["ip"] for c in app.params["clients"]}
-            assert new <= peers - resolved
-            assert not base.vantage() or new <= set(base.vantage())
-            resolving += len(new)
-    assert resolving > 0
 
 
 def _pcap(frames: list[int]) -> bytes:

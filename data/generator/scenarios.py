@@ -254,26 +254,6 @@ def dns(rng: random.Random, addr: _Addresses, duration: int, *, clients: list[st
                    rows=pair_rows(sorted(set(clients)), [server], (17, 1), "other", "dns"))
 
 
-def p2p_resolvers(rng: random.Random, addr: _Addresses, duration: int, apps: Sequence[AppSpec]) -> list[AppSpec]:
-    """A DNS server for the P2P peers of ``apps`` that resolve no names yet: each with probability 0.6.
-
-    Real BitTorrent hosts resolve tracker names and whatever else their users do; a peer that never
-    sends a DNS query taught the model "one small-UDP peer (the resolver) = an ordinary host". Only
-    peers on loopback addresses, and only the plan's vantage when it has one (what the capture keeps).
-    """
-    resolving = {c["ip"] for a in apps if a.params["kind"] == "dns" for c in a.params["clients"]}
-    vantage = {ip for a in apps for ip in a.vantage}
-    peers: set[str] = set()
-    for a in apps:
-        if a.label == "p2p":
-            peers.update(p["ip"] for p in a.params.get("peers", a.params.get("hosts", [])) if isinstance(p, dict))
-    users = sorted(ip for ip in peers - resolving if ip.startswith("127.") and (not vantage or ip in vantage))
-    users = [ip for ip in users if rng.random() < 0.6]
-    if not users:
-        return []
-    return [dns(rng, addr, duration, clients=users, storminess=rng.choice([0.2, 0.3, 0.5]))]
-
-
 def ssh(rng: random.Random, addr: _Addresses, duration: int, scale: float, *, clients: list[str],
         modes: list[str], port: int = 22) -> AppSpec:
     """An OpenSSH server and clients: interactive shells ('shell') or scp transfers ('scp')."""
@@ -447,6 +427,4 @@ def build(scenario: str, seed: int, duration: int, scale: float) -> Plan:
         if family is None:
             raise ValueError(f"unknown scenario {scenario!r}")
         apps += family.build(scenario, rng, a, d, s)
-    # its own draws: the rest of the plan stays what it was before P2P peers resolved names
-    apps += p2p_resolvers(random.Random(f"{scenario}:{seed}:dns"), a, d, apps)
     return Plan(scenario=scenario, rate_mbit=rate, apps=apps)
