@@ -69,7 +69,7 @@ samples: setup
 dataset: setup
 	$(PY) -m p2pdetect.data.make_corpus
 
-# The shipped model is trained on the generated corpus (built first when absent, ~55 min on 2 cores)
+# The shipped model is trained on the generated corpus (built first when absent, ~70 min on 2 cores)
 # plus the real captures in ../shared/captures/ndpi (warned about and skipped when absent).
 data/corpus/manifest.json: | setup
 	$(PY) -m p2pdetect.data.make_corpus

@@ -1,8 +1,8 @@
 """Generate the training corpus into data/corpus/ (``make dataset``; needs root; git-ignored).
 
-Many scenarios x several seeds, tens of thousands of flows, in under 20 minutes on 2 cores: two
-generator runs at a time (each in its own namespace), resumable (finished runs are kept), and a
-``manifest.json`` listing every capture with its labels file for ``p2pdetect train``. Each P2P
+Many scenarios x several seeds, tens of thousands of flows, in about 70 minutes on 2 cores (67 measured
+in session 27): two generator runs at a time (each in its own namespace), resumable (finished runs are
+kept), and a ``manifest.json`` listing every capture with its labels file for ``p2pdetect train``. Each P2P
 capture also gives two vantage-point views (one peer's link: data.generator.vantage), listed with
 network "vantage" and the capture they come from. ``--late-views`` derives late-start views
 (data.generator.late_start: each capture without its first third) into ``manifest-late.json``, an
