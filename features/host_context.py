@@ -8,9 +8,7 @@ implementation (Karagiannis et al., IMC 2004; PeerRush, DIMVA 2013):
 * the same port number serves TCP and UDP (BitTorrent + uTP/DHT), and IP pairs talk both;
 * a peer talks to many distinct hosts on non-service ports, many of its connection attempts
   fail (peers that left), and it fans out small UDP request/response exchanges (DHT queries);
-* it uploads about as much as it downloads, and its endpoints live long;
-* two peers dial each other: each has started a flow to the other's high port (a client never
-  dials back a server's client on the client's own listening port).
+* it uploads about as much as it downloads, and its endpoints live long.
 
 HostContext consumes flows in the order the meter reports them (the order they ended, as the
 live scorer sees them). A flow's features use only flows consumed before it, within a sliding
@@ -68,21 +66,18 @@ SERVICE_PORTS = frozenset({
 #: Per-side evidence (each exists as src_* and dst_*), in column order.
 _SIDE = ["ep_remote_ips", "ep_remote_ports", "ep_ip_port_ratio", "ep_flows", "ep_failed_share",
          "ep_lifetime_s", "host_fanout", "host_flows", "host_failed_share", "host_small_udp_peers",
-         "host_tcp_udp_peers", "host_up_share", "host_high_port_peers", "tcp_udp_same_port",
-         "host_mutual_peers"]
+         "host_tcp_udp_peers", "host_up_share", "host_high_port_peers", "tcp_udp_same_port"]
 _INT = {"ep_remote_ips", "ep_remote_ports", "ep_flows", "host_fanout", "host_flows",
-        "host_small_udp_peers", "host_tcp_udp_peers", "host_high_port_peers", "tcp_udp_same_port",
-        "host_mutual_peers"}
+        "host_small_udp_peers", "host_tcp_udp_peers", "host_high_port_peers", "tcp_udp_same_port"}
 
 #: The columns this class produces.
-CONTEXT_COLUMNS = [f"{s}_{c}" for s in ("src", "dst") for c in _SIDE] + ["pair_tcp_and_udp", "pair_mutual_dial"]
+CONTEXT_COLUMNS = [f"{s}_{c}" for s in ("src", "dst") for c in _SIDE] + ["pair_tcp_and_udp"]
 assert set(CONTEXT_COLUMNS) <= set(HOST_FEATURES) | set(PORT_FEATURES)
 
 #: What the columns hold for a flow none of whose endpoints or hosts had an earlier flow in the
 #: window (a host's first flow, a one-flow capture): counts 0, shares and ratios undefined.
 NO_HISTORY = {f"{s}_{c}": (0 if c in _INT else float("nan")) for s in ("src", "dst") for c in _SIDE}
 NO_HISTORY["pair_tcp_and_udp"] = 0
-NO_HISTORY["pair_mutual_dial"] = 0
 
 
 @lru_cache(maxsize=65536)
@@ -163,8 +158,6 @@ class HostContext:
         self._proto_peers: dict = {}  # (ip, proto) -> remote ips, proto TCP or UDP
         self._port_proto: dict = {}  # (ip, port) -> protos
         self._pair_proto: dict = {}  # (ip_a, ip_b) sorted -> protos
-        self._dials: dict = {}       # (ip_a, ip_b) -> flows a started to a high port of b
-        self._mutual: dict = {}      # ip -> peers it dialled that dialled it (both on high ports)
         # plain counters over the window
         self._ep_stats: dict = {}    # (ip, port, proto) -> [flows, failed, first seen ms]
         self._host_stats: dict = {}  # ip -> [flows, failed, bytes up, bytes down]
@@ -212,39 +205,16 @@ class HostContext:
             if not h[0]:
                 del self._host_stats[aip]
         step(self._pair_proto, (sip, dip) if sip <= dip else (dip, sip), proto)
-        if other is not None and high_port(dport):
-            self._dial(sip, dip, sign)
-
-    def _dial(self, a: str, b: str, sign: int) -> None:
-        """Count (sign 1) or uncount (-1) a flow that a started to a high port of b; when the
-        pair's first dial comes or its last goes and b dials a too, both gain or lose a mutual peer."""
-        if a == b:
-            return
-        key = (a, b)
-        k = self._dials.get(key, 0) + sign
-        if k:
-            self._dials[key] = k
-        else:
-            del self._dials[key]
-        if (k == 1 and sign == 1 or k == 0) and (b, a) in self._dials:
-            for ip in (a, b):
-                m = self._mutual.get(ip, 0) + sign
-                if m:
-                    self._mutual[ip] = m
-                else:
-                    del self._mutual[ip]
 
     def _apply_started(self, ev: _Started, add: bool) -> None:
         """A connection in progress: a peer (and a high-port peer) of both its hosts."""
         step = _inc if add else _dec
-        _, a, b, high, key = ev
+        _, a, b, high, _ = ev
         step(self._peers, a, b)
         step(self._peers, b, a)
         if high:
             step(self._high, a, b)
             step(self._high, b, a)
-        if high_port(key[3]):
-            self._dial(a, b, 1 if add else -1)
 
     def _close(self, key: tuple) -> None:
         """The connection `key` ended (or restarted): it no longer counts as in progress."""
@@ -295,7 +265,6 @@ class HostContext:
             hs[2] / (hs[2] + hs[3]) if hs and hs[2] + hs[3] else nan,
             len(high) if high else 0,
             int(other is not None and pp is not None and other in pp),
-            self._mutual.get(ip, 0),
         )
 
     def transform(self, cols: dict[str, np.ndarray], *, remember=True, evidence=None) -> dict[str, np.ndarray]:
@@ -324,8 +293,6 @@ class HostContext:
         src: list[tuple] = []
         dst: list[tuple] = []
         pair = [0] * n
-        mutual = [0] * n
-        dials = self._dials
         side = self._side
         opened = self._open
         for i in range(n):
@@ -345,7 +312,6 @@ class HostContext:
             if other is not None:
                 pp = self._pair_proto.get((sip[i], dip[i]) if sip[i] <= dip[i] else (dip[i], sip[i]))
                 pair[i] = int(pp is not None and other in pp)
-                mutual[i] = int((dip[i], sip[i]) in dials and high_port(dport[i]))
             if group[i]:
                 continue   # a group address is not a host (module doc): the flow enters no state
             if ended:
@@ -369,5 +335,4 @@ class HostContext:
             for j, c in enumerate(_SIDE):
                 out[f"{name}_{c}"] = arr[:, j].astype(np.int64) if c in _INT else arr[:, j]
         out["pair_tcp_and_udp"] = np.asarray(pair, dtype=np.int64)
-        out["pair_mutual_dial"] = np.asarray(mutual, dtype=np.int64)
         return out

@@ -8,7 +8,7 @@ numeric only; identity columns (addresses, raw ports, times, capture) never feed
 from __future__ import annotations
 
 #: Bump when a column's meaning, unit or the column set changes. Bundles record it.
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 9
 
 #: Parquet metadata keys.
 META_SCHEMA_VERSION = b"p2pdetect.schema_version"
@@ -84,8 +84,8 @@ HOST_FEATURES = [
     f"{side}_{name}" for side in ("src", "dst") for name in (
         "ep_remote_ips", "ep_remote_ports", "ep_ip_port_ratio", "ep_flows", "ep_failed_share",
         "ep_lifetime_s", "host_fanout", "host_flows", "host_failed_share", "host_small_udp_peers",
-        "host_tcp_udp_peers", "host_up_share", "host_mutual_peers")
-] + ["pair_tcp_and_udp", "pair_mutual_dial"]
+        "host_tcp_udp_peers", "host_up_share")
+] + ["pair_tcp_and_udp"]
 
 SPLT_KINDS = ("ps", "dir", "piat_ms")
 

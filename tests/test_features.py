@@ -119,31 +119,6 @@ def test_host_context_counts_by_hand():
     assert out["dst_tcp_udp_same_port"][8] == 0
 
 
-def test_peers_that_dial_each_other_are_mutual_and_a_server_and_its_client_are_not():
-    """Two peers each start a flow to the other's listening high port; a web client and its server
-    do not (the server never dials the client back), nor does a client of FTP on port 21 dialled
-    back on a data port. The pair forgets it when the dials leave the window."""
-    A, B, C, S = "127.0.3.1", "127.0.3.2", "127.0.3.3", "127.0.3.9"
-    rows = [
-        (A, 40001, B, 6881, 6, 1000),    # 0: A dials B's listening port
-        (C, 40002, S, 443, 6, 2000),     # 1: a web client and its server
-        (B, 40003, A, 51413, 6, 3000),   # 2: B dials A's listening port: mutual from here on
-        (A, 40004, B, 6881, 17, 4000),   # 3: A's next flow to B (UDP): the pair dialled each other
-        (S, 20, C, 40005, 6, 5000),      # 4: the FTP server's data connection to its client
-        (C, 40006, S, 21, 6, 6000),      # 5: the client's control connection (dialled back, port 21)
-        (A, 40007, B, 6881, 6, 9500),    # 6: after the window (5 s) forgot flows 0-2
-    ]
-    out = HostContext(window_s=5).transform(_cols(rows))
-    assert out["pair_mutual_dial"][2] == 1          # A had dialled B before
-    assert out["src_host_mutual_peers"][2] == 0     # flow 2 itself is not yet counted
-    assert out["pair_mutual_dial"][3] == 1
-    assert out["src_host_mutual_peers"][3] == 1 and out["dst_host_mutual_peers"][3] == 1
-    assert out["pair_mutual_dial"][1] == 0 and out["dst_host_mutual_peers"][1] == 0
-    assert out["pair_mutual_dial"][5] == 0 and out["src_host_mutual_peers"][5] == 0
-    # flow 6: flows 0-2 left the window; flow 3 (A -> B) remains, B's dial of A is gone
-    assert out["pair_mutual_dial"][6] == 0 and out["src_host_mutual_peers"][6] == 0
-
-
 def test_a_broadcast_or_multicast_address_is_not_a_host():
     """Devices announcing themselves to the LAN's broadcast address (MikroTik, Tuya discovery) on high
     ports: counted as a host, 255.255.255.255 trades with every one of them, between high ports."""
@@ -341,8 +316,7 @@ def test_snapshot_extraction_adds_early_rows_and_keeps_final_rows(samples, in_pr
     early = both.filter(pc.equal(both.column("stage"), "early"))
     assert set(plain.column("stage").to_pylist()) == {"final"}
     assert final.num_rows == plain.num_rows
-    counts = {f"{s}_host_{c}" for s in ("src", "dst") for c in ("fanout", "high_port_peers", "mutual_peers")}
-    counts.add("pair_mutual_dial")
+    counts = {f"{s}_host_{c}" for s in ("src", "dst") for c in ("fanout", "high_port_peers")}
     for name in plain.column_names:
         a, b = plain.column(name).to_pylist(), final.column(name).to_pylist()
         if in_progress and name in counts:
