@@ -72,8 +72,12 @@ of one fold's 59 false positives on generated ordinary traffic were its 10-packe
 such a server (session 21: P2P-free false positives 59/31/3 -> 39/31/3 over three seeds, recall
 unchanged to 0.05 points). A peer's listening endpoint can look the same (a small swarm whose
 peers reconnect again and again, an address that no longer answers), but a peer starts flows too
-(DHT queries, connections to other peers): once the host has started a flow called P2P, its
-endpoints are judged as before. served_ratio=0 turns all this off, served_cap=False the cap
+(DHT queries, connections to other peers): once the host has started a flow called P2P, or one to a
+high port between high ports that was answered, whatever its score (a server does not call its
+clients' listening ports), its endpoints are judged as before. WebTorrent redials a peer that drops
+it after the handshake every second, forever (its retry count resets on each handshake): a ctorrent
+seed it redialled looked served from the seed's link until the seed's own calls to its leechers,
+scored low, were counted (session 28: ctorrent left out 90 -> 99 % of flows, nothing else moved). served_ratio=0 turns all this off, served_cap=False the cap
 alone. Remote ports and IPs are counted per listening endpoint, at most `max_peers` of each and
 at most `max_listen` endpoints per host.
 
@@ -182,7 +186,7 @@ class _Host:
         self.last_flag_ms = self.last_report_ms = t0
         self.listen: dict = {}      # (port, proto) it answered on -> (remote IPs, remote (ip, port)s)
         self.served: set = set()    # its listening endpoints that clients return to from many ports
-        self.initiated = False      # it started a flow called P2P
+        self.initiated = False      # it started a flow called P2P, or an answered one between high ports
         self.dials = [set(), {}, 0, 0]   # its UDP to high ports: remote IPs, {port: flows}, flows, top port's flows
         self.scanning = False       # it queries many servers on one port (a server browser)
         self.answered = False       # it answered a TCP or UDP flow
@@ -544,6 +548,8 @@ class HostEvidence:
                         self._flag(h, ip, port, proto[i], peer, t, fed, high, peer_port)
                 continue
             src, dst = self._host(sip[i], first[i]), self._host(dip[i], first[i])
+            if high and down[i] and proto[i] in _TRANSPORT:
+                src.initiated = True   # it calls peers' listening ports: not a plain server
             if fed >= threshold:
                 src.initiated = True
                 if proto[i] == 6:

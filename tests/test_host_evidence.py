@@ -369,6 +369,26 @@ def test_a_peer_that_its_peers_reconnect_to_again_and_again_stays_a_peer():
     assert ev.endpoint_score(peer, 54128, 6) == 0.95
 
 
+def test_a_peer_that_calls_its_peers_stays_a_peer_whatever_those_calls_score():
+    """The returning pattern on a host that calls peers' listening high ports itself, and is
+    answered, though the model calls none of those calls P2P (a seed dialling leechers that
+    redial it every second): a server never calls its clients' high ports, so its endpoint is
+    judged as before."""
+    peer, thr = "198.18.1.1", 0.8
+    ev = HostEvidence(thr)
+    own = [(peer, 40100 + i, f"198.18.0.{i}", 51413, 6, i) for i in range(1, 3)]
+    rows = own + _returning_clients(peer, 40, t0=100)
+    out = ev.update(_cols(rows), np.array([0.1, 0.1] + [0.95] * 40))
+    assert (out[3:] >= thr).all() and peer in set(ev.p2p_hosts())
+    # its calls to a service port (a backend on 443) or unanswered do not make it a peer
+    for port, back in ((443, 50), (51413, 0)):
+        cols = _cols(rows)
+        cols["dst_port"][:2] = port
+        cols["dst2src_bytes"][:2] = back
+        out = HostEvidence(thr).update(cols, np.array([0.1, 0.1] + [0.95] * 40))
+        assert (out[2 + 13:] < thr).all(), (port, back)
+
+
 def test_listening_state_is_bounded():
     """At most max_listen listening endpoints per host, max_peers remote IPs and ports each;
     an endpoint once seen served keeps no counts; max_hosts hosts in all."""
