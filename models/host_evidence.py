@@ -77,7 +77,8 @@ high port between high ports that was answered, whatever its score (a server doe
 clients' listening ports), its endpoints are judged as before. WebTorrent redials a peer that drops
 it after the handshake every second, forever (its retry count resets on each handshake): a ctorrent
 seed it redialled looked served from the seed's link until the seed's own calls to its leechers,
-scored low, were counted (session 28: ctorrent left out 90 -> 99 % of flows, nothing else moved).
+scored low, were counted (session 28: ctorrent left out 90 -> 99 % of flows on two seeds of three,
+nothing else moved on any).
 served_ratio=0 turns all this off, served_cap=False the cap alone. Remote ports and IPs are
 counted per listening endpoint, at most `max_peers` of each and at most `max_listen` endpoints per
 host.
