@@ -90,6 +90,30 @@ def test_failed_connects_of_a_p2p_host_between_high_ports_inherit_its_score():
     assert off.update(syn, np.array([0.05] * 5))[0] == 0.05
 
 
+def test_a_transfer_between_high_ports_of_a_host_with_two_p2p_peers_inherits_its_score():
+    """A swarm of three seen from one of them: two peers are all the host has, too few for a P2P
+    host, yet its megabyte transfers between high ports take its second peer's score
+    (bulk_peers=2); its lighter sessions, a host with one such peer, evidence older than idle_s
+    and bulk_peers=3 (off) do not."""
+    def transfer(peer, t, down=2_500_000):
+        c = _cols([(H, 51000 + t % 1000, peer, 40000, 6, t)])
+        c["dst2src_bytes"][0] = down
+        c["bidirectional_packets"][0] = 2000
+        return c
+    ev = HostEvidence(0.8)
+    ev.update(_cols([(H, 6881, _peer(i), 40000 + i, 17, 1000 * i) for i in range(1, 3)]), np.array([0.9, 0.95]))
+    assert list(ev.p2p_hosts()) == []
+    assert ev.update(transfer(_peer(1), 5000), np.array([0.3]))[0] == 0.9
+    assert ev.update(transfer(_peer(7), 6000, down=200_000), np.array([0.3]))[0] == 0.3   # a session
+    assert ev.update(transfer(_peer(7), 900_000 + 3000), np.array([0.3]))[0] == 0.3        # lapsed
+    off = HostEvidence(0.8, bulk_peers=3)
+    off.update(_cols([(H, 6881, _peer(i), 40000 + i, 17, 1000 * i) for i in range(1, 3)]), np.array([0.9, 0.95]))
+    assert off.update(transfer(_peer(1), 5000), np.array([0.3]))[0] == 0.3
+    one = HostEvidence(0.8)
+    one.update(_cols([(H, 6881, _peer(1), 40001, 17, 1000)]), np.array([0.95]))
+    assert one.update(transfer(_peer(2), 5000), np.array([0.3]))[0] == 0.3
+
+
 def test_a_real_time_session_on_a_p2p_endpoint_is_judged_on_its_own():
     """A call or a game on the UDP socket of a P2P endpoint (many packets a second, little
     volume or small packets) keeps its own score; the endpoint's short exchanges, its slow
