@@ -28,8 +28,10 @@ one of its peers gives that peer two peers, one short of a P2P host, and its meg
 between high ports scored 0.5-0.9 on their own (a download from a server sits on a service port,
 and a P2P host's lighter sessions are still judged on their own). Each implementation left out,
 two seeds: BiglyBT's bytes 95.4 -> 96.0 and 94.1 -> 95.3 %, libtorrent's 93.9 -> 94.4 and 94.8 ->
-95.1 %, no other figure moved, no new false positive (session 29). bulk_peers >= host_peers turns
-it off.
+95.1 %, no other figure moved, no new false positive (session 29). Likewise a bulk flow between
+two such hosts, whatever its ports, takes the lower of their two scores (two peers of a small swarm
+trading on 443; a server's clients feed it no evidence): libtorrent's bytes 94.4 -> 94.6 % on one
+seed of two, nothing else moved. bulk_peers >= host_peers turns both off.
 
 A real-time session is judged on its own even on a P2P endpoint or host (realtime_piat_ms,
 realtime_packet_bytes): a UDP flow of more than `short_packets` packets, answered, whose packets
@@ -603,6 +605,8 @@ class HostEvidence:
                 prior = max(prior, self._bulk_score(sip, t), self._bulk_score(dip, t))
         elif self.pairs:
             prior = max(prior, min(self.host_score(sip), self.host_score(dip)))
+            if up + down >= bulk and self.bulk_peers < self.host_peers:
+                prior = max(prior, min(self._bulk_score(sip, t), self._bulk_score(dip, t)))
         return max(out, prior), high
 
     def _scanned(self, sip: str, dip: str, proto: int) -> bool:

@@ -114,6 +114,21 @@ def test_a_transfer_between_high_ports_of_a_host_with_two_p2p_peers_inherits_its
     assert one.update(transfer(_peer(2), 5000), np.array([0.3]))[0] == 0.3
 
 
+def test_a_transfer_between_two_hosts_with_two_p2p_peers_each_inherits_the_lower_score_on_any_port():
+    """Two peers of a small swarm, each with flows called P2P with two peers, trade megabytes on 443
+    (a peer listening there to pass firewalls): the transfer takes the lower of their second peers'
+    scores. A host with two such peers downloading from a server that has none keeps its own score."""
+    P = _peer(60)
+    ev = HostEvidence(0.8)
+    ev.update(_cols([(H, 6881, _peer(1), 40001, 17, 1000), (H, 6881, _peer(2), 40002, 17, 1100),
+                     (P, 6881, _peer(3), 40003, 17, 1200), (P, 6881, _peer(4), 40004, 17, 1300)]),
+              np.array([0.9, 0.95, 0.85, 0.99]))
+    c = _cols([(H, 51000, P, 443, 6, 5000), (H, 51001, WEB, 443, 6, 5100), (H, 51002, P, 443, 6, 5200)])
+    c["dst2src_bytes"][:] = [2_500_000, 2_500_000, 20_000]
+    c["bidirectional_packets"][:] = 2000
+    np.testing.assert_array_equal(ev.update(c, np.array([0.3, 0.3, 0.3])), [0.85, 0.3, 0.3])
+
+
 def test_a_real_time_session_on_a_p2p_endpoint_is_judged_on_its_own():
     """A call or a game on the UDP socket of a P2P endpoint (many packets a second, little
     volume or small packets) keeps its own score; the endpoint's short exchanges, its slow
