@@ -55,6 +55,9 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     status = main(sys.argv[1:])
+    for thread in threading.enumerate():   # what finalization would wait for, first
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
     if threading.active_count() > 1:
         # Daemon threads still blocked in C (an HTTPS handler in SSL_read on a long-poll connection)
         # can crash the interpreter's finalization once OpenSSL's exit handler has freed what they
