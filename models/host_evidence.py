@@ -30,8 +30,8 @@ and a P2P host's lighter sessions are still judged on their own). Each implement
 two seeds: BiglyBT's bytes 95.4 -> 96.0 and 94.1 -> 95.3 %, libtorrent's 93.9 -> 94.4 and 94.8 ->
 95.1 %, no other figure moved, no new false positive (session 29). Likewise a bulk flow between
 two such hosts, whatever its ports, takes the lower of their two scores (two peers of a small swarm
-trading on 443; a server's clients feed it no evidence): libtorrent's bytes 94.4 -> 94.6 % on one
-seed of two, nothing else moved. bulk_peers >= host_peers turns both off.
+trading on 443; a server's clients feed it no evidence): libtorrent's bytes 94.4 -> 94.6 and 94.6 ->
+94.7 % on two seeds of three, nothing else moved. bulk_peers >= host_peers turns both off.
 
 A real-time session is judged on its own even on a P2P endpoint or host (realtime_piat_ms,
 realtime_packet_bytes): a UDP flow of more than `short_packets` packets, answered, whose packets
@@ -599,13 +599,14 @@ class HostEvidence:
                 and (light or up + down < pk * self.realtime_packet_bytes)):
             return out, high   # a real-time session (a call, a game) is judged on its own
         prior = max(self.endpoint_score(sip, sport, proto), self.endpoint_score(dip, dport, proto))
+        transfer = up + down >= bulk and self.bulk_peers < self.host_peers   # bulk_peers lends its score
         if self.high_ports and high and not light:
             prior = max(prior, self.host_score(sip), self.host_score(dip))
-            if up + down >= bulk and self.bulk_peers < self.host_peers:
+            if transfer:
                 prior = max(prior, self._bulk_score(sip, t), self._bulk_score(dip, t))
         elif self.pairs:
             prior = max(prior, min(self.host_score(sip), self.host_score(dip)))
-            if up + down >= bulk and self.bulk_peers < self.host_peers:
+            if transfer:
                 prior = max(prior, min(self._bulk_score(sip, t), self._bulk_score(dip, t)))
         return max(out, prior), high
 
