@@ -168,6 +168,23 @@ def test_a_flow_between_two_p2p_hosts_inherits_the_lower_score_whatever_its_port
     assert off.update(flows, np.array([0.01, 0.01, 0.01]))[0] == 0.01
 
 
+def test_icmp_is_p2p_only_through_evidence():
+    """ICMP carries no application's behaviour: however sure the model is, an ICMP flow between a
+    P2P host and a relay that is no P2P host stays below the threshold (a console's relays, a
+    call's server); between two P2P hosts it inherits their score as any flow does."""
+    below = np.nextafter(0.8, 0)
+    g, relay = "192.0.2.20", "198.51.100.7"
+    swarm = _cols([(H, 6881, _peer(i), 40000 + i, 17, 1000 * i) for i in range(1, 4)]
+                  + [(g, 7001, _peer(i), 41000 + i, 17, 4000 + i) for i in range(1, 4)])
+    icmp = _cols([(relay, 0, H, 0, 1, 9000), (g, 0, H, 0, 1, 9001)])
+    ev = HostEvidence(0.8)
+    ev.update(swarm, np.array([0.9] * 3 + [0.85] * 3))
+    np.testing.assert_array_equal(ev.update(icmp, np.array([0.99, 0.01])), [below, 0.85])
+    off = HostEvidence(0.8, icmp_on_evidence=False)   # the model's own score stands (corroborated)
+    off.update(swarm, np.array([0.9] * 3 + [0.85] * 3))
+    np.testing.assert_array_equal(off.update(icmp, np.array([0.99, 0.01])), [0.99, 0.85])
+
+
 def test_a_flow_is_p2p_on_its_own_score_only_with_a_second_peer_between_high_ports():
     """One high-scoring exchange with one remote host is not P2P behaviour, nor are sessions with
     servers on service ports: a client's TLS sessions with one server, or with two, stay below
