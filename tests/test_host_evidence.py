@@ -171,7 +171,8 @@ def test_a_flow_between_two_p2p_hosts_inherits_the_lower_score_whatever_its_port
 def test_icmp_is_p2p_only_through_evidence():
     """ICMP carries no application's behaviour: however sure the model is, an ICMP flow between a
     P2P host and a relay that is no P2P host stays below the threshold (a console's relays, a
-    call's server); between two P2P hosts it inherits their score as any flow does."""
+    call's server); between two P2P hosts, or on a P2P ICMP endpoint, it inherits a score as any
+    flow does."""
     below = np.nextafter(0.8, 0)
     g, relay = "192.0.2.20", "198.51.100.7"
     swarm = _cols([(H, 6881, _peer(i), 40000 + i, 17, 1000 * i) for i in range(1, 4)]
@@ -180,6 +181,10 @@ def test_icmp_is_p2p_only_through_evidence():
     ev = HostEvidence(0.8)
     ev.update(swarm, np.array([0.9] * 3 + [0.85] * 3))
     np.testing.assert_array_equal(ev.update(icmp, np.array([0.99, 0.01])), [below, 0.85])
+    # its call still feeds the evidence: once two peers' ICMP to the host was called P2P, the
+    # host's ICMP endpoint is P2P and a third peer's ICMP inherits its score
+    more = _cols([("198.51.100.8", 0, H, 0, 1, 9100), ("198.51.100.9", 0, H, 0, 1, 9200)])
+    np.testing.assert_array_equal(ev.update(more, np.array([0.99, 0.3])), [below, 0.99])
     off = HostEvidence(0.8, icmp_on_evidence=False)   # the model's own score stands (corroborated)
     off.update(swarm, np.array([0.9] * 3 + [0.85] * 3))
     np.testing.assert_array_equal(off.update(icmp, np.array([0.99, 0.01])), [0.99, 0.85])
