@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import ipaddress
+import json
 import os
 import shutil
 import signal
@@ -272,3 +273,12 @@ def test_net_diagnostics_send_and_draw_ordinary_icmp(tmp_path: Path) -> None:
         assert any(f["proto"] == 17 for f in apps[app]), app
         assert any(f["proto"] == 1 and f["packets"] >= 1 for f in apps[app]), app   # the unreachables
     assert all(f["dport"] == 53 for f in apps["dns-dead"] if f["proto"] == 17)
+    # The shipped model never trained on this scenario (not in make_corpus's recipe); ordinary ICMP, many
+    # targets and UDP probes to high ports: none of its flows is P2P (2 runs of 60 s: 0 of 988).
+    out = tmp_path / "verdicts.jsonl"
+    run = subprocess.run([sys.executable, "-m", "p2pdetect", "score", str(tmp_path / "net-diagnostics.pcap"),
+                          "-o", str(out)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    finals = [v for v in map(json.loads, out.read_text().splitlines()) if v.get("stage") == "final"]
+    assert len(finals) >= len(pings) and any(v["protocol"] == 1 for v in finals)
+    assert [v for v in finals if v["verdict"] == "p2p"] == []
