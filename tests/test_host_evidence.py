@@ -190,6 +190,27 @@ def test_icmp_is_p2p_only_through_evidence():
     np.testing.assert_array_equal(off.update(icmp, np.array([0.99, 0.01])), [0.99, 0.85])
 
 
+def test_icmp_completes_a_p2p_host_but_never_makes_one():
+    """A traceroute (UDP probes from one high port to ports 33434 and up, answered by port
+    unreachable) draws ICMP from every target, which the model scores as a gone peer's: ICMP alone
+    makes no P2P host, so the tracing host's probes stay on their own scores. Beside a TCP/UDP peer
+    called P2P (a DHT node whose gone peers answer with port unreachable) its ICMP peers count."""
+    tr = "192.0.2.30"
+    probes = [(tr, 38899, _peer(10 + i), 33434 + k, 17, 1000 * i + k) for i in range(3) for k in range(3)]
+    unreach = [(_peer(10 + i), 0, tr, 0, 1, 1000 * i + 5) for i in range(3)]
+    later = _cols([(tr, 38899, _peer(13), 33434, 17, 5000), (_peer(13), 0, tr, 0, 1, 5005)])
+    for beside, host in ((1, False), (0, True)):
+        ev = HostEvidence(0.8, icmp_beside=beside)
+        ev.update(_cols(probes + unreach), np.array([0.5] * len(probes) + [0.99] * len(unreach)))
+        out = ev.update(later, np.array([0.5, 0.99]))
+        assert (ev.host_score(tr) > 0, out[0] > 0.5, out[1] >= 0.8) == (host, host, host), beside
+        assert bool(ev.pop_records()) == host
+    # one DHT exchange called P2P, then two gone peers' port unreachable: a P2P host of three peers
+    ev = HostEvidence(0.8)
+    ev.update(_cols([(tr, 6881, _peer(20), 40000, 17, 100)] + unreach[:2]), np.array([0.9, 0.99, 0.99]))
+    assert ev.host_score(tr) == 0.9 and [r["p2p_peers"] for r in ev.pop_records()] == [3]
+
+
 def test_a_flow_is_p2p_on_its_own_score_only_with_a_second_peer_between_high_ports():
     """One high-scoring exchange with one remote host is not P2P behaviour, nor are sessions with
     servers on service ports: a client's TLS sessions with one server, or with two, stay below
