@@ -129,6 +129,34 @@ def test_a_transfer_between_two_hosts_with_two_p2p_peers_each_inherits_the_lower
     np.testing.assert_array_equal(ev.update(c, np.array([0.3, 0.3, 0.3])), [0.85, 0.3, 0.3])
 
 
+def test_a_p2p_hosts_transfer_with_a_peer_on_a_service_port_takes_its_score_when_fairly_p2p():
+    """Seen from a P2P host's own link, its transfer with a peer listening on 3478 (whose one flow makes
+    it no P2P host) takes the host's score when the model found it fairly P2P (service_floor); a
+    download the model finds ordinary, a short exchange, a served endpoint and service_floor=0 do not."""
+    def flows(**kw):
+        ev = HostEvidence(0.8, **kw)
+        ev.update(_cols([(H, 6881, _peer(i), 40000 + i, 17, 1000 * i) for i in range(1, 4)]), np.array([0.9] * 3))
+        c = _cols([(H, 51000, _peer(60), 3478, 6, 9000), (H, 51001, WEB, 443, 6, 9100),
+                   (H, 51002, _peer(61), 3478, 6, 9200)])
+        c["dst2src_bytes"][:] = [2_500_000, 2_500_000, 20_000]
+        c["bidirectional_packets"][:] = 2000
+        return ev, ev.update(c, np.array([0.75, 0.3, 0.75]))
+
+    ev, out = flows()
+    assert list(ev.p2p_hosts()) == [H]
+    np.testing.assert_array_equal(out, [0.9, 0.3, 0.75])
+    np.testing.assert_array_equal(flows(service_floor=0)[1], [0.75, 0.3, 0.75])
+    np.testing.assert_array_equal(flows(service_floor=0.8)[1], [0.75, 0.3, 0.75])
+    # nor does a download from a server whose clients return from many ports (a served endpoint)
+    ev, _ = flows()
+    ev.update(_cols([(f"198.18.0.{1 + k % 4}", 50000 + k, WEB, 443, 6, 10_000 + 100 * k) for k in range(16)]),
+              np.zeros(16))
+    c = _cols([(H, 51003, WEB, 443, 6, 20_000)])
+    c["dst2src_bytes"][0] = 2_500_000
+    c["bidirectional_packets"][0] = 2000
+    assert ev.update(c, np.array([0.75]))[0] == 0.75
+
+
 def test_a_real_time_session_on_a_p2p_endpoint_is_judged_on_its_own():
     """A call or a game on the UDP socket of a P2P endpoint (many packets a second, little
     volume or small packets) keeps its own score; the endpoint's short exchanges, its slow
