@@ -42,10 +42,10 @@ pairs rule. An ordinary server (a served endpoint) lends nothing, and a P2P host
 servers score lower (one web-bulk download of 6 MB at 0.75, an HTTPS session at 0.72 in the corpus).
 Each implementation left out, seeds 0;1, replayed on the same models and thresholds (as the scorer
 scores): BiglyBT's bytes +2.6 points on both seeds (its MSE transfers with peers on 3478 and 993 in
-p2p-service-ports' vantage views, 9.7 MB), libtorrent's +0.04 and +0.06, one ordinary flow more on each
-(the two above); floors 0.5 and 0.3 found 0.1 and 0.3 points more of libtorrent's bytes for 2-3 and 4-8
-false positives, among them a P2P host's 29 MB HTTPS download (docs/evaluation.md, session 32).
-service_floor=0 turns it off.
+p2p-service-ports' vantage views, 9.7 MB), libtorrent's +0.04 and +0.06, one ordinary flow more on seed
+0 (the web-bulk download; the HTTPS session went to a served endpoint); floors 0.5 and 0.3 found 0.1 and
+0.3 points more of libtorrent's bytes for 2-3 and 4-8 false positives, among them a P2P host's 29 MB
+HTTPS download (docs/evaluation.md, session 32). service_floor=0 (or pairs=False) turns it off.
 
 A real-time session is judged on its own even on a P2P endpoint or host (realtime_piat_ms,
 realtime_packet_bytes): a UDP flow of more than `short_packets` packets, answered, whose packets
