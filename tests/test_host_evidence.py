@@ -157,6 +157,50 @@ def test_a_p2p_hosts_transfer_with_a_peer_on_a_service_port_takes_its_score_when
     assert ev.update(c, np.array([0.75]))[0] == 0.75
 
 
+def _mesh_rows(nodes, port, t0=0):
+    """Each node calls every other node on `port` (answered TCP), in turn."""
+    rows = []
+    for a in nodes:
+        for b in nodes:
+            if a != b:
+                rows.append((a, 40000 + len(rows), b, port, 6, t0 + 100 * len(rows)))
+    return rows
+
+
+def test_flows_between_nodes_of_a_mesh_of_listeners_are_p2p_whatever_their_scores():
+    """mesh_peers: peers that all listen on 443 and call each other there (BitTorrent over TLS) trade
+    with no flow between high ports and scores a web session gets; each calls three listening hosts
+    and is called by three that listen too, which no client or server does. Their flows are P2P,
+    the early ones once the mesh forms (held), and they are P2P hosts; not the first node's first
+    calls, made before any host was seen both to call and to be called (not held). A server whose
+    clients call it, a host that serves and browses, and mesh_peers=0 are not."""
+    swarm = [f"203.0.113.{i}" for i in range(1, 5)]
+    rows = _mesh_rows(swarm, 443)
+    clients = [f"198.18.0.{i}" for i in range(1, 6)]
+    # a web server with five clients; one of them (a host that serves too) is called by two others
+    rows += [(c, 50000 + k, WEB, 443, 6, 2000 + 10 * k) for k, c in enumerate(clients)]
+    rows += [(clients[k], 51000 + k, clients[0], 8080, 6, 2100 + 10 * k) for k in (1, 2)]
+    rows += [(clients[0], 52000, WEB, 443, 6, 2200)]
+    rows += _mesh_rows(swarm, 443, t0=5000)   # the swarm trades on
+    keys = list(range(len(rows)))
+    ev = HostEvidence(0.8, hold_s=60)
+    out = ev.update(_cols(rows), np.full(len(rows), 0.2), keys=keys)
+    got = dict(zip(keys, out))
+    for k, score in ev.flush():
+        got[k] = score
+    n = 12   # the swarm's flows
+    flagged = [got[k] >= 0.8 for k in keys]
+    assert flagged[:n] == [False] * 3 + [True] * (n - 3) and not any(flagged[n:-n]) and all(flagged[-n:])
+    assert sorted(ev.p2p_hosts()) == sorted(swarm)
+    off = HostEvidence(0.8, hold_s=60, mesh_peers=0)
+    out = off.update(_cols(rows), np.full(len(rows), 0.2))
+    assert out.max() < 0.8 and not off.held.any() and not list(off.p2p_hosts())
+    # three nodes make no mesh of mesh_peers=3 (each calls two)
+    three = HostEvidence(0.8, hold_s=60)
+    out = three.update(_cols(_mesh_rows(swarm[:3], 443) + _mesh_rows(swarm[:3], 443, t0=5000)), np.full(12, 0.2))
+    assert out.max() < 0.8 and max(s for _, s in three.flush()) < 0.8
+
+
 def test_a_real_time_session_on_a_p2p_endpoint_is_judged_on_its_own():
     """A call or a game on the UDP socket of a P2P endpoint (many packets a second, little
     volume or small packets) keeps its own score; the endpoint's short exchanges, its slow
