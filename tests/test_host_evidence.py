@@ -172,8 +172,10 @@ def test_flows_between_nodes_of_a_mesh_of_listeners_are_p2p_whatever_their_score
     with no flow between high ports and scores a web session gets; each calls three listening hosts
     and is called by three that listen too, which no client or server does. Their flows are P2P,
     the early ones once the mesh forms (held), and they are P2P hosts; not the first node's first
-    calls, made before any host was seen both to call and to be called (not held). A server whose
-    clients call it, a host that serves and browses, and mesh_peers=0 are not."""
+    calls, made before any host was seen both to call and to be called (not held). A peer that only
+    calls (behind a NAT, a tunnel's exit) is one once it called three mesh nodes, and its flows with
+    them are P2P (the calls before, judged again). A server whose clients call it, a host that serves and browses, and
+    mesh_peers=0 are not."""
     swarm = [f"203.0.113.{i}" for i in range(1, 5)]
     rows = _mesh_rows(swarm, 443)
     clients = [f"198.18.0.{i}" for i in range(1, 6)]
@@ -182,6 +184,8 @@ def test_flows_between_nodes_of_a_mesh_of_listeners_are_p2p_whatever_their_score
     rows += [(clients[k], 51000 + k, clients[0], 8080, 6, 2100 + 10 * k) for k in (1, 2)]
     rows += [(clients[0], 52000, WEB, 443, 6, 2200)]
     rows += _mesh_rows(swarm, 443, t0=5000)   # the swarm trades on
+    leecher = "198.18.1.1"
+    rows += [(leecher, 53000 + k, swarm[k], 8080, 6, 7000 + 100 * k) for k in range(4)]   # no P2P endpoint
     keys = list(range(len(rows)))
     ev = HostEvidence(0.8, hold_s=60)
     out = ev.update(_cols(rows), np.full(len(rows), 0.2), keys=keys)
@@ -190,7 +194,9 @@ def test_flows_between_nodes_of_a_mesh_of_listeners_are_p2p_whatever_their_score
         got[k] = score
     n = 12   # the swarm's flows
     flagged = [got[k] >= 0.8 for k in keys]
-    assert flagged[:n] == [False] * 3 + [True] * (n - 3) and not any(flagged[n:-n]) and all(flagged[-n:])
+    assert flagged[:n] == [False] * 3 + [True] * (n - 3) and not any(flagged[n:-n - 4]) and all(flagged[-n - 4:-4])
+    assert all(flagged[-4:])   # the leecher's fourth call at once, the three before it when judged again
+    np.testing.assert_array_equal(out[-4:] >= 0.8, [False, False, False, True])
     assert sorted(ev.p2p_hosts()) == sorted(swarm)
     off = HostEvidence(0.8, hold_s=60, mesh_peers=0)
     out = off.update(_cols(rows), np.full(len(rows), 0.2))
