@@ -56,12 +56,12 @@ called by mesh_peers hosts that listen too: a client is never called, and a serv
 listen. A TCP or UDP flow between two such mesh nodes (answered flows counted as they end), or between
 a mesh node and a host that called mesh_peers of them (a peer that only calls: behind a NAT, a SOCKS
 tunnel's exit), is P2P, its score at least the threshold (a real-time session excepted), and feeds the
-evidence as one called P2P, so the nodes become P2P hosts. A swarm's first flows end before its mesh shows: a flow between a host
-that was called and one that calls others is held (hold_s) and judged again for this rule alone (judged
-again by every rule, such held flows let the other rules raise two real STUN flows of a WhatsApp call
-at a threshold of 0.85). Over whole captures no ordinary flow of the corpus (36,739, 2,713 of them
-real) is between two mesh nodes even at mesh_peers=2, against 39 % of the whole captures' P2P flows
-and 80 % of their bytes at 3. Each implementation left out, seeds 0;1;2, full runs (the thresholds
+evidence as one called P2P, so the nodes become P2P hosts. A swarm's first flows end before its mesh
+shows: a flow between a host that was called and one that calls others is held (hold_s) and judged
+again for this rule alone (judged again by every rule, such held flows let the other rules raise two
+real STUN flows of a WhatsApp call at a threshold of 0.85). Over whole captures no ordinary flow of the
+corpus (36,739, 2,713 of them real) is between two mesh nodes even at mesh_peers=2, against 39 % of
+the whole captures' P2P flows and 80 % of their bytes at 3. Each implementation left out, seeds 0;1;2, full runs (the thresholds
 chosen were those without the rule, to the last digit): libtorrent +0.6/+2.2/+1.3 points of flows,
 +1.6/+3.8/+2.1 of bytes, +0.5/+0.8/+0.5 of hosts (p2p-evasion's TLS swarm, its uTP peers on 80, 443
 and 22, its SOCKS tunnel's exit), nothing else moved, no new false positive (docs/evaluation.md,
@@ -450,11 +450,6 @@ class HostEvidence:
             self._withdraw(h, ip, ips, key)
         return not h.initiated
 
-    def _mesh(self, ip: str) -> bool:
-        """Whether ip calls mesh_peers listening hosts and is called by mesh_peers hosts that listen too."""
-        h = self._hosts.get(ip)
-        return h is not None and h.mesh
-
     def _meshed(self, sip: str, dip: str) -> bool:
         """Whether a flow is between two mesh nodes, or between a mesh node and a host that called
         mesh_peers of them (a peer that only calls: behind a NAT, a tunnel's exit)."""
@@ -465,7 +460,8 @@ class HostEvidence:
         return (a.mesh or a.mesh_calls >= k) and (b.mesh or b.mesh_calls >= k)
 
     def _check_mesh(self, h: _Host) -> None:
-        """h becomes a mesh node once it qualifies: the hosts that called it count one more."""
+        """h becomes a mesh node once it called mesh_peers listening hosts and was called by mesh_peers
+        hosts that listen too; the hosts that called it count one more mesh node called."""
         if h.mesh or len(h.calls) < self.mesh_peers or h.listener_callers < self.mesh_peers:
             return
         h.mesh = True
@@ -702,7 +698,7 @@ class HostEvidence:
                     self._hold(keys[i], row, out[i], mesh_only=True)
             fed = 0.0 if server else s[i]   # a server's clients feed no evidence
             if not server and self.mesh_peers and proto[i] in _TRANSPORT and self._meshed(sip[i], dip[i]):
-                fed = max(fed, threshold)   # two nodes of a mesh (module doc): evidence as if called P2P
+                fed = max(fed, threshold)   # a flow of a mesh (module doc): evidence as if called P2P
             if not keep[i]:
                 if ev[i] and fed >= threshold:   # an evidence snapshot called P2P
                     for j, (ip, port, peer, peer_port) in enumerate(((sip[i], sport[i], dip[i], dport[i]),
@@ -758,7 +754,7 @@ class HostEvidence:
                 # a P2P host's transfer with a peer on a service port (module doc)
                 prior = max(prior, self.host_score(sip), self.host_score(dip))
         if self.mesh_peers and proto in _TRANSPORT and self._meshed(sip, dip):
-            prior = max(prior, threshold)   # two nodes of a mesh of listeners that call each other (module doc)
+            prior = max(prior, threshold)   # a flow of a mesh of listeners that call each other (module doc)
         return max(out, prior), high
 
     def _realtime(self, row: tuple) -> bool:
