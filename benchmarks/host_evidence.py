@@ -9,9 +9,10 @@ hour later, so the state grows as on a busy link), then flush():
   no hold       hold_s=0: every final verdict comes out of update()
   hold 120 s    the default: verdicts below the threshold of hosts with a flow called P2P (and
                 capped ones, and those between high ports scoring 0.15 or more before their host
-                has evidence, and those between hosts that may be mesh nodes) are held and judged
-                again when released
+                has evidence, and those between hosts that may be mesh nodes or on sockets that
+                may be two-way) are held and judged again when released
   no mesh       the default with mesh_peers=0: no who-calls-whom state, no hold for the mesh
+  no sockets    the default with socket_peers=0: no per-socket state, no hold for two-way sockets
 
 Repeats are interleaved, with the cyclic collector off while timed, and the best CPU time of
 each is kept; compare the ratio. Also prints how many verdicts were held and how many of them rose.
@@ -42,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     cols, final = sample_rows(args.reps, sorted(set(NEED) | set(EVIDENCE_COLUMNS)), bundle)
     scores = cols.pop("score")
     n = len(final)
-    kinds = {"no hold": {"hold_s": 0.0}, "hold 120 s": {"hold_s": 120.0}, "no mesh": {"mesh_peers": 0}}
+    kinds = {"no hold": {"hold_s": 0.0}, "hold 120 s": {"hold_s": 120.0}, "no mesh": {"mesh_peers": 0},
+             "no sockets": {"socket_peers": 0}}
     best = {k: float("inf") for k in kinds}
     held = rose = 0
     for _ in range(args.runs):

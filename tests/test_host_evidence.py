@@ -207,6 +207,44 @@ def test_flows_between_nodes_of_a_mesh_of_listeners_are_p2p_whatever_their_score
     assert out.max() < 0.8 and max(s for _, s in three.flush()) < 0.8
 
 
+def test_flows_on_a_two_way_udp_socket_are_p2p_whatever_their_scores():
+    """socket_peers: a peer seen from its own link (a vantage view) uses one UDP socket, here on
+    udp/80 to pass firewalls, to call peers on their ports (3478, 22, 993) and to answer peers that
+    call it; no client socket is called and no server socket calls clients on their many ports. Its
+    flows are P2P once the socket shows both (the earlier ones judged again), as are TCP to its port
+    80 (BitTorrent listens for TCP and uTP on one port) and its TCP to a port a peer's uTP came from,
+    and the host is a P2P host. Not with socket_peers=0, nor a resolver that answers clients and asks
+    authorities (all on 53), nor a QUIC server."""
+    calls = [(H, 80, _peer(i), port, 17, 1000 * i) for i, port in ((1, 3478), (2, 22), (3, 993))]
+    called = [(_peer(i), 40000 + i, H, 80, 17, 5000 + 1000 * i) for i in (4, 5, 6)]
+    later = [(_peer(7), 41000, H, 80, 6, 9000), (H, 80, _peer(8), 6881, 17, 9500),
+             (H, 50001, _peer(1), 3478, 6, 9800)]   # TCP to a peer's port its uTP came from
+    rows = calls + called + later
+    web = (H, 50002, WEB, 443, 6, 9900)
+    keys = list(range(len(rows)))
+    ev = HostEvidence(0.8, hold_s=60, socket_peers=3)
+    out = ev.update(_cols(rows + [web]), np.full(len(rows) + 1, 0.2), keys=keys + [-1])
+    got = dict(zip(keys + [-1], out))
+    for k, score in ev.flush():
+        got[k] = score
+    # the socket's first flow is not held (a client's fresh port would wait for nothing), the next five
+    # are judged again once the third caller made it two-way, the rest are P2P at once; not the web
+    assert [got[k] >= 0.8 for k in keys] == [False] + [True] * 8 and got[-1] < 0.8
+    np.testing.assert_array_equal(out[:-1] >= 0.8, [False] * 6 + [True] * 3)
+    assert list(ev.p2p_hosts()) == [H]
+    off = HostEvidence(0.8, hold_s=60, socket_peers=0)
+    out = off.update(_cols(rows), np.full(len(rows), 0.2))
+    assert out.max() < 0.8 and max((s for _, s in off.flush()), default=0) < 0.8
+    resolver, quic = "192.0.2.53", "192.0.2.43"
+    rows = [(f"198.18.0.{i}", 50000 + i, resolver, 53, 17, 100 * i) for i in range(1, 6)]
+    rows += [(resolver, 53, f"198.51.100.{i}", 53, 17, 1000 + 100 * i) for i in range(1, 6)]
+    rows += [(f"198.18.1.{i}", 51000 + i, quic, 443, 17, 2000 + 100 * i) for i in range(1, 6)]
+    for k in (2, 3):
+        ev = HostEvidence(0.8, hold_s=60, socket_peers=k)
+        out = ev.update(_cols(rows), np.full(len(rows), 0.2))
+        assert out.max() < 0.8 and max((s for _, s in ev.flush()), default=0) < 0.8 and not list(ev.p2p_hosts())
+
+
 def test_a_real_time_session_on_a_p2p_endpoint_is_judged_on_its_own():
     """A call or a game on the UDP socket of a P2P endpoint (many packets a second, little
     volume or small packets) keeps its own score; the endpoint's short exchanges, its slow
