@@ -76,20 +76,23 @@ Gnutella servent's UDP) calls peers on their ports and answers peers that call i
 is never called; a server's socket (a resolver on 53, a QUIC server on 443) does not call its clients,
 and a service that calls others does so on its own port (a resolver asks authorities on 53, NetBIOS and
 NTP talk 137 to 137, 123 to 123). A UDP socket that called socket_peers IPs on as many distinct ports
-and answered socket_peers IPs (answered flows, counted as they end; a multicast group is no IP) is
-two-way: its peers count as called P2P on it, and every UDP flow on it is P2P, its score at least the
+and answered socket_peers IPs (answered flows, counted as they end; a multicast group is no IP), or
+that called socket_peers IPs on as many ports that its host called over TCP too (a peer behind a NAT
+is never called, but its uTP and its TCP go to the same endpoints; a browser's QUIC and TCP go to 443
+from a socket per server), is two-way: its peers count as called P2P on it, and every UDP flow on it is P2P, its score at least the
 threshold (a real-time session excepted), as is every TCP flow to its port number (BitTorrent listens
 for TCP and uTP on one port) and from its host to an (ip, port) it traded with (a uTP peer's TCP port). It needs no evidence from other hosts, so it finds a peer seen from its
 own link: a vantage view's peer on udp/80 or udp/443 whose sessions the model scores as web sessions.
-Flows on a socket that traded with two peers are held and judged again for it (a socket's first flow
-is not: a client's query from a fresh port would wait for nothing). Over whole captures no ordinary
+Flows on a socket that traded with two peers, and TCP between high ports, are held and judged again
+for it (a socket's first flow is not: a client's query from a fresh port would wait for nothing). Over whole captures no ordinary
 flow of the corpus (36,739, 2,713 of them real: WhatsApp, Teams and Meet calls, a Nintendo console's
 games, SSDP answers) is on such a socket at socket_peers=2; 51 % of the whole captures' P2P flows are,
 63 % with the TCP to their ports (67 % of the bytes). What would be: a socket in a call of three or more that goes peer
 to peer (a WebRTC mesh, a console's game: their media are real-time sessions, their checks are not),
 a SIP proxy that calls phones back on their NAT ports. Each implementation left out, seeds 0;1;2
 (docs/evaluation.md, session 34): FIGURES. socket_peers=0 turns it off; its state is at most
-max_listen sockets per host (the least recently used go first), socket_peers peers each.
+max_listen sockets per host (the least recently used go first), 4 socket_peers endpoints each, and
+the max_listen endpoints it called last over TCP and over UDP.
 
 A real-time session is judged on its own even on a P2P endpoint or host (realtime_piat_ms,
 realtime_packet_bytes): a UDP flow of more than `short_packets` packets, answered, whose packets
@@ -269,7 +272,7 @@ class _Host:
                  "hp_flagged", "hp_keys", "endpoints", "score", "p2p", "last_flag_ms", "last_report_ms",
                  "listen", "served", "initiated", "dials", "scanning", "answered", "tcp_p2p",
                  "calls", "callers", "listener_callers", "mesh", "mesh_calls", "socks", "two_way",
-                 "sock_peers")
+                 "sock_peers", "tcp_called", "udp_called", "dialer")
 
     def __init__(self, t0: int) -> None:
         self.first_ms = self.last_ms = t0
@@ -295,9 +298,26 @@ class _Host:
         self.listener_callers = 0   # its callers that listen too (mesh_peers)
         self.mesh = False           # it is a mesh node (mesh_peers)
         self.mesh_calls = 0         # mesh nodes it called
-        self.socks: OrderedDict = OrderedDict()   # UDP port -> (IPs it called, their ports, IPs that called it, (ip, port)s)
+        self.socks: OrderedDict = OrderedDict()   # UDP port -> _Sock
         self.two_way: set = set()   # its UDP ports that are two-way sockets (socket_peers)
         self.sock_peers: set = set()   # (ip, port)s its two-way sockets traded with
+        self.tcp_called: OrderedDict = OrderedDict()   # (ip, port)s it called over TCP (answered)
+        self.udp_called: OrderedDict = OrderedDict()   # (ip, port)s it called over UDP (answered) -> its port
+        self.dialer = False         # one of its UDP sockets called socket_peers IPs on as many ports
+
+
+class _Sock:
+    """What one UDP socket of a host did (socket_peers): IPs it called and their ports, IPs that
+    called it, the remote endpoints it traded with, and those it called that its host called over
+    TCP too; each set at most 4 socket_peers long."""
+    __slots__ = ("ips", "ports", "callers", "eps", "dual")
+
+    def __init__(self) -> None:
+        self.ips: set = set()
+        self.ports: set = set()
+        self.callers: set = set()
+        self.eps: set = set()
+        self.dual: set = set()
 
 
 class HostEvidence:
@@ -522,13 +542,17 @@ class HostEvidence:
             self._check_mesh(dst)
         self._check_mesh(src)
 
+    def _lru_put(self, d: OrderedDict, key, value) -> None:
+        """key -> value in an LRU dict of at most max_listen entries."""
+        d[key] = value
+        d.move_to_end(key)
+        if len(d) > self.max_listen:
+            d.popitem(last=False)
+
     def _sock(self, h: _Host, ip: str, port: int, peer: str, peer_port: int, out: bool, t: int) -> None:
         """An answered UDP flow on host h's (ip's) socket `port` with (peer, peer_port), which h
-        started (out) or answered; the socket is two-way once it called socket_peers IPs on as many
-        ports and answered socket_peers IPs, and those peers count as called P2P on it. A host's
-        sockets are counted least recently used first out, at most max_listen, each peer set at most
-        socket_peers long (4 socket_peers remote endpoints); the remote endpoints of its two-way
-        sockets, at most max_peers."""
+        started (out) or answered (module doc). A host's sockets are counted least recently used
+        first out, at most max_listen; the remote endpoints of its two-way sockets, at most max_peers."""
         if port in h.two_way:
             if len(h.sock_peers) < self.max_peers:
                 h.sock_peers.add((peer, peer_port))
@@ -536,28 +560,54 @@ class HostEvidence:
         k, socks = self.socket_peers, h.socks
         st = socks.get(port)
         if st is None:
-            st = socks[port] = (set(), set(), set(), set())
+            st = socks[port] = _Sock()
             if len(socks) > self.max_listen:
                 socks.popitem(last=False)
         else:
             socks.move_to_end(port)
-        ips, ports, callers, eps = st
-        if len(eps) < 4 * k:
-            eps.add((peer, peer_port))
+        ep = (peer, peer_port)
+        if len(st.eps) < 4 * k:
+            st.eps.add(ep)
         if out:
-            if len(ips) < k:
-                ips.add(peer)
-            if len(ports) < k:
-                ports.add(peer_port)
-        elif len(callers) < k:
-            callers.add(peer)
-        if len(ips) >= k and len(ports) >= k and len(callers) >= k and len(h.two_way) < self.max_listen:
-            h.two_way.add(port)
-            del socks[port]
-            room = self.max_peers - len(h.sock_peers)
-            h.sock_peers.update(eps if len(eps) <= room else sorted(eps)[:max(0, room)])
-            for p in ips | callers:
-                self._flag(h, ip, port, 17, p, t, self.threshold, False)
+            if len(st.ips) < k:
+                st.ips.add(peer)
+            if len(st.ports) < k:
+                st.ports.add(peer_port)
+            h.dialer = h.dialer or len(st.ips) >= k and len(st.ports) >= k
+            self._lru_put(h.udp_called, ep, port)
+            if ep in h.tcp_called and len(st.dual) < 4 * k:
+                st.dual.add(ep)
+        elif len(st.callers) < k:
+            st.callers.add(peer)
+        self._check_sock(h, ip, port, st, t)
+
+    def _tcp_call(self, h: _Host, ip: str, peer: str, peer_port: int, t: int) -> None:
+        """An answered TCP flow host h (ip) started to (peer, peer_port): a UDP socket of h that
+        called that endpoint too counts it among the endpoints that take both (module doc)."""
+        ep = (peer, peer_port)
+        self._lru_put(h.tcp_called, ep, True)
+        port = h.udp_called.get(ep)
+        st = h.socks.get(port) if port is not None else None
+        if st is not None and len(st.dual) < 4 * self.socket_peers:
+            st.dual.add(ep)
+            self._check_sock(h, ip, port, st, t)
+
+    def _check_sock(self, h: _Host, ip: str, port: int, st: _Sock, t: int) -> None:
+        """The socket is two-way once it called socket_peers IPs on as many ports and answered
+        socket_peers IPs, or called socket_peers IPs on as many ports that its host called over TCP
+        too; its peers then count as called P2P on it."""
+        k = self.socket_peers
+        two_way = len(st.ips) >= k and len(st.ports) >= k and len(st.callers) >= k
+        if not two_way and len(st.dual) >= k:
+            two_way = len({r for r, _ in st.dual}) >= k and len({p for _, p in st.dual}) >= k
+        if not two_way or len(h.two_way) >= self.max_listen:
+            return
+        h.two_way.add(port)
+        del h.socks[port]
+        room = self.max_peers - len(h.sock_peers)
+        h.sock_peers.update(st.eps if len(st.eps) <= room else sorted(st.eps)[:max(0, room)])
+        for p in st.ips | st.callers:
+            self._flag(h, ip, port, 17, p, t, self.threshold, False)
 
     def _on_socket(self, sip: str, sport: int, dip: str, dport: int, proto: int) -> bool:
         """Whether a flow is on a two-way UDP socket (module doc): UDP from or to one, TCP to the
@@ -581,9 +631,10 @@ class HostEvidence:
         for ip, port, peer, ok in ((sip, sport, dip, proto == 17), (dip, dport, sip, proto in _TRANSPORT)):
             h = self._hosts.get(ip)
             st = h.socks.get(port) if ok and h is not None else None
-            if st is not None and len(st[0] | st[2] | {peer}) >= 2:
+            if st is not None and len(st.ips | st.callers | {peer}) >= 2:
                 return True
-        return False
+        h = self._hosts.get(sip)
+        return proto == 6 and h is not None and h.dialer   # TCP to an endpoint its UDP may have called
 
     def _scanner(self, ip: str) -> bool:
         """Whether ip is a scanner (module doc): it queries many servers on one port over UDP,
@@ -783,7 +834,8 @@ class HostEvidence:
                     self._hold(keys[i], row, out[i])
                 elif down[i] and proto[i] in _TRANSPORT and (
                         self.mesh_peers and self._two_way(sip[i], dip[i])
-                        or self.socket_peers and self._may_socket(sip[i], sport[i], dip[i], dport[i], proto[i])):
+                        or self.socket_peers and (proto[i] == 6 and high
+                                                  or self._may_socket(sip[i], sport[i], dip[i], dport[i], proto[i]))):
                     self.held[i] = True   # judged again for the mesh and two-way sockets only (module doc)
                     self._hold(keys[i], row, out[i], late=True)
             fed = 0.0 if server else s[i]   # a server's clients feed no evidence
@@ -810,9 +862,12 @@ class HostEvidence:
                 dst.answered = True
                 if down[i] and self.mesh_peers:
                     self._call(src, sip[i], dst, dip[i])
-                if down[i] and proto[i] == 17 and self.socket_peers and sip[i] != dip[i]:
-                    self._sock(src, sip[i], sport[i], dip[i], dport[i], True, t)
-                    self._sock(dst, dip[i], dport[i], sip[i], sport[i], False, t)
+                if down[i] and self.socket_peers and sip[i] != dip[i]:
+                    if proto[i] == 17:
+                        self._sock(src, sip[i], sport[i], dip[i], dport[i], True, t)
+                        self._sock(dst, dip[i], dport[i], sip[i], sport[i], False, t)
+                    else:
+                        self._tcp_call(src, sip[i], dip[i], dport[i], t)
             self._see(src, sip[i], sport[i], proto[i], dip[i], first[i], t, up[i], down[i], fed, high, dport[i])
             self._see(dst, dip[i], dport[i], proto[i], sip[i], first[i], t, down[i], up[i], fed, high, sport[i])
         return out

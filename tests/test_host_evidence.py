@@ -245,6 +245,30 @@ def test_flows_on_a_two_way_udp_socket_are_p2p_whatever_their_scores():
         assert out.max() < 0.8 and max((s for _, s in ev.flush()), default=0) < 0.8 and not list(ev.p2p_hosts())
 
 
+def test_a_udp_socket_whose_peers_take_tcp_on_the_same_ports_is_two_way():
+    """A peer behind a NAT is never called, but its one UDP socket (uTP) calls peers on the very
+    (ip, port)s its host also calls over TCP: endpoints that take TCP and UDP on one port, on as many
+    ports as peers. Its TCP transfers between high ports (scored as web downloads) are P2P once that
+    shows, the earlier ones judged again. A browser whose QUIC and TCP go to web servers on 443 from
+    a socket per server is not."""
+    rows = [(H, 50000 + i, _peer(i), 6000 + i, 6, 1000 * i) for i in (1, 2)]      # TCP transfers
+    rows += [(H, 64602, _peer(i), 6000 + i, 17, 5000 + 1000 * i) for i in (1, 2)]  # uTP, same endpoints
+    rows += [(H, 50003, _peer(1), 6001, 6, 9000)]
+    ev = HostEvidence(0.8, hold_s=60, socket_peers=2)
+    keys = list(range(len(rows)))
+    out = ev.update(_cols(rows), np.full(len(rows), 0.1), keys=keys)   # under hold_floor: held for this alone
+    got = dict(zip(keys, out))
+    for k, score in ev.flush():
+        got[k] = score
+    assert [got[k] >= 0.8 for k in keys] == [True] * 2 + [False, True, True]   # not the socket's first flow
+    np.testing.assert_array_equal(out >= 0.8, [False] * 4 + [True])
+    browser = [(H, 50000 + i, f"198.51.100.{i}", 443, 6, 100 * i) for i in range(1, 6)]
+    browser += [(H, 60000 + i, f"198.51.100.{i}", 443, 17, 1000 + 100 * i) for i in range(1, 6)]
+    ev = HostEvidence(0.8, hold_s=60, socket_peers=2)
+    out = ev.update(_cols(browser), np.full(len(browser), 0.2))
+    assert out.max() < 0.8 and max((s for _, s in ev.flush()), default=0) < 0.8
+
+
 def test_a_real_time_session_on_a_p2p_endpoint_is_judged_on_its_own():
     """A call or a game on the UDP socket of a P2P endpoint (many packets a second, little
     volume or small packets) keeps its own score; the endpoint's short exchanges, its slow
