@@ -79,7 +79,9 @@ NTP talk 137 to 137, 123 to 123). A UDP socket that called socket_peers IPs on a
 and answered socket_peers IPs (answered flows, counted as they end; a multicast group is no IP), or
 that called socket_peers IPs on as many ports that its host called over TCP too (a peer behind a NAT
 is never called, but its uTP and its TCP go to the same endpoints; a browser's QUIC and TCP go to 443
-from a socket per server), is two-way: its peers count as called P2P on it, and every UDP flow on it is P2P, its score at least the
+from a socket per server), or that started bulk flows that are not real-time sessions (bulk_bytes,
+realtime_packet_bytes a packet on average) to socket_peers IPs on as many high ports (a seeder behind
+a NAT; a game's sessions are real-time), is two-way: its peers count as called P2P on it, and every UDP flow on it is P2P, its score at least the
 threshold (a real-time session excepted), as is every TCP flow to its port number (BitTorrent listens
 for TCP and uTP on one port) and from its host to an (ip, port) it traded with (a uTP peer's TCP port). It needs no evidence from other hosts, so it finds a peer seen from its
 own link: a vantage view's peer on udp/80 or udp/443 whose sessions the model scores as web sessions.
@@ -309,8 +311,9 @@ class _Host:
 class _Sock:
     """What one UDP socket of a host did (socket_peers): IPs it called and their ports, IPs that
     called it, the remote endpoints it traded with, and those it called that its host called over
-    TCP too; each set at most 4 socket_peers long."""
-    __slots__ = ("ips", "ports", "callers", "eps", "dual")
+    TCP too, and those on high ports it started a bulk flow to that is not real-time; each set at
+    most 4 socket_peers long."""
+    __slots__ = ("ips", "ports", "callers", "eps", "dual", "bulk")
 
     def __init__(self) -> None:
         self.ips: set = set()
@@ -318,6 +321,7 @@ class _Sock:
         self.callers: set = set()
         self.eps: set = set()
         self.dual: set = set()
+        self.bulk: set = set()      # endpoints on high ports it sent bulk, not real-time, flows to
 
 
 class HostEvidence:
@@ -549,7 +553,8 @@ class HostEvidence:
         if len(d) > self.max_listen:
             d.popitem(last=False)
 
-    def _sock(self, h: _Host, ip: str, port: int, peer: str, peer_port: int, out: bool, t: int) -> None:
+    def _sock(self, h: _Host, ip: str, port: int, peer: str, peer_port: int, out: bool, t: int,
+              bulk: bool = False) -> None:
         """An answered UDP flow on host h's (ip's) socket `port` with (peer, peer_port), which h
         started (out) or answered (module doc). A host's sockets are counted least recently used
         first out, at most max_listen; the remote endpoints of its two-way sockets, at most max_peers."""
@@ -577,6 +582,8 @@ class HostEvidence:
             self._lru_put(h.udp_called, ep, port)
             if ep in h.tcp_called and len(st.dual) < 4 * k:
                 st.dual.add(ep)
+            if bulk and len(st.bulk) < 4 * k:
+                st.bulk.add(ep)
         elif len(st.callers) < k:
             st.callers.add(peer)
         self._check_sock(h, ip, port, st, t)
@@ -598,8 +605,9 @@ class HostEvidence:
         too; its peers then count as called P2P on it."""
         k = self.socket_peers
         two_way = len(st.ips) >= k and len(st.ports) >= k and len(st.callers) >= k
-        if not two_way and len(st.dual) >= k:
-            two_way = len({r for r, _ in st.dual}) >= k and len({p for _, p in st.dual}) >= k
+        for eps in (st.dual, st.bulk):
+            if not two_way and len(eps) >= k:
+                two_way = len({r for r, _ in eps}) >= k and len({p for _, p in eps}) >= k
         if not two_way or len(h.two_way) >= self.max_listen:
             return
         h.two_way.add(port)
@@ -864,7 +872,8 @@ class HostEvidence:
                     self._call(src, sip[i], dst, dip[i])
                 if down[i] and self.socket_peers and sip[i] != dip[i]:
                     if proto[i] == 17:
-                        self._sock(src, sip[i], sport[i], dip[i], dport[i], True, t)
+                        b = high and up[i] + down[i] >= max(self.bulk_bytes, pk[i] * self.realtime_packet_bytes)
+                        self._sock(src, sip[i], sport[i], dip[i], dport[i], True, t, b)
                         self._sock(dst, dip[i], dport[i], sip[i], sport[i], False, t)
                     else:
                         self._tcp_call(src, sip[i], dip[i], dport[i], t)

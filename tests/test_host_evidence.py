@@ -269,6 +269,27 @@ def test_a_udp_socket_whose_peers_take_tcp_on_the_same_ports_is_two_way():
     assert out.max() < 0.8 and max((s for _, s in ev.flush()), default=0) < 0.8
 
 
+def test_a_udp_socket_that_sends_bulk_to_two_peers_on_high_ports_is_two_way():
+    """A seeder seen from its own link, behind a NAT: its one uTP socket starts megabyte uploads to
+    peers on two high ports, scored as the model scores a download, and nothing calls it. Its flows
+    are P2P once the second transfer shows (the first judged again). A game's sessions from one socket
+    to as many players (small packets, a real-time session) are not."""
+    def cols(pkt_bytes):
+        rows = [(H, 52535, _peer(i), 47000 + i, 17, 1000 * i) for i in (1, 2, 3)]
+        c = _cols(rows)
+        c["bidirectional_packets"] = np.full(3, 2000)
+        c["src2dst_bytes"] = np.full(3, 2000 * pkt_bytes)
+        c["bidirectional_first_seen_ms"] = c["bidirectional_last_seen_ms"] - 100_000
+        return c
+    for pkt_bytes, p2p in ((1000, True), (150, False)):
+        ev = HostEvidence(0.8, hold_s=60, socket_peers=2)
+        out = ev.update(cols(pkt_bytes), np.full(3, 0.3), keys=[0, 1, 2])
+        got = dict(zip(range(3), out))
+        for k, score in ev.flush():
+            got[k] = score
+        assert [got[k] >= 0.8 for k in range(3)] == [p2p] * 3, pkt_bytes
+
+
 def test_a_real_time_session_on_a_p2p_endpoint_is_judged_on_its_own():
     """A call or a game on the UDP socket of a P2P endpoint (many packets a second, little
     volume or small packets) keeps its own score; the endpoint's short exchanges, its slow
