@@ -72,29 +72,30 @@ each other back on the link watched (a cluster's nodes, replicating directory se
 mesh_peers=0 turns it off. Its state is each host's calls and callers, at most max_peers of each.
 
 A peer's UDP socket is two-way (socket_peers=2): one socket (uTP and the DHT on one port, Kad, a
-Gnutella servent's UDP) calls peers on their ports and answers peers that call it. A client's socket
-is never called; a server's socket (a resolver on 53, a QUIC server on 443) does not call its clients,
-and a service that calls others does so on its own port (a resolver asks authorities on 53, NetBIOS and
-NTP talk 137 to 137, 123 to 123). A UDP socket that called socket_peers IPs on as many distinct ports
-and answered socket_peers IPs (answered flows, counted as they end; a multicast group is no IP), or
-that called socket_peers IPs on as many ports that its host called over TCP too (a peer behind a NAT
-is never called, but its uTP and its TCP go to the same endpoints; a browser's QUIC and TCP go to 443
-from a socket per server), or that started bulk flows that are not real-time sessions (bulk_bytes,
-realtime_packet_bytes a packet on average) to socket_peers IPs on as many high ports (a seeder behind
-a NAT; a game's sessions are real-time), is two-way: its peers count as called P2P on it, and every UDP flow on it is P2P, its score at least the
-threshold (a real-time session excepted), as is every TCP flow to its port number (BitTorrent listens
-for TCP and uTP on one port) and from its host to an (ip, port) it traded with (a uTP peer's TCP port). It needs no evidence from other hosts, so it finds a peer seen from its
-own link: a vantage view's peer on udp/80 or udp/443 whose sessions the model scores as web sessions.
-Flows on a socket that traded with two peers, and TCP between high ports, are held and judged again
-for it (a socket's first flow is not: a client's query from a fresh port would wait for nothing). Over whole captures no ordinary
-flow of the corpus (36,739, 2,713 of them real: WhatsApp, Teams and Meet calls, a Nintendo console's
-games, SSDP answers) is on such a socket at socket_peers=2; 51 % of the whole captures' P2P flows are,
-63 % with the TCP to their ports (67 % of the bytes). What would be: a socket in a call of three or more that goes peer
-to peer (a WebRTC mesh, a console's game: their media are real-time sessions, their checks are not),
-a SIP proxy that calls phones back on their NAT ports. Each implementation left out, seeds 0;1;2
-(docs/evaluation.md, session 34): FIGURES. socket_peers=0 turns it off; its state is at most
-max_listen sockets per host (the least recently used go first), 4 socket_peers endpoints each, and
-the max_listen endpoints it called last over TCP and over UDP.
+Gnutella servent's UDP) calls peers on their ports and answers peers that call it. A client's socket is
+never called; a server's socket (a resolver on 53, a QUIC server on 443) does not call its clients, and
+a service that calls others does so on its own port (a resolver asks authorities on 53, NetBIOS and NTP
+talk 137 to 137, 123 to 123). A UDP socket that called socket_peers IPs on as many distinct ports and
+answered socket_peers IPs (answered flows, counted as they end; a multicast group is no IP), or that
+called socket_peers IPs on as many ports that its host called over TCP too (a peer behind a NAT is never
+called, but its uTP and its TCP go to the same endpoints; a browser's QUIC and TCP go to 443 from a
+socket per server), or that started bulk flows that are not real-time sessions (bulk_bytes,
+realtime_packet_bytes a packet on average) to socket_peers IPs on as many high ports (a seeder behind a
+NAT; a game's sessions are real-time), is two-way: its peers count as called P2P on it, and every UDP
+flow on it is P2P, its score at least the threshold (a real-time session excepted), as is every TCP flow
+to its port number (BitTorrent listens for TCP and uTP on one port) and from its host to an (ip, port)
+it traded with (a uTP peer's TCP port). It needs no evidence from other hosts, so it finds a peer seen
+from its own link: a vantage view's peer on udp/80 or udp/443 whose sessions the model scores as web
+sessions. Flows on a socket that traded with two peers, and TCP between high ports, are held and judged
+again for it (a socket's first flow is not: a client's query from a fresh port would wait for nothing).
+Over whole captures no ordinary flow of the corpus (36,739, 2,713 of them real: WhatsApp, Teams and Meet
+calls, a Nintendo console's games, SSDP answers) is on such a socket at socket_peers=2; 51 % of the
+whole captures' P2P flows are, 63 % with the TCP to their ports (67 % of the bytes). What would be: a
+socket in a call of three or more that goes peer to peer (a WebRTC mesh, a console's game: their media
+are real-time sessions, their checks are not), a SIP proxy that calls phones back on their NAT ports.
+Each implementation left out, seeds 0;1;2 (docs/evaluation.md, session 34): FIGURES. socket_peers=0
+turns it off; its state is at most max_listen sockets per host (the least recently used go first), 4
+socket_peers endpoints each, and the max_listen endpoints it called last over TCP and over UDP.
 
 A real-time session is judged on its own even on a P2P endpoint or host (realtime_piat_ms,
 realtime_packet_bytes): a UDP flow of more than `short_packets` packets, answered, whose packets
@@ -300,7 +301,7 @@ class _Host:
         self.listener_callers = 0   # its callers that listen too (mesh_peers)
         self.mesh = False           # it is a mesh node (mesh_peers)
         self.mesh_calls = 0         # mesh nodes it called
-        self.socks: OrderedDict = OrderedDict()   # UDP port -> _Sock
+        self.socks: OrderedDict = OrderedDict()   # UDP port -> _Sock, or its one remote endpoint as a tuple
         self.two_way: set = set()   # its UDP ports that are two-way sockets (socket_peers)
         self.sock_peers: set = set()   # (ip, port)s its two-way sockets traded with
         self.tcp_called: OrderedDict = OrderedDict()   # (ip, port)s it called over TCP (answered)
@@ -562,14 +563,31 @@ class HostEvidence:
             if len(h.sock_peers) < self.max_peers:
                 h.sock_peers.add((peer, peer_port))
             return
-        k, socks = self.socket_peers, h.socks
+        socks = h.socks
         st = socks.get(port)
-        if st is None:
-            st = socks[port] = _Sock()
+        if st is None or type(st) is tuple and st[:2] == (peer, peer_port):
+            socks[port] = (peer, peer_port, out, bulk)   # a socket's one remote endpoint (a client's query)
+            socks.move_to_end(port)
             if len(socks) > self.max_listen:
                 socks.popitem(last=False)
-        else:
-            socks.move_to_end(port)
+            if out:
+                self._lru_put(h.udp_called, (peer, peer_port), port)
+            return
+        socks.move_to_end(port)
+        if type(st) is tuple:
+            st = self._promote(h, port, st)
+        self._sock_add(h, port, st, peer, peer_port, out, bulk)
+        self._check_sock(h, ip, port, st, t)
+
+    def _promote(self, h: _Host, port: int, first: tuple) -> _Sock:
+        """A socket that traded with a second remote endpoint: counted in full from now on."""
+        st = h.socks[port] = _Sock()
+        self._sock_add(h, port, st, *first)
+        return st
+
+    def _sock_add(self, h: _Host, port: int, st: _Sock, peer: str, peer_port: int, out: bool, bulk: bool) -> None:
+        """One flow of socket st with (peer, peer_port), counted (_sock)."""
+        k = self.socket_peers
         ep = (peer, peer_port)
         if len(st.eps) < 4 * k:
             st.eps.add(ep)
@@ -586,7 +604,6 @@ class HostEvidence:
                 st.bulk.add(ep)
         elif len(st.callers) < k:
             st.callers.add(peer)
-        self._check_sock(h, ip, port, st, t)
 
     def _tcp_call(self, h: _Host, ip: str, peer: str, peer_port: int, t: int) -> None:
         """An answered TCP flow host h (ip) started to (peer, peer_port): a UDP socket of h that
@@ -595,6 +612,8 @@ class HostEvidence:
         self._lru_put(h.tcp_called, ep, True)
         port = h.udp_called.get(ep)
         st = h.socks.get(port) if port is not None else None
+        if type(st) is tuple:
+            st = self._promote(h, port, st)
         if st is not None and len(st.dual) < 4 * self.socket_peers:
             st.dual.add(ep)
             self._check_sock(h, ip, port, st, t)
@@ -639,7 +658,9 @@ class HostEvidence:
         for ip, port, peer, ok in ((sip, sport, dip, proto == 17), (dip, dport, sip, proto in _TRANSPORT)):
             h = self._hosts.get(ip)
             st = h.socks.get(port) if ok and h is not None else None
-            if st is not None and len(st.ips | st.callers | {peer}) >= 2:
+            if st is None:
+                continue
+            if st[0] != peer if type(st) is tuple else len(st.ips | st.callers | {peer}) >= 2:
                 return True
         h = self._hosts.get(sip)
         return proto == 6 and h is not None and h.dialer   # TCP to an endpoint its UDP may have called
