@@ -652,18 +652,21 @@ class HostEvidence:
         return b is not None and dport in b.two_way
 
     def _may_socket(self, sip: str, sport: int, dip: str, dport: int, proto: int) -> bool:
-        """Whether a flow is on a socket that may yet be found two-way (it traded with another peer
-        before): its verdict waits for it (hold_s). A socket's first flow is not held: a client's
-        query from a fresh port would wait for nothing."""
-        for ip, port, peer, ok in ((sip, sport, dip, proto == 17), (dip, dport, sip, proto in _TRANSPORT)):
-            h = self._hosts.get(ip)
-            st = h.socks.get(port) if ok and h is not None else None
-            if st is None:
-                continue
-            if st[0] != peer if type(st) is tuple else len(st.ips | st.callers | {peer}) >= 2:
+        """Whether a flow is on a socket that may yet be found two-way: its verdict waits for it
+        (hold_s). The socket that started it, when it traded with another peer before (a socket's
+        first flow is not held: a client's query from a fresh port would wait for nothing); the one
+        that answered it, when that socket started a flow before (a server's never does); TCP of a
+        host one of whose UDP sockets called two IPs on two ports (its TCP may go to their ports)."""
+        a = self._hosts.get(sip)
+        if proto == 17 and a is not None:
+            st = a.socks.get(sport)
+            if st is not None and (st[0] != dip if type(st) is tuple else len(st.ips | st.callers | {dip}) >= 2):
                 return True
-        h = self._hosts.get(sip)
-        return proto == 6 and h is not None and h.dialer   # TCP to an endpoint its UDP may have called
+        b = self._hosts.get(dip)
+        st = b.socks.get(dport) if b is not None else None
+        if st is not None and (st[2] and st[0] != sip if type(st) is tuple else bool(st.ips)):
+            return True
+        return proto == 6 and a is not None and a.dialer
 
     def _scanner(self, ip: str) -> bool:
         """Whether ip is a scanner (module doc): it queries many servers on one port over UDP,
