@@ -80,7 +80,7 @@ answered socket_peers IPs (answered flows, counted as they end; a multicast grou
 called socket_peers IPs on as many ports that its host called over TCP too (a peer behind a NAT is never
 called, but its uTP and its TCP go to the same endpoints; a browser's QUIC and TCP go to 443 from a
 socket per server), or that started bulk flows that are not real-time sessions (bulk_bytes,
-realtime_packet_bytes a packet on average) to socket_peers IPs on as many high ports (a seeder behind a
+realtime_packet_bytes a packet on average) to socket_peers IPs on as many ports (a seeder behind a
 NAT; a game's sessions are real-time), is two-way: its peers count as called P2P on it, and every UDP
 flow on it is P2P, its score at least the threshold (a real-time session excepted), as is every TCP flow
 to its port number (BitTorrent listens for TCP and uTP on one port) and from its host to an (ip, port)
@@ -312,7 +312,7 @@ class _Host:
 class _Sock:
     """What one UDP socket of a host did (socket_peers): IPs it called and their ports, IPs that
     called it, the remote endpoints it traded with, and those it called that its host called over
-    TCP too, and those on high ports it started a bulk flow to that is not real-time; each set at
+    TCP too, and those it started a bulk flow to that is not real-time; each set at
     most 4 socket_peers long."""
     __slots__ = ("ips", "ports", "callers", "eps", "dual", "bulk")
 
@@ -322,7 +322,7 @@ class _Sock:
         self.callers: set = set()
         self.eps: set = set()
         self.dual: set = set()
-        self.bulk: set = set()      # endpoints on high ports it sent bulk, not real-time, flows to
+        self.bulk: set = set()      # endpoints it started bulk flows to that are not real-time
 
 
 class HostEvidence:
@@ -896,7 +896,7 @@ class HostEvidence:
                     self._call(src, sip[i], dst, dip[i])
                 if down[i] and self.socket_peers and sip[i] != dip[i]:
                     if proto[i] == 17:
-                        b = high and up[i] + down[i] >= max(self.bulk_bytes, pk[i] * self.realtime_packet_bytes)
+                        b = up[i] + down[i] >= max(self.bulk_bytes, pk[i] * self.realtime_packet_bytes)
                         self._sock(src, sip[i], sport[i], dip[i], dport[i], True, t, b)
                         self._sock(dst, dip[i], dport[i], sip[i], sport[i], False, t)
                     else:

@@ -269,9 +269,9 @@ def test_a_udp_socket_whose_peers_take_tcp_on_the_same_ports_is_two_way():
     assert out.max() < 0.8 and max((s for _, s in ev.flush()), default=0) < 0.8
 
 
-def test_a_udp_socket_that_sends_bulk_to_two_peers_on_high_ports_is_two_way():
+def test_a_udp_socket_that_sends_bulk_to_two_peers_is_two_way():
     """A seeder seen from its own link, behind a NAT: its one uTP socket starts megabyte uploads to
-    peers on two high ports, scored as the model scores a download, and nothing calls it. Its flows
+    peers on two ports, scored as the model scores a download, and nothing calls it. Its flows
     are P2P once the second transfer shows (the first judged again). A game's sessions from one socket
     to as many players (small packets, a real-time session) are not."""
     def cols(pkt_bytes):
