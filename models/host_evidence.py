@@ -92,13 +92,13 @@ Over whole captures no ordinary flow of the corpus (36,739, 2,713 of them real: 
 calls, a Nintendo console's games, SSDP answers) is on such a socket at socket_peers=2; 51 % of the
 whole captures' P2P flows are, 63 % with the TCP to their ports (67 % of the bytes). What would be: a
 socket in a call of three or more that goes peer to peer (a WebRTC mesh, a console's game: their media
-are real-time sessions, their checks are not), a SIP proxy that calls phones back on their NAT ports.
-Each implementation left out, seeds 0;1;2 (docs/evaluation.md, session 34): libtorrent's
-flows/bytes/hosts 97.5/96.6/97.3; 95.5/93.7/93.1; 96.1/94.9/94.1 -> 98.3/98.2/98.7; 97.3/97.6/97.4;
-97.8/97.9/97.8, aMule's flows 83.5 -> 87.3 on seed 1 (its Kad nodes), nothing else moved, no new false
-positive. socket_peers=0 turns it off; its state is at most max_listen sockets per host (the least
-recently used go first), 4 socket_peers endpoints each, and the max_listen endpoints it called last over
-TCP and over UDP.
+are real-time sessions, their checks are not), a SIP proxy that calls phones back on their NAT ports, a
+game server whose game port also reports to two master servers on two ports. Each implementation left
+out, seeds 0;1;2 (docs/evaluation.md, session 34): libtorrent's flows/bytes/hosts 97.5/96.6/97.3;
+95.5/93.7/93.1; 96.1/94.9/94.1 -> 98.3/98.2/98.7; 97.3/97.6/97.4; 97.8/97.9/97.8, aMule's flows 83.5 ->
+87.3 on seed 1 (its Kad nodes), nothing else moved, no new false positive. socket_peers=0 turns it off;
+its state is at most max_listen sockets per host (the least recently used go first), 4 socket_peers
+endpoints each, and the max_listen endpoints it called last over TCP and over UDP.
 
 A real-time session is judged on its own even on a P2P endpoint or host (realtime_piat_ms,
 realtime_packet_bytes): a UDP flow of more than `short_packets` packets, answered, whose packets
