@@ -86,19 +86,20 @@ it is P2P, its score at least the threshold (a real-time session excepted), as i
 port number (BitTorrent listens for TCP and uTP on one port) and from its host to an (ip, port) it
 traded with (a uTP peer's TCP port). It needs no evidence from other hosts, so it finds a peer seen from
 its own link: a vantage view's peer on udp/80 or udp/443 whose sessions the model scores as web
-sessions. Flows on a socket that traded with two peers, and TCP between high ports, are held and judged
-again for it (a socket's first flow is not: a client's query from a fresh port would wait for nothing).
-Over whole captures no ordinary flow of the corpus (36,739, 2,713 of them real: WhatsApp, Teams and Meet
-calls, a Nintendo console's games, SSDP answers) is on such a socket at socket_peers=2; 51 % of the
-whole captures' P2P flows are, 63 % with the TCP to their ports (67 % of the bytes). What would be: a
-socket in a call of three or more that goes peer to peer (a WebRTC mesh, a console's game: their media
-are real-time sessions, their checks are not), a SIP proxy that calls phones back on their NAT ports, a
-game server whose game port also reports to two master servers on two ports. Each implementation left
-out, seeds 0;1;2 (docs/evaluation.md, session 34): libtorrent's flows/bytes/hosts 97.5/96.6/97.3;
-95.5/93.7/93.1; 96.1/94.9/94.1 -> 98.3/98.2/98.7; 97.3/97.6/97.4; 97.8/97.9/97.8, aMule's flows 83.5 ->
-87.3 on seed 1 (its Kad nodes), nothing else moved, no new false positive. socket_peers=0 turns it off;
-its state is at most max_listen sockets per host (the least recently used go first), 4 socket_peers
-endpoints each, and the max_listen endpoints it called last over TCP and over UDP.
+sessions. Flows on a socket that traded with two peers (a query to a peer that left too: unanswered
+flows are held, not counted), and TCP between high ports, are held and judged again for it (a socket's
+first flow is not: a client's query from a fresh port would wait for nothing). Over whole captures no
+ordinary flow of the corpus (36,739, 2,713 of them real: WhatsApp, Teams and Meet calls, a Nintendo
+console's games, SSDP answers) is on such a socket at socket_peers=2; 51 % of the whole captures' P2P
+flows are, 63 % with the TCP to their ports (67 % of the bytes). What would be: a socket in a call of
+three or more that goes peer to peer (a WebRTC mesh, a console's game: their media are real-time
+sessions, their checks are not), a SIP proxy that calls phones back on their NAT ports, a game server
+whose game port also reports to two master servers on two ports. Each implementation left out, seeds
+0;1;2 (docs/evaluation.md, session 34): libtorrent's flows/bytes/hosts 97.5/96.6/97.3; 95.5/93.7/93.1;
+96.1/94.9/94.1 -> 98.3/98.2/98.7; 97.3/97.6/97.4; 97.8/97.9/97.8, aMule's flows 83.5 -> 88.0 on seed 1
+(its Kad nodes), nothing else moved, no new false positive. socket_peers=0 turns it off; its state is at
+most max_listen sockets per host (the least recently used go first), 4 socket_peers endpoints each, and
+the max_listen endpoints it called last over TCP and over UDP.
 
 A real-time session is judged on its own even on a P2P endpoint or host (realtime_piat_ms,
 realtime_packet_bytes): a UDP flow of more than `short_packets` packets, answered, whose packets
@@ -867,9 +868,9 @@ class HostEvidence:
                         or self.hold_unknown and s[i] >= self.hold_floor and (high or proto[i] not in _TRANSPORT)):
                     self.held[i] = True
                     self._hold(keys[i], row, out[i])
-                elif down[i] and proto[i] in _TRANSPORT and (
-                        self.mesh_peers and self._two_way(sip[i], dip[i])
-                        or self.socket_peers and (proto[i] == 6 and high
+                elif proto[i] in _TRANSPORT and (
+                        down[i] and self.mesh_peers and self._two_way(sip[i], dip[i])
+                        or self.socket_peers and (down[i] and proto[i] == 6 and high
                                                   or self._may_socket(sip[i], sport[i], dip[i], dport[i], proto[i]))):
                     self.held[i] = True   # judged again for the mesh and two-way sockets only (module doc)
                     self._hold(keys[i], row, out[i], late=True)

@@ -216,24 +216,28 @@ def test_flows_on_a_two_way_udp_socket_are_p2p_whatever_their_scores():
     and the host is a P2P host. Not with socket_peers=0, nor a resolver that answers clients and asks
     authorities (all on 53), nor a QUIC server."""
     calls = [(H, 80, _peer(i), port, 17, 1000 * i) for i, port in ((1, 3478), (2, 22), (3, 993))]
+    calls += [(H, 80, _peer(9), 7000, 17, 3500)]   # a query to a peer that left: unanswered
     called = [(_peer(i), 40000 + i, H, 80, 17, 5000 + 1000 * i) for i in (4, 5, 6)]
     later = [(_peer(7), 41000, H, 80, 6, 9000), (H, 80, _peer(8), 6881, 17, 9500),
              (H, 50001, _peer(1), 3478, 6, 9800)]   # TCP to a peer's port its uTP came from
     rows = calls + called + later
     web = (H, 50002, WEB, 443, 6, 9900)
     keys = list(range(len(rows)))
+    cols = _cols(rows + [web])
+    cols["dst2src_bytes"][3] = 0
     ev = HostEvidence(0.8, hold_s=60, socket_peers=3)
-    out = ev.update(_cols(rows + [web]), np.full(len(rows) + 1, 0.2), keys=keys + [-1])
+    out = ev.update(cols, np.full(len(rows) + 1, 0.2), keys=keys + [-1])
     got = dict(zip(keys + [-1], out))
     for k, score in ev.flush():
         got[k] = score
-    # the socket's first flow is not held (a client's fresh port would wait for nothing), the next five
-    # are judged again once the third caller made it two-way, the rest are P2P at once; not the web
-    assert [got[k] >= 0.8 for k in keys] == [False] + [True] * 8 and got[-1] < 0.8
-    np.testing.assert_array_equal(out[:-1] >= 0.8, [False] * 6 + [True] * 3)
+    # the socket's first flow is not held (a client's fresh port would wait for nothing), the next six
+    # (the unanswered query too) are judged again once the third caller made it two-way, the rest are
+    # P2P at once; not the web
+    assert [got[k] >= 0.8 for k in keys] == [False] + [True] * 9 and got[-1] < 0.8
+    np.testing.assert_array_equal(out[:-1] >= 0.8, [False] * 7 + [True] * 3)
     assert list(ev.p2p_hosts()) == [H]
     off = HostEvidence(0.8, hold_s=60, socket_peers=0)
-    out = off.update(_cols(rows), np.full(len(rows), 0.2))
+    out = off.update(cols, np.full(len(rows) + 1, 0.2))
     assert out.max() < 0.8 and max((s for _, s in off.flush()), default=0) < 0.8
     resolver, quic = "192.0.2.53", "192.0.2.43"
     rows = [(f"198.18.0.{i}", 50000 + i, resolver, 53, 17, 100 * i) for i in range(1, 6)]
