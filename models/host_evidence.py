@@ -570,10 +570,7 @@ class HostEvidence:
         socks = h.socks
         st = socks.get(port)
         if st is None or type(st) is tuple and st[:2] == (peer, peer_port):
-            socks[port] = (peer, peer_port, out, bulk)   # a socket's one remote endpoint (a client's query)
-            socks.move_to_end(port)
-            if len(socks) > self.max_listen:
-                socks.popitem(last=False)
+            self._lru_put(socks, port, (peer, peer_port, out, bulk))   # its one remote endpoint (a client's query)
             if out:
                 self._lru_put(h.udp_called, (peer, peer_port), port)
             return
