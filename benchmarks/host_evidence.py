@@ -13,6 +13,8 @@ hour later, so the state grows as on a busy link), then flush():
                 may be two-way) are held and judged again when released
   no mesh       the default with mesh_peers=0: no who-calls-whom state, no hold for the mesh
   no sockets    the default with socket_peers=0: no per-socket state, no hold for two-way sockets
+  no echo       the default with echo_socket=False: no look-up of the peer's socket on each TCP call
+  no early      the default with early_structure=False: evidence snapshots do not feed who trades with whom
 
 Repeats are interleaved, with the cyclic collector off while timed, and the best CPU time of
 each is kept; compare the ratio. Also prints how many verdicts were held and how many of them rose.
@@ -44,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     scores = cols.pop("score")
     n = len(final)
     kinds = {"no hold": {"hold_s": 0.0}, "hold 120 s": {"hold_s": 120.0}, "no mesh": {"mesh_peers": 0},
-             "no sockets": {"socket_peers": 0}}
+             "no sockets": {"socket_peers": 0}, "no echo": {"echo_socket": False},
+             "no early": {"early_structure": False}}
     best = {k: float("inf") for k in kinds}
     held = rose = 0
     for _ in range(args.runs):

@@ -294,6 +294,57 @@ def test_a_udp_socket_that_sends_bulk_to_two_peers_is_two_way():
         assert [got[k] >= 0.8 for k in range(3)] == [p2p] * 3, pkt_bytes
 
 
+def test_transfers_still_going_show_a_two_way_socket_before_they_end():
+    """early_structure: a peer's socket calls two peers (short exchanges that end at once) and two
+    peers call it for transfers that last minutes. Their evidence snapshots show the socket answers
+    them, so it is two-way while the exchanges are still held; counted only as the transfers end, the
+    socket proves two-way after their hold ran out."""
+    calls = [(H, 80, _peer(i), port, 17, 1000 * i) for i, port in ((1, 3478), (2, 22))]
+    snaps = [(_peer(i), 40000 + i, H, 80, 17, 1000 * i) for i in (3, 4)]
+    ends = [(_peer(i), 40000 + i, H, 80, 17, 200_000 + i) for i in (3, 4)]
+    rows = calls + snaps + ends
+    early = np.array([False, False, True, True, False, False])
+    for on in (True, False):
+        ev = HostEvidence(0.8, hold_s=60, early_structure=on)
+        out = ev.update(_cols(rows), np.full(6, 0.1), remember=~early, evidence=early, keys=list(range(6)))
+        got = dict(zip(range(6), out))
+        for k, score in ev.flush():
+            got[k] = score
+        # the socket's first flow is never held; the second is judged again 60 s after it ended
+        assert [got[k] >= 0.8 for k in (0, 1, 4, 5)] == [False, on, True, True], on
+
+
+def test_a_udp_socket_whose_port_its_peer_dials_over_tcp_is_two_way():
+    """echo_socket: a peer behind a NAT, seen from the link of the one host it trades with (a vantage
+    view), calls that host from its one UDP socket (uTP), and the host dials its TCP on that very port
+    (it learned it from the peer: BitTorrent listens for TCP and uTP on one port). Whichever ends first,
+    both flows are P2P (the first judged again) and so are later ones on that socket and port. A client's
+    socket is never dialled back; a host that calls one server over UDP and TCP on one port (a game
+    server) is not a peer, nor a server that dials its client on another port; nor with echo_socket=False."""
+    X = _peer(1)
+    utp = (X, 50431, H, 30016, 17, 1000)
+    tcp = (H, 34223, X, 50431, 6, 2000)
+    later = [(X, 50431, H, 30016, 17, 9000), (H, 34300, X, 50431, 6, 9500)]
+    for first, second in ((utp, tcp), (tcp, utp)):
+        rows = [first, second] + later
+        ev = HostEvidence(0.8, hold_s=60)
+        out = ev.update(_cols(rows), np.full(4, 0.3), keys=[0, 1, 2, 3])
+        got = dict(zip(range(4), out))
+        for k, score in ev.flush():
+            got[k] = score
+        assert [got[k] >= 0.8 for k in range(4)] == [True] * 4, first
+        np.testing.assert_array_equal(out >= 0.8, [False, False, True, True])
+        off = HostEvidence(0.8, hold_s=60, echo_socket=False)
+        out = off.update(_cols(rows), np.full(4, 0.3))
+        assert out.max() < 0.8 and max((s for _, s in off.flush()), default=0) < 0.8
+    game = "198.51.100.27"
+    rows = [(H, 50431, game, 27015, 17, 1000), (H, 34223, game, 27015, 6, 2000),   # one port, UDP and TCP
+            (X, 50431, H, 30016, 17, 3000), (H, 34224, X, 50432, 6, 4000)]         # dialled on another port
+    ev = HostEvidence(0.8, hold_s=60)
+    out = ev.update(_cols(rows), np.full(4, 0.3))
+    assert out.max() < 0.8 and max((s for _, s in ev.flush()), default=0) < 0.8 and not list(ev.p2p_hosts())
+
+
 def test_a_real_time_session_on_a_p2p_endpoint_is_judged_on_its_own():
     """A call or a game on the UDP socket of a P2P endpoint (many packets a second, little
     volume or small packets) keeps its own score; the endpoint's short exchanges, its slow
