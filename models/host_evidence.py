@@ -188,6 +188,18 @@ false positives 35;33 -> 27;33 (a P2P game's 8), real ones 1;2 unchanged, libtor
 and -0.1/-0.3/-0.1 points of flows/bytes/hosts, nothing else moved. ICMP peers not counted at all
 cost aMule, left out, 7.2 and 4.2 points of flows (its Kad nodes' exchanges scored low, their ICMP
 high) (docs/evaluation.md, session 31). icmp_beside=0 counts ICMP peers as any.
+The ICMP between two hosts is P2P when a TCP or UDP flow between them was judged P2P (icmp_pair), at
+that flow's final score: a port unreachable answers a datagram, a fragmentation-needed a packet too big,
+of the exchange it reports on (the flow table keeps no inner 5-tuple, so the pair of hosts stands for it).
+A Kad node's or a DHT node's queries to nodes that left are P2P on its P2P endpoint; the port unreachable
+each draws, from a host that is no P2P host, was judged on its capped score alone. Such an ICMP flow is
+held like any flow of a host with evidence, so it does not matter which of the two ends first. Only final
+verdicts of TCP and UDP flows count, never an ICMP's, so it spreads nothing further. Each implementation
+left out, seeds 1;2, replayed (docs/evaluation.md, session 35): flows found aMule +1.7;+0.5, BiglyBT
++1.1;+0.5, libtorrent +0.6;+0.5, WebTorrent +0.1;+0.1 points, bytes and hosts unchanged; P2P-free false
+positives 29;2 -> 33;4, each the ICMP of a pair whose own flows were false positives already (a P2P game,
+a server browser): no new false-positive host. icmp_pair=False turns it off; its state is each host's
+peers with a flow judged P2P, at most max_peers.
 
 A server is not a peer (served_ratio, served_extra; Karagiannis et al.'s {IP, port} test): a
 listening endpoint whose remote ports outnumber its remote IPs served_ratio times over and by
@@ -306,7 +318,7 @@ class _Host:
                  "hp_flagged", "hp_keys", "endpoints", "score", "p2p", "last_flag_ms", "last_report_ms",
                  "listen", "served", "initiated", "dials", "scanning", "answered", "tcp_p2p",
                  "calls", "callers", "listener_callers", "mesh", "mesh_calls", "socks", "two_way",
-                 "sock_peers", "tcp_called", "udp_called", "dialer")
+                 "sock_peers", "tcp_called", "udp_called", "dialer", "verdicts")
 
     def __init__(self, t0: int) -> None:
         self.first_ms = self.last_ms = t0
@@ -338,6 +350,7 @@ class _Host:
         self.tcp_called: OrderedDict = OrderedDict()   # (ip, port)s it called over TCP (answered)
         self.udp_called: OrderedDict = OrderedDict()   # (ip, port)s it called over UDP (answered) -> its port
         self.dialer = False         # one of its UDP sockets called socket_peers IPs on as many ports
+        self.verdicts: dict = {}    # peer -> best final score of its TCP/UDP flows judged P2P (icmp_pair)
 
 
 class _Sock:
@@ -368,6 +381,7 @@ class HostEvidence:
                  bulk_bytes: int = 256_000, bulk_peers: int = 2, pairs: bool = True, corroborate_peers: int = 2,
                  corroborate_high_ports: bool = True, corroborate_ports: bool = False,
                  corroborate_bulk: bool = False, icmp_on_evidence: bool = True, icmp_beside: int = 1,
+                 icmp_pair: bool = True,
                  service_floor: float = 0.7, mesh_peers: int = 3, socket_peers: int = 2, echo_socket: bool = True,
                  early_structure: bool = True,
                  served_ratio: float = 3.0, served_extra: int = 10, served_cap: bool = True,
@@ -395,6 +409,7 @@ class HostEvidence:
         self.corroborate_bulk = corroborate_bulk
         self.icmp_on_evidence = icmp_on_evidence
         self.icmp_beside = icmp_beside
+        self.icmp_pair = icmp_pair
         self.service_floor = service_floor
         self.mesh_peers = mesh_peers
         self.socket_peers = socket_peers
@@ -914,6 +929,8 @@ class HostEvidence:
             out[i], high = self._judge(row, t, server)
             if group:
                 continue   # read the sender's evidence, feed none
+            if keep[i] and out[i] >= threshold:
+                self._verdict(sip[i], dip[i], proto[i], out[i], first[i])
             if hold and keep[i] and out[i] < threshold:
                 if (s[i] >= threshold or self._called(sip[i]) or self._called(dip[i])
                         or self.hold_unknown and s[i] >= self.hold_floor and (high or proto[i] not in _TRANSPORT)):
@@ -987,6 +1004,9 @@ class HostEvidence:
         if self._realtime(row):
             return out, high   # a real-time session (a call, a game) is judged on its own
         prior = max(self.endpoint_score(sip, sport, proto), self.endpoint_score(dip, dport, proto))
+        if proto not in _TRANSPORT and self.icmp_pair:   # the ICMP of an exchange judged P2P (module doc)
+            h = self._hosts.get(sip)
+            prior = max(prior, h.verdicts.get(dip, 0.0) if h is not None else 0.0)
         transfer = up + down >= bulk and self.bulk_peers < self.host_peers   # bulk_peers lends its score
         if self.high_ports and high and not light:
             prior = max(prior, self.host_score(sip), self.host_score(dip))
@@ -1002,6 +1022,15 @@ class HostEvidence:
         if self._structural(sip, sport, dip, dport, proto):
             prior = max(prior, threshold)   # a flow of a mesh of listeners, or on a two-way socket (module doc)
         return max(out, prior), high
+
+    def _verdict(self, sip: str, dip: str, proto: int, score: float, t: int) -> None:
+        """A TCP/UDP flow between sip and dip judged P2P: their ICMP is part of it (icmp_pair)."""
+        if not self.icmp_pair or proto not in _TRANSPORT or sip == dip:
+            return
+        for a, b in ((sip, dip), (dip, sip)):
+            h = self._host(a, t)
+            if b in h.verdicts or len(h.verdicts) < self.max_peers:
+                h.verdicts[b] = max(score, h.verdicts.get(b, 0.0))
 
     def _structural(self, sip: str, sport: int, dip: str, dport: int, proto: int) -> bool:
         """Whether a TCP/UDP flow is P2P by the structure of who trades with whom, whatever its score:
@@ -1042,10 +1071,14 @@ class HostEvidence:
             if late:   # held for the mesh and two-way sockets alone: no other rule judges it again
                 if self._structural(sip, sport, dip, dport, proto) and not self._realtime(row):
                     score = max(score, self.threshold)
+                    self._verdict(sip, dip, proto, score, row[5])
                 self._released.append((key, score))
                 continue
             server = self._server(dip, dport, proto) or self._scanner(sip) or self._scanned(sip, dip, proto)
-            self._released.append((key, max(score, self._judge(row, min(t, self._now), server)[0])))
+            score = max(score, self._judge(row, min(t, self._now), server)[0])
+            if score >= self.threshold:
+                self._verdict(sip, dip, proto, score, row[5])
+            self._released.append((key, score))
 
     @property
     def n_held(self) -> int:

@@ -294,6 +294,29 @@ def test_a_udp_socket_that_sends_bulk_to_two_peers_is_two_way():
         assert [got[k] >= 0.8 for k in range(3)] == [p2p] * 3, pkt_bytes
 
 
+def test_the_icmp_of_an_exchange_judged_p2p_is_p2p():
+    """icmp_pair: a DHT node's query to a node that left draws a port unreachable. The query is P2P
+    (the node's endpoint is), so its ICMP is too, whichever of the two ends first (the ICMP then waits
+    for it). A router's time exceeded to the same host, with which it trades nothing, is not; nor with
+    icmp_pair=False (the gone node is no P2P host, and no ICMP of the host was called P2P before)."""
+    dht = [(H, 6881, _peer(i), 40000 + i, 17, 1000 * i) for i in range(1, 4)]
+    gone, router = _peer(9), "198.51.100.1"
+    query = (H, 6881, gone, 41000, 17, 5000)
+    for icmp_t in (5001, 4000):
+        rows = dht + [query, (gone, 0, H, 0, 1, icmp_t), (router, 0, H, 0, 1, icmp_t + 1)]
+        rows.sort(key=lambda r: r[5])
+        scores = np.array([0.9 if r in dht else 0.3 for r in rows])
+        for on in (True, False):
+            ev = HostEvidence(0.8, hold_s=60, icmp_pair=on)
+            out = ev.update(_cols(rows), scores, keys=list(range(len(rows))))
+            got = dict(zip(range(len(rows)), out))
+            for k, score in ev.flush():
+                got[k] = score
+            verdict = {rows[k][0]: got[k] >= 0.8 for k in range(len(rows)) if rows[k][4] == 1}
+            assert verdict == {gone: on, router: False}, (icmp_t, on)
+            assert got[rows.index(query)] >= 0.8
+
+
 def test_transfers_still_going_show_a_two_way_socket_before_they_end():
     """early_structure: a peer's socket calls two peers (short exchanges that end at once) and two
     peers call it for transfers that last minutes. Their evidence snapshots show the socket answers
