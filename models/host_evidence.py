@@ -387,6 +387,7 @@ class HostEvidence:
                  served_ratio: float = 3.0, served_extra: int = 10, served_cap: bool = True,
                  scan_peers: int = 20, scan_share: float = 0.9,
                  max_listen: int = 256, realtime_piat_ms: float = 100.0, realtime_packet_bytes: int = 300,
+                 realtime_light: bool = True,
                  hold_s: float = 120.0, hold_unknown: bool = True, hold_floor: float = 0.15, max_held: int = 100_000,
                  model_id: str = "") -> None:
         self.threshold = float(threshold)
@@ -397,6 +398,7 @@ class HostEvidence:
         self.hold_floor = hold_floor
         self.realtime_packet_bytes = realtime_packet_bytes
         self.realtime_piat_ms = realtime_piat_ms
+        self.realtime_light = realtime_light
         self.scan_peers = scan_peers
         self.scan_share = scan_share
         self.served_ratio = served_ratio
@@ -1044,7 +1046,7 @@ class HostEvidence:
         _, _, _, _, proto, first, last, up, down, pk, _ = row
         return (proto == 17 and pk > self.short_packets and bool(down)
                 and last - first < (pk - 1) * self.realtime_piat_ms
-                and (up + down < self.bulk_bytes or up + down < pk * self.realtime_packet_bytes))
+                and (up + down < self.bulk_bytes and self.realtime_light or up + down < pk * self.realtime_packet_bytes))
 
     def _scanned(self, sip: str, dip: str, proto: int) -> bool:
         """Whether a flow that is not TCP or UDP belongs to a scanner (the ICMP its servers send back)."""
