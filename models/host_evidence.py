@@ -130,9 +130,9 @@ out, seeds 0;1;2, replayed (docs/evaluation.md, session 35): libtorrent's flows/
 
 A real-time session is judged on its own even on a P2P endpoint or host (realtime_piat_ms,
 realtime_packet_bytes): a UDP flow of more than `short_packets` packets, answered, whose packets
-came on average less than realtime_piat_ms apart, and which is lighter than `bulk_bytes` or whose
-packets average under realtime_packet_bytes — a call's media or a game's state, many small packets
-a second, however long it lasts — inherits no endpoint, host or pair score. A console that plays
+came on average less than realtime_piat_ms apart and average under realtime_packet_bytes — a call's
+media or a game's state, many small packets a second, however long it lasts — inherits no endpoint,
+host or pair score. A console that plays
 peer to peer, a client whose call runs on the socket its STUN used, trade with several peers from
 one UDP socket, as a swarm does; a swarm's sessions on that socket are short (a DHT exchange),
 slow (keep-alives, HAVE messages) or transfers (full-size packets). Replayed on the leave-one-out
@@ -141,7 +141,12 @@ off one fold (a Nintendo console's game sessions, a WhatsApp call's SRTP) and 7 
 17,004 P2P flows; with the models retrained (their thresholds chosen with it), 1 of seed 0's 10
 real false positives and no P2P flow. The packet-size arm took 4 of 17 false positives off the
 loopback captures left out (game-p2p sessions of 260–450 kB at 140–170 B a packet) and no P2P
-flow, replayed on session 17's models (docs/evaluation.md, session 17). realtime_piat_ms=0 turns it off.
+flow, replayed on session 17's models (docs/evaluation.md, session 17). Until session 35 any such flow
+lighter than bulk_bytes was real-time too, whatever its packets (realtime_light=True): a burst of a uTP
+transfer between two peers, 30-250 kB of full packets in a few seconds, kept its own score. By packet
+size alone, each implementation left out, seeds 0;1;2 replayed: libtorrent's flows +0.2 points on each
+seed, bytes +0.1, hosts +0.1, nothing else moved, no new false positive (docs/evaluation.md, session
+35). realtime_piat_ms=0 turns it off.
 
 A flow's own score needs corroboration (corroborate_peers=2): the model calls a flow P2P on its
 own only when one of its two hosts has, within idle_s, flows called P2P between two high ports
@@ -387,7 +392,7 @@ class HostEvidence:
                  served_ratio: float = 3.0, served_extra: int = 10, served_cap: bool = True,
                  scan_peers: int = 20, scan_share: float = 0.9,
                  max_listen: int = 256, realtime_piat_ms: float = 100.0, realtime_packet_bytes: int = 300,
-                 realtime_light: bool = True,
+                 realtime_light: bool = False,
                  hold_s: float = 120.0, hold_unknown: bool = True, hold_floor: float = 0.15, max_held: int = 100_000,
                  model_id: str = "") -> None:
         self.threshold = float(threshold)
