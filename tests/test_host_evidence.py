@@ -315,6 +315,15 @@ def test_the_icmp_of_an_exchange_judged_p2p_is_p2p():
             verdict = {rows[k][0]: got[k] >= 0.8 for k in range(len(rows)) if rows[k][4] == 1}
             assert verdict == {gone: on, router: False}, (icmp_t, on)
             assert got[rows.index(query)] >= 0.8
+    # the ICMP ends first, the query after it is P2P only once the node's other exchanges end (judged
+    # again when released): the ICMP waits twice as long, so it comes after the query's new verdict
+    rows = [(gone, 0, H, 0, 1, 1000), query] + [(H, 6881, _peer(i), 40000 + i, 17, 5000 + 1000 * i) for i in (1, 2, 3)]
+    ev = HostEvidence(0.8, hold_s=60)
+    out = ev.update(_cols(rows), np.array([0.3, 0.3, 0.9, 0.9, 0.9]), keys=list(range(5)))
+    got = dict(zip(range(5), out))
+    for k, score in ev.flush():
+        got[k] = score
+    assert got[1] >= 0.8 and got[0] >= 0.8
 
 
 def test_transfers_still_going_show_a_two_way_socket_before_they_end():
