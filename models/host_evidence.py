@@ -358,7 +358,7 @@ class _Host:
         self.tcp_called: OrderedDict = OrderedDict()   # (ip, port)s it called over TCP (answered)
         self.udp_called: OrderedDict = OrderedDict()   # (ip, port)s it called over UDP (answered) -> its port
         self.dialer = False         # one of its UDP sockets called socket_peers IPs on as many ports
-        self.verdicts: dict = {}    # peer -> best final score of its TCP/UDP flows judged P2P (icmp_pair)
+        self.verdicts: dict = {}    # higher-address peer -> best final score of a flow judged P2P (icmp_pair)
 
 
 class _Sock:
@@ -965,7 +965,7 @@ class HostEvidence:
                         self._meet(h, peer)
                         self._flag(h, ip, port, proto[i], peer, t, fed, high, peer_port)
                 if ev[i] and self.early_structure and down[i] and proto[i] in _TRANSPORT:
-                    self._trade(self._host(sip[i], first[i]), row, t)   # who trades with whom shows already
+                    self._trade(self._host(sip[i], first[i]), self._host(dip[i], first[i]), row, t)   # shows already
                 continue
             src, dst = self._host(sip[i], first[i]), self._host(dip[i], first[i])
             if high and down[i] and proto[i] in _TRANSPORT:
@@ -977,16 +977,15 @@ class HostEvidence:
             if proto[i] in _TRANSPORT:
                 dst.answered = True
                 if down[i]:
-                    self._trade(src, row, t)
+                    self._trade(src, dst, row, t)
             self._see(src, sip[i], sport[i], proto[i], dip[i], first[i], t, up[i], down[i], fed, high, dport[i])
             self._see(dst, dip[i], dport[i], proto[i], sip[i], first[i], t, down[i], up[i], fed, high, sport[i])
         return out
 
-    def _trade(self, src: _Host, row: tuple, t: int) -> None:
-        """An answered TCP/UDP flow (or its evidence snapshot) from src: who calls whom (mesh_peers)
-        and what each UDP socket did (socket_peers)."""
+    def _trade(self, src: _Host, dst: _Host, row: tuple, t: int) -> None:
+        """An answered TCP/UDP flow (or its evidence snapshot) from src to dst: who calls whom
+        (mesh_peers) and what each UDP socket did (socket_peers)."""
         sip, sport, dip, dport, proto, _, _, up, down, pk, _ = row
-        dst = self._host(dip, row[5])
         if self.mesh_peers:
             self._call(src, sip, dst, dip)
         if self.socket_peers and sip != dip:
@@ -1015,8 +1014,9 @@ class HostEvidence:
             return out, high   # a real-time session (a call, a game) is judged on its own
         prior = max(self.endpoint_score(sip, sport, proto), self.endpoint_score(dip, dport, proto))
         if proto not in _TRANSPORT and self.icmp_pair:   # the ICMP of an exchange judged P2P (module doc)
-            h = self._hosts.get(sip)
-            prior = max(prior, h.verdicts.get(dip, 0.0) if h is not None else 0.0)
+            a, b = sorted((sip, dip))
+            h = self._hosts.get(a)
+            prior = max(prior, h.verdicts.get(b, 0.0) if h is not None else 0.0)
         transfer = up + down >= bulk and self.bulk_peers < self.host_peers   # bulk_peers lends its score
         if self.high_ports and high and not light:
             prior = max(prior, self.host_score(sip), self.host_score(dip))
@@ -1037,10 +1037,10 @@ class HostEvidence:
         """A TCP/UDP flow between sip and dip judged P2P: their ICMP is part of it (icmp_pair)."""
         if not self.icmp_pair or proto not in _TRANSPORT or sip == dip:
             return
-        for a, b in ((sip, dip), (dip, sip)):
-            h = self._host(a, t)
-            if b in h.verdicts or len(h.verdicts) < self.max_peers:
-                h.verdicts[b] = max(score, h.verdicts.get(b, 0.0))
+        a, b = sorted((sip, dip))   # kept once, on the pair's lower address
+        h = self._host(a, t)
+        if b in h.verdicts or len(h.verdicts) < self.max_peers:
+            h.verdicts[b] = max(score, h.verdicts.get(b, 0.0))
 
     def _structural(self, sip: str, sport: int, dip: str, dport: int, proto: int) -> bool:
         """Whether a TCP/UDP flow is P2P by the structure of who trades with whom, whatever its score:
