@@ -8,9 +8,12 @@ hour later, so the state grows as on a busy link), then flush():
 
   no hold       hold_s=0: every final verdict comes out of update()
   hold 120 s    the default: verdicts below the threshold of hosts with a flow called P2P (and
-                capped ones, and those between high ports scoring 0.15 or more before their host
-                has evidence, and those between hosts that may be mesh nodes or on sockets that
-                may be two-way) are held and judged again when released
+                capped ones, and those between high ports before their host has evidence, and
+                those between hosts that may be mesh nodes or on sockets that may be two-way) are
+                held and judged again when released
+  floor 0.15    the default with hold_floor=0.15: a flow between high ports before its host has
+                evidence is held only when it scored 0.15 or more on its own (the default until
+                session 36)
   no mesh       the default with mesh_peers=0: no who-calls-whom state, no hold for the mesh
   no sockets    the default with socket_peers=0: no per-socket state, no hold for two-way sockets
   no echo       the default with echo_socket=False: no look-up of the peer's socket on each TCP call
@@ -45,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     cols, final = sample_rows(args.reps, sorted(set(NEED) | set(EVIDENCE_COLUMNS)), bundle)
     scores = cols.pop("score")
     n = len(final)
-    kinds = {"no hold": {"hold_s": 0.0}, "hold 120 s": {"hold_s": 120.0}, "no mesh": {"mesh_peers": 0},
+    kinds = {"no hold": {"hold_s": 0.0}, "hold 120 s": {"hold_s": 120.0},
+             "floor 0.15": {"hold_floor": 0.15}, "no mesh": {"mesh_peers": 0},
              "no sockets": {"socket_peers": 0}, "no echo": {"echo_socket": False},
              "no early": {"early_structure": False}}
     best = {k: float("inf") for k in kinds}

@@ -258,14 +258,18 @@ def test_a_udp_socket_whose_peers_take_tcp_on_the_same_ports_is_two_way():
     rows = [(H, 50000 + i, _peer(i), 6000 + i, 6, 1000 * i) for i in (1, 2)]      # TCP transfers
     rows += [(H, 64602, _peer(i), 6000 + i, 17, 5000 + 1000 * i) for i in (1, 2)]  # uTP, same endpoints
     rows += [(H, 50003, _peer(1), 6001, 6, 9000)]
-    ev = HostEvidence(0.8, hold_s=60, socket_peers=2)
     keys = list(range(len(rows)))
-    out = ev.update(_cols(rows), np.full(len(rows), 0.1), keys=keys)   # under hold_floor: held for this alone
-    got = dict(zip(keys, out))
-    for k, score in ev.flush():
-        got[k] = score
-    assert [got[k] >= 0.8 for k in keys] == [True] * 2 + [False, True, True]   # not the socket's first flow
-    np.testing.assert_array_equal(out >= 0.8, [False] * 4 + [True])
+    # every flow between high ports of a host without evidence is held (hold_floor=0), the socket's first
+    # flow too; with a floor over its score, TCP between high ports is still held for this rule, the
+    # socket's first flow (a client's query from a fresh port would wait for nothing) is not
+    for floor, first in ((0.0, True), (0.15, False)):
+        ev = HostEvidence(0.8, hold_s=60, socket_peers=2, hold_floor=floor)
+        out = ev.update(_cols(rows), np.full(len(rows), 0.1), keys=keys)
+        got = dict(zip(keys, out))
+        for k, score in ev.flush():
+            got[k] = score
+        assert [got[k] >= 0.8 for k in keys] == [True] * 2 + [first, True, True], floor
+        np.testing.assert_array_equal(out >= 0.8, [False] * 4 + [True])
     browser = [(H, 50000 + i, f"198.51.100.{i}", 443, 6, 100 * i) for i in range(1, 6)]
     browser += [(H, 60000 + i, f"198.51.100.{i}", 443, 17, 1000 + 100 * i) for i in range(1, 6)]
     ev = HostEvidence(0.8, hold_s=60, socket_peers=2)
@@ -583,8 +587,8 @@ def test_a_hosts_first_flows_are_judged_again_once_it_is_a_p2p_host():
     """hold_s: a final verdict below the threshold of a host with a flow called P2P (or capped for
     want of corroboration) is held and judged again hold_s later with the evidence as it stands
     then: the DHT query a host sent between its first call and its third peer is P2P too. A flow
-    between high ports before any evidence is held when its own score is at least hold_floor
-    (hold_unknown). A web session is not raised."""
+    between high ports before any evidence is held too, when its own score is at least hold_floor (0 by
+    default: every one; hold_unknown). A web session is not raised."""
     rows = [(H, 50000, _peer(9), 40009, 17, 1000),   # a short query between high ports, before any evidence
             (H, 50001, "198.51.100.1", 443, 6, 1500),   # web: nothing called P2P yet, not held
             (H, 6881, _peer(1), 40001, 17, 2000),   # the first call: capped (no second peer yet)
@@ -597,12 +601,12 @@ def test_a_hosts_first_flows_are_judged_again_once_it_is_a_p2p_host():
     ev = HostEvidence(0.8, hold_s=60)
     out = ev.update(_cols(rows), scores, keys=list("abcdefg"))
     np.testing.assert_array_equal(out, [0.1, 0.1, below, 0.3, 0.95, 0.99, 0.1])   # provisional for held rows
-    np.testing.assert_array_equal(ev.held, [False, False, True, True, False, False, True])
+    np.testing.assert_array_equal(ev.held, [True, False, True, True, False, False, True])
     assert ev.pop_released() == []
-    # a flow 61 s after the first call releases it and the query after it: both P2P now
+    # a flow 61 s after the first call releases it and the queries before and after it: all P2P now
     ev.update(_cols([("192.0.2.7", 50000, "198.51.100.2", 53, 17, 62_600)]), np.array([0.1]), keys=["h"])
     released = dict(ev.pop_released())
-    assert set(released) == {"c", "d"} and min(released.values()) >= 0.8
+    assert set(released) == {"a", "c", "d"} and min(released.values()) >= 0.8
     assert dict(ev.flush()) == {"g": 0.1}   # the end of the stream releases the rest, not raised
     # hold_unknown: the query before any evidence is held and raised too, once it scores hold_floor
     for floor, first, held in ((0.0, 0.1, True), (0.3, 0.2, False), (0.3, 0.6, True)):
