@@ -385,25 +385,30 @@ def test_a_real_time_session_on_a_p2p_endpoint_is_judged_on_its_own():
     """A call or a game on the UDP socket of a P2P endpoint (many small packets a second) keeps its
     own score; the endpoint's short exchanges, its slow sessions and its transfers inherit the
     endpoint's score, a burst of full packets lighter than bulk_bytes too (realtime_light=True: as a
-    real-time session, as before session 35)."""
+    real-time session, as before session 35). A session of a dozen small packets 90 ms apart (a
+    console's game being set up) is real-time from its 9th packet (realtime_packets=8; until session 36
+    from its 33rd, short_packets, and such a session was a short exchange)."""
     def flows(rt, **kw):
         ev = HostEvidence(0.8, realtime_piat_ms=rt, **kw)
         ev.update(_cols([(H, 6881, _peer(i), 40000 + i, 17, 1000 * i) for i in range(1, 4)]), np.array([0.9] * 3))
-        c = _cols([(_peer(60 + i), 50000 + i, H, 6881, 17, 100_000) for i in range(7)])
-        c["bidirectional_packets"][:] = [400, 400, 10, 400, 3000, 3000, 400]
-        c["bidirectional_first_seen_ms"][:] = 100_000 - np.array([8_000, 200_000, 8_000, 8_000, 60_000, 60_000, 8_000])
+        c = _cols([(_peer(60 + i), 50000 + i, H, 6881, 17, 100_000) for i in range(8)])
+        c["bidirectional_packets"][:] = [400, 400, 10, 400, 3000, 3000, 400, 12]
+        c["bidirectional_first_seen_ms"][:] = 100_000 - np.array([8_000, 200_000, 8_000, 8_000, 60_000, 60_000, 8_000,
+                                                                 1_000])
         c["src2dst_bytes"][3] = 900_000   # 2.2 kB a packet: a transfer, however fast
         c["src2dst_bytes"][4] = 450_000   # a game's hour: 150 B a packet, over bulk_bytes
         c["src2dst_bytes"][5] = 3_000_000   # 1 kB a packet: a transfer
         c["src2dst_bytes"][6] = 200_000   # 500 B a packet in 8 s: a burst of a transfer, under bulk_bytes
-        return ev.update(c, np.array([0.3] * 7))
+        return ev.update(c, np.array([0.3] * 8))
 
-    # 400 packets in 8 s (20 ms apart): a real-time session; 400 in 200 s: not; 10 packets: short
-    np.testing.assert_array_equal(flows(100.0), [0.3, 0.9, 0.9, 0.9, 0.3, 0.9, 0.9])
-    np.testing.assert_array_equal(flows(100.0, realtime_light=True), [0.3, 0.9, 0.9, 0.9, 0.3, 0.9, 0.3])
+    # 400 packets in 8 s (20 ms apart): a real-time session; 400 in 200 s: not; 10 in 8 s: not;
+    # 12 packets in 1 s: a real-time session, short by short_packets but not by realtime_packets
+    np.testing.assert_array_equal(flows(100.0), [0.3, 0.9, 0.9, 0.9, 0.3, 0.9, 0.9, 0.3])
+    np.testing.assert_array_equal(flows(100.0, realtime_packets=32), [0.3, 0.9, 0.9, 0.9, 0.3, 0.9, 0.9, 0.9])
+    np.testing.assert_array_equal(flows(100.0, realtime_light=True), [0.3, 0.9, 0.9, 0.9, 0.3, 0.9, 0.3, 0.3])
     np.testing.assert_array_equal(flows(100.0, realtime_packet_bytes=0, realtime_light=True),
-                                  [0.3, 0.9, 0.9, 0.9, 0.9, 0.9, 0.3])
-    np.testing.assert_array_equal(flows(0.0), [0.9] * 7)   # 0 turns the rule off
+                                  [0.3, 0.9, 0.9, 0.9, 0.9, 0.9, 0.3, 0.3])
+    np.testing.assert_array_equal(flows(0.0), [0.9] * 8)   # 0 turns the rule off
 
 
 def test_a_flow_between_two_p2p_hosts_inherits_the_lower_score_whatever_its_ports_or_protocol():
