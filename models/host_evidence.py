@@ -954,7 +954,7 @@ class HostEvidence:
             out[i], high = self._judge(row, t, server)
             if group:
                 continue   # read the sender's evidence, feed none
-            if keep[i] and out[i] >= threshold:
+            if keep[i]:
                 self._verdict(sip[i], dip[i], proto[i], out[i], first[i])
             if hold and keep[i] and out[i] < threshold:
                 if (s[i] >= threshold or self._called(sip[i]) or self._called(dip[i])
@@ -1049,8 +1049,9 @@ class HostEvidence:
         return max(out, prior), high
 
     def _verdict(self, sip: str, dip: str, proto: int, score: float, t: int) -> None:
-        """A TCP/UDP flow between sip and dip judged P2P: their ICMP is part of it (icmp_pair)."""
-        if not self.icmp_pair or proto not in _TRANSPORT or sip == dip:
+        """A final verdict of a flow between sip and dip: when it is a TCP/UDP flow judged P2P, their
+        ICMP is part of it (icmp_pair)."""
+        if not self.icmp_pair or score < self.threshold or proto not in _TRANSPORT or sip == dip:
             return
         a, b = sorted((sip, dip))   # kept once, on the pair's lower address
         h = self._host(a, t)
@@ -1104,8 +1105,7 @@ class HostEvidence:
                 continue
             server = self._server(dip, dport, proto) or self._scanner(sip) or self._scanned(sip, dip, proto)
             score = max(score, self._judge(row, min(t, self._now), server)[0])
-            if score >= self.threshold:
-                self._verdict(sip, dip, proto, score, row[5])
+            self._verdict(sip, dip, proto, score, row[5])
             self._released.append((key, score))
 
     @property
