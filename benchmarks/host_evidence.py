@@ -18,6 +18,8 @@ hour later, so the state grows as on a busy link), then flush():
   no sockets    the default with socket_peers=0: no per-socket state, no hold for two-way sockets
   no echo       the default with echo_socket=False: no look-up of the peer's socket on each TCP call
   no early      the default with early_structure=False: evidence snapshots do not feed who trades with whom
+  no tracker    the default with tracker_clients=0: no look-up of an endpoint's callers for short
+                exchanges (nor the hold it gives)
 
 Repeats are interleaved, with the cyclic collector off while timed, and the best CPU time of
 each is kept; compare the ratio. Also prints how many verdicts were held and how many of them rose.
@@ -51,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     kinds = {"no hold": {"hold_s": 0.0}, "hold 120 s": {"hold_s": 120.0},
              "floor 0.15": {"hold_floor": 0.15}, "no mesh": {"mesh_peers": 0},
              "no sockets": {"socket_peers": 0}, "no echo": {"echo_socket": False},
-             "no early": {"early_structure": False}}
+             "no early": {"early_structure": False}, "no tracker": {"tracker_clients": 0}}
     best = {k: float("inf") for k in kinds}
     held = rose = 0
     for _ in range(args.runs):

@@ -751,6 +751,37 @@ def test_listening_state_is_bounded():
     assert (54128, 6) in s.served and (54128, 6) not in s.listen
 
 
+def test_an_endpoint_that_only_p2p_hosts_call_is_a_tracker():
+    """tracker_clients: a short exchange with an endpoint (of a host that is no P2P host) that
+    tracker_clients IPs or more called, every one of them a P2P host, takes the caller's host score:
+    the announces of a swarm's peers to their tracker on 80. A web server that an ordinary host
+    uses too lends nothing, nor does an endpoint that fewer than tracker_clients P2P hosts call."""
+    tracker, web, plain, thr = "198.18.1.1", "198.18.1.2", "192.0.2.99", 0.8
+    peers = ["192.0.2.1", "192.0.2.2", "192.0.2.3"]
+    swarm = [(p, 6881, _peer(10 * k + i), 40000 + i, 17, 1000 * k + 10 * i)
+             for k, p in enumerate(peers) for i in range(3)]   # each calls three DHT nodes: a P2P host
+    rows = swarm + [(p, 50000 + k, tracker, 80, 6, 10_000 + k) for k, p in enumerate(peers)]
+    rows += [(p, 51000 + k, web, 443, 6, 11_000 + k) for k, p in enumerate([plain] + peers)]
+    # a fourth peer announces before it has any evidence, then trades: its announce waits and is raised
+    late = "192.0.2.4"
+    rows += [(late, 50009, tracker, 80, 6, 12_000)] + [(late, 6881, _peer(40 + i), 40000 + i, 17, 13_000 + i)
+                                                       for i in range(3)]
+    scores = np.r_[np.full(len(swarm), 0.95), np.full(8, 0.3), np.full(3, 0.95)]
+    keys = list(range(len(rows)))
+
+    def final(**kw):
+        ev = HostEvidence(thr, hold_s=60, **kw)
+        out = ev.update(_cols(rows), scores, keys=keys)
+        for k, v in ev.flush():   # the announces are held: their callers have evidence
+            out[k] = v
+        return out[len(swarm):len(swarm) + 8]
+
+    out = final()
+    assert (out[:3] >= thr).all() and (out[3:7] < thr).all() and out[7] >= thr
+    assert (final(tracker_clients=0)[[0, 1, 2, 7]] < thr).all()
+    assert (final(tracker_clients=5)[[0, 1, 2, 7]] < thr).all()   # four P2P hosts called it, not five
+
+
 def _browse(client, n, port=27015, t0=0, fresh_socket=False):
     """n UDP queries from client to n game servers, all on one port."""
     return [(client, (40000 + k) if fresh_socket else 44751, f"198.18.2.{1 + k}", port, 17, t0 + 10 * k)
