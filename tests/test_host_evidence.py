@@ -780,6 +780,13 @@ def test_an_endpoint_that_only_p2p_hosts_call_is_a_tracker():
     assert (out[:3] >= thr).all() and (out[3:7] < thr).all() and out[7] >= thr
     assert (final(tracker_clients=0)[[0, 1, 2, 7]] < thr).all()
     assert (final(tracker_clients=5)[[0, 1, 2, 7]] < thr).all()   # four P2P hosts called it, not five
+    # peers that announce again and again, each time from a new port, make the tracker a served
+    # endpoint (Karagiannis's {IP, port} test): its callers still count
+    again = [(p, 52000 + 10 * j + k, tracker, 80, 6, 20_000 + 100 * j + k)
+             for j in range(6) for k, p in enumerate(peers)]
+    ev = HostEvidence(thr, hold_s=60)
+    out = ev.update(_cols(swarm + again), np.r_[np.full(len(swarm), 0.95), np.full(len(again), 0.3)])
+    assert (80, 6) in ev._hosts[tracker].served and (out[-3:] >= thr).all()
 
 
 def _browse(client, n, port=27015, t0=0, fresh_socket=False):
