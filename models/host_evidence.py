@@ -247,9 +247,9 @@ short_packets packets, under bulk_bytes) with a listening endpoint of a host tha
 tracker_clients IPs or more have called, every one of them a P2P host when the flow is judged, takes the
 lowest of their host scores (and no more than its own caller's). A swarm's peers announce to their
 tracker over HTTP on 80, 443 or 8080, or over UDP: short request-response sessions that the model
-scores as web requests (0.03-0.96 with libtorrent left out), and a tracker is a served endpoint
-(clients return from a new port per announce), so it lent nothing; 83 of libtorrent's 211 missed flows
-on seed 1 were announces. A web server that one ordinary host uses too lends nothing, nor does a
+scores as web requests (0.03-0.96 with libtorrent left out), to a host that is no P2P host and an
+endpoint that turns served (clients return from a new port per announce), so nothing lent them a
+score; 83 of libtorrent's 211 missed flows on seed 1 were announces. A web server that one ordinary host uses too lends nothing, nor does a
 resolver (53) or another UDP service port: every host of a home asks the same resolver, and with two
 clients (tracker_clients=2) a home's resolver, asked only by its two P2P hosts, gave 204 false-positive
 flows on each seed. Such a flow is held (hold_s) when one other caller of its endpoint is a P2P host
@@ -596,6 +596,10 @@ class HostEvidence:
         if not h.initiated:
             self._withdraw(h, ip, ips, key)
         return not h.initiated
+
+    def _announce(self, proto: int, pk: int, size: int) -> bool:
+        """Whether a flow is short enough to be an announce to a tracker (tracker_clients)."""
+        return self.tracker_clients > 0 and proto in _TRANSPORT and pk <= self.short_packets and size < self.bulk_bytes
 
     def _tracker(self, ip: str, port: int, proto: int, need: int, excuse: str | None = None) -> float:
         """The score a flow to (ip, port, proto) takes as a flow to a tracker (tracker_clients): the lowest
@@ -1004,8 +1008,8 @@ class HostEvidence:
             if hold and keep[i] and out[i] < threshold:
                 if (s[i] >= threshold or self._called(sip[i]) or self._called(dip[i])
                         or self.hold_unknown and s[i] >= self.hold_floor and (high or proto[i] not in _TRANSPORT)
-                        or self.tracker_clients and proto[i] in _TRANSPORT and pk[i] <= self.short_packets
-                        and up[i] + down[i] < self.bulk_bytes and self._tracker(dip[i], dport[i], proto[i], 1, sip[i])):
+                        or self._announce(proto[i], pk[i], up[i] + down[i])
+                        and self._tracker(dip[i], dport[i], proto[i], 1, sip[i])):
                     self.held[i] = True
                     self._hold(keys[i], row, out[i])
                 elif proto[i] in _TRANSPORT and (
@@ -1091,7 +1095,7 @@ class HostEvidence:
             if up + down >= bulk and 0 < self.service_floor <= s and proto in _TRANSPORT and not server:
                 # a P2P host's transfer with a peer on a service port (module doc)
                 prior = max(prior, self.host_score(sip), self.host_score(dip))
-        if self.tracker_clients and proto in _TRANSPORT and pk <= self.short_packets and up + down < bulk:
+        if self._announce(proto, pk, up + down):
             # a P2P host's exchange with an endpoint that only P2P hosts call: a tracker (module doc)
             prior = max(prior, min(self.host_score(sip), self._tracker(dip, dport, proto, self.tracker_clients)))
         if self._structural(sip, sport, dip, dport, proto):
