@@ -249,8 +249,9 @@ lowest of their host scores (and no more than its own caller's). A swarm's peers
 tracker over HTTP on 80, 443 or 8080, or over UDP: short request-response sessions that the model
 scores as web requests (0.03-0.96 with libtorrent left out), to a host that is no P2P host and an
 endpoint that turns served (clients return from a new port per announce), so nothing lent them a
-score; 83 of libtorrent's 211 missed flows on seed 1 were announces. A web server that one ordinary host uses too lends nothing, nor does a
-resolver (53) or another UDP service port: every host of a home asks the same resolver, and with two
+score; 83 of libtorrent's 211 missed flows on seed 1 were announces. A web server that one ordinary
+host uses too lends nothing, nor does a resolver (53) or another UDP service port: every host of a
+home asks the same resolver, and with two
 clients (tracker_clients=2) a home's resolver, asked only by its two P2P hosts, gave 204 false-positive
 flows on each seed. Such a flow is held (hold_s) when one other caller of its endpoint is a P2P host
 and none is not: a peer announces before it trades. Each implementation left out, full runs on seeds
